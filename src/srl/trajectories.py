@@ -165,3 +165,71 @@ def read_records(source: Any, fmt: str | None = None) -> Iterator[Record]:
     else:
         raise InputError(f"unknown file type '{kind}' (expected .jsonl, .json, .parquet or a datasets folder)",
                          path=path)
+
+
+# Field names per solution format: (problem field, solution field).
+DEFAULT_FIELDS = {
+    "gsm8k": ("question", "answer"),
+    "math": ("problem", "solution"),
+    "numbered": ("problem", "solution"),
+    "regex": ("problem", "solution"),
+    "steps": ("problem", "steps"),
+}
+
+
+def load_trajectories(source: Any, fmt: str, *, problem_field: str | None = None,
+                      solution_field: str | None = None, answer_field: str | None = None,
+                      id_field: str | None = None, system_field: str | None = None,
+                      max_chars: int = 50_000, file_type: str | None = None,
+                      **split_options: Any) -> Iterator[Trajectory]:
+    """Read records from `source` and cut each solution into steps with the `fmt` splitter of `srl.steps`.
+
+    Args:
+        source: a path or a `datasets.Dataset` (see `read_records`).
+        fmt: "gsm8k", "math", "numbered", "regex" or "steps" (the solution field is already a list of steps).
+        problem_field / solution_field: field names (defaults per format: `DEFAULT_FIELDS`).
+        answer_field: field holding the final answer; if unset, the splitter's answer (`#### n`, `\\boxed{}`).
+        id_field: field holding a stable id; if unset, `<file name>-<line or record number>`.
+        system_field: optional field with extra context shown before the problem.
+        max_chars: a problem, solution or step longer than this is an error (the input is probably broken).
+        split_options: passed to the splitter (e.g. `keep_calculator=True`, `unit="paragraph"`, `pattern=...`).
+    """
+    from srl.steps import split, split_list
+
+    if fmt not in DEFAULT_FIELDS:
+        raise ValueError(f"unknown format '{fmt}' (expected one of {', '.join(DEFAULT_FIELDS)})")
+    default_problem, default_solution = DEFAULT_FIELDS[fmt]
+    problem_field = problem_field or default_problem
+    solution_field = solution_field or default_solution
+    for rec in read_records(source, file_type):
+        problem = rec.text(problem_field, max_chars=max_chars)
+        if fmt == "steps":
+            value = rec.data.get(solution_field)
+            if not isinstance(value, list) or not value:
+                raise rec.error("missing or not a list of steps", solution_field)
+            try:
+                parts = split_list(value)
+            except (TypeError, ValueError) as e:
+                raise rec.error(str(e), solution_field) from None
+        else:
+            text = rec.text(solution_field, max_chars=max_chars)
+            try:
+                parts = split(text, fmt, **split_options)
+            except ValueError as e:
+                raise rec.error(str(e), solution_field) from None
+        for step in parts.steps:
+            if len(step.text) > max_chars:
+                raise rec.error(f"a step of {len(step.text):,} characters, over the limit of {max_chars:,}",
+                                solution_field)
+        answer = parts.final_answer
+        if answer_field:
+            answer = rec.text(answer_field)
+        name = os.path.splitext(os.path.basename(rec.path))[0]
+        yield Trajectory(
+            id=rec.text(id_field) if id_field else f"{name}-{rec.line}",
+            problem=problem,
+            steps=parts.steps,
+            final_answer=answer,
+            source=name,
+            system=rec.text(system_field, required=False) if system_field else None,
+        )

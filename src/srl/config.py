@@ -1,0 +1,144 @@
+"""One configuration dataclass per training stage, every field documented, all of them also CLI flags.
+
+- `RunArguments`: what every stage shares that is not a TRL training argument (model, data, LoRA, format).
+- `SRLConfig(GRPOConfig)`: SRL, the step reward on step-wise data, with dynamic sampling. Defaults follow the
+  paper (Section 4.1: lr 5e-7, G=8, temperature 1.0, KL 0, grad clip 1.0, warm-up 0, bf16).
+- `RLVRConfig(SRLConfig)`: GRPO with the outcome reward and DAPO's dynamic sampling (the same filter).
+- `SFTStageConfig(SFTConfig)`: the paper's SFT baseline on whole expert solutions.
+
+Units: TRL counts completions, the paper counts prompts. The paper's SRL batch of 512 prompts with G=8 is
+`generation_batch_size = 4096` completions here; `recipes/paper_*.yaml` state every number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trl import GRPOConfig, SFTConfig
+
+from srl.errors import InputError
+
+
+@dataclass
+class RunArguments:
+    """Model, data and output format: shared by `srl train --stage srl|rlvr|sft` and `srl pipeline`."""
+
+    model: str = field(default="tiny", metadata={
+        "help": "A Hugging Face causal LM id or local path, or `tiny` (a 2-layer model and tokenizer built "
+                "locally in seconds, for tests and demos)."})
+    train_data: str | None = field(default=None, metadata={
+        "help": "Training data: step-wise instances from `srl data build` (srl), or expert solutions "
+                "(.jsonl/.json/.parquet/folder; built on the fly with --data_format). Default: the bundled "
+                "GSM8K sample."})
+    data_format: Literal["auto", "instances", "gsm8k", "math", "numbered", "steps"] = field(default="auto", metadata={
+        "help": "How to read --train_data: `instances` (already built), or a solution format; `auto` = instances "
+                "if the file has `prompt` and `expert_step` columns, else gsm8k."})
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "Use at most this many training rows (instances for srl, problems for rlvr/sft)."})
+    validation_problems: int = field(default=0, metadata={
+        "help": "Hold out this many problems (whole trajectories) from the training data for validation, as the "
+                "paper held out 60 (0: none)."})
+    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+        "help": "Output format: `required` = <think>...</think> then the action, else reward -1 (the paper); "
+                "`optional` = the action follows </think> when present, else the whole response is the action; "
+                "`off` = the prompt asks for the next step only. See docs/format.md."})
+    solution_tags: bool = field(default=False, metadata={
+        "help": "Require the action to be wrapped in <solution>...</solution> (the paper's figure)."})
+    similarity: Literal["difflib", "indel"] = field(default="difflib", metadata={
+        "help": "Step similarity: difflib's SequenceMatcher ratio (the paper) or normalised Indel (LCS)."})
+    autojunk: bool = field(default=True, metadata={
+        "help": "difflib's autojunk heuristic (Python's default, which the paper's formula implies)."})
+    normalize_whitespace: bool = field(default=False, metadata={
+        "help": "Collapse whitespace before comparing actions."})
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (PEFT) instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "LoRA target modules."})
+    resume: bool = field(default=False, metadata={
+        "help": "Continue from the last complete checkpoint in --output_dir (same data order, optimizer state)."})
+    preset: Literal["none", "paper", "cpu-small"] = field(default="none", metadata={
+        "help": "Load a recipe's values as defaults (--config and flags still override): `paper` = the paper's "
+                "hyper-parameters, `cpu-small` = a run that fits 2 CPU cores in minutes."})
+
+    def __post_init__(self):
+        if self.lora_r < 1:
+            raise InputError("must be >= 1", field="lora_r")
+        if self.validation_problems < 0:
+            raise InputError("must be >= 0", field="validation_problems")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise InputError("must be >= 1", field="max_train_samples")
+
+
+def _check_grpo(cfg) -> None:
+    if cfg.num_generations is not None and cfg.num_generations < 2:
+        raise InputError("must be >= 2: GRPO compares a prompt's G rollouts with each other", field="num_generations")
+    if cfg.dynamic_sampling_eps < 0:
+        raise InputError("must be >= 0", field="dynamic_sampling_eps")
+    if cfg.max_generation_rounds < 1:
+        raise InputError("must be >= 1", field="max_generation_rounds")
+
+
+@dataclass
+class SRLConfig(GRPOConfig):
+    """`srl train --stage srl`: GRPO with the step reward and the paper's dynamic sampling.
+
+    The SRL-specific fields; everything else is TRL's `GRPOConfig` with the paper's values as defaults.
+    """
+
+    dynamic_sampling: bool = field(default=True, metadata={
+        "help": "Keep a prompt's group of G rollouts only if the population std of its rewards exceeds "
+                "--dynamic_sampling_eps, and draw fresh prompts until the batch is full (the paper)."})
+    dynamic_sampling_eps: float = field(default=1e-6, metadata={
+        "help": "Threshold ε on a group's population reward std (the paper does not report ε; 1e-6 keeps every "
+                "group whose rewards are not all equal)."})
+    max_generation_rounds: int = field(default=8, metadata={
+        "help": "At most this many generation rounds per batch; if the batch is still short of informative "
+                "groups, the rest is filled with uninformative groups masked out of the loss, and the log says so."})
+    completions_to_log: int = field(default=4, metadata={
+        "help": "Rows per logging step written to the run folder's completions table."})
+
+    # The paper's values (Section 4.1) instead of TRL's defaults.
+    learning_rate: float = field(default=5e-7, metadata={"help": "Learning rate (paper: 5e-7)."})
+    num_generations: int | None = field(default=8, metadata={"help": "G, rollouts per prompt (paper: 8)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (paper: 1.0)."})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient (paper: 0)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip (paper: 1.0)."})
+    warmup_steps: float = field(default=0, metadata={"help": "Warm-up steps (paper: 0)."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
+    save_steps: float = field(default=50, metadata={"help": "Save a checkpoint every N steps."})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "Trade compute for memory (TRL defaults to True; off here, small models do not need it)."})
+    output_dir: str | None = field(default="runs/srl", metadata={"help": "The run folder."})
+
+    def __post_init__(self):
+        _check_grpo(self)
+        super().__post_init__()
+
+
+@dataclass
+class RLVRConfig(SRLConfig):
+    """`srl train --stage rlvr`: GRPO with the outcome (final-answer) reward and DAPO dynamic sampling, which
+    for a 0/1 reward is exactly the std > ε filter (drop all-correct and all-wrong groups)."""
+
+    max_completion_length: int | None = field(default=1024, metadata={
+        "help": "Tokens per completion: a whole solution, not one step."})
+    output_dir: str | None = field(default="runs/rlvr", metadata={"help": "The run folder."})
+
+
+@dataclass
+class SFTStageConfig(SFTConfig):
+    """`srl train --stage sft`: TRL's SFTTrainer on whole expert solutions (the paper's baseline: lr 5e-6,
+    batch 64, cosine schedule, warm-up ratio 0.3, 3 epochs)."""
+
+    learning_rate: float = field(default=5e-6, metadata={"help": "Learning rate (paper: 5e-6)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Schedule (paper: cosine)."})
+    warmup_steps: float = field(default=0.3, metadata={
+        "help": "Warm-up: a fraction of the training steps when < 1 (paper: ratio 0.3)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (paper: 3)."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    output_dir: str | None = field(default="runs/sft", metadata={"help": "The run folder."})
+
+
+STAGE_CONFIGS = {"srl": SRLConfig, "rlvr": RLVRConfig, "sft": SFTStageConfig}

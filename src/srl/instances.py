@@ -1,0 +1,184 @@
+"""Step-wise instances, exactly as the paper builds them (Section 3): an expert trajectory with steps
+y_1..y_N yields N-1 instances; instance k shows the problem and the expert steps y_1..y_{k-1} and its target
+is y_k. Options: also target the last step (N instances), give the next step's title as a hint (the model
+writes the rest), and show only the last m previous steps.
+
+Rows are plain dicts with the columns TRL's GRPOTrainer expects (`prompt` as chat messages) plus what the
+reward and the logs need:
+
+    prompt          list[{"role", "content"}]   system prompt + user turn
+    expert_step     str                         the target step (without its number)
+    step_index      int                         k, 1-based
+    num_steps       int                         N
+    trajectory_id   str
+    final_answer    str | None
+    problem         str
+    source          str
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from srl.prompts import PromptTemplate, ThinkMode
+from srl.trajectories import Trajectory
+
+MIN_STEPS = 2
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    """How trajectories become instances.
+
+    Args:
+        include_last_step: also make the last step a target (N instances instead of the paper's N-1).
+        title_hint: give the next step's title in the prompt; the target is then the step's action only.
+        max_previous_steps: show only the last m expert steps (None: all of them, as the paper does for math).
+        think: the output format the prompt asks for ("off" uses the system prompt without the monologue).
+        template: the prompt template (default: the paper's system prompt and our user turn).
+    """
+
+    include_last_step: bool = False
+    title_hint: bool = False
+    max_previous_steps: int | None = None
+    think: ThinkMode = "required"
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+
+
+@dataclass
+class BuildSummary:
+    """What a build did: trajectories read, skipped (by reason), kept, instances written, steps per trajectory."""
+
+    read: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    instances: int = 0
+    steps_per_trajectory: list[int] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        return self.read - sum(self.skipped.values())
+
+    def steps_stats(self) -> dict[str, float]:
+        s = self.steps_per_trajectory
+        if not s:
+            return {}
+        return {"min": min(s), "median": statistics.median(s), "mean": round(statistics.fmean(s), 2), "max": max(s)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"read": self.read, "kept": self.kept, "skipped": dict(self.skipped), "instances": self.instances,
+                "steps_per_trajectory": self.steps_stats()}
+
+
+def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOptions()) -> list[dict[str, Any]]:
+    """The step-wise instances of one trajectory (empty if it has fewer than 2 steps).
+
+    >>> from srl.trajectories import Step
+    >>> t = Trajectory("t1", "What is 2+3*4?", [Step("3*4 = 12."), Step("2 + 12 = 14."), Step("The answer is 14.")])
+    >>> [(r["step_index"], r["expert_step"]) for r in trajectory_instances(t)]
+    [(1, '3*4 = 12.'), (2, '2 + 12 = 14.')]
+    """
+    n = len(traj.steps)
+    if n < MIN_STEPS:
+        return []
+    template = options.template
+    system = template.system_prompt(options.think)
+    if traj.system:
+        system = f"{system}\n\n{traj.system}"
+    last = n if options.include_last_step else n - 1
+    rows = []
+    for k in range(1, last + 1):  # k is the 1-based index of the target step
+        first = 1 if options.max_previous_steps is None else max(1, k - options.max_previous_steps)
+        previous = [s.text for s in traj.steps[first - 1:k - 1]]
+        step = traj.steps[k - 1]
+        hint = step.title if options.title_hint else None
+        user = template.user_turn(traj.problem, previous, step_number=k, first_number=first, title=hint)
+        rows.append({
+            "prompt": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "expert_step": step.action if hint else step.text,
+            "step_index": k,
+            "num_steps": n,
+            "trajectory_id": traj.id,
+            "final_answer": traj.final_answer,
+            "problem": traj.problem,
+            "source": traj.source,
+        })
+    return rows
+
+
+def build_instances(trajectories: Iterable[Trajectory | tuple[str, Any]], options: InstanceOptions = InstanceOptions(),
+                    summary: BuildSummary | None = None) -> Iterator[dict[str, Any]]:
+    """Instances of many trajectories, counting in `summary` what was read and why anything was skipped.
+    Items may also be `("skip", reason)` tuples from a loader, which are counted and dropped."""
+    summary = summary if summary is not None else BuildSummary()
+    for traj in trajectories:
+        summary.read += 1
+        if isinstance(traj, tuple):
+            summary.skipped[traj[1]] += 1
+            continue
+        if len(traj.steps) < MIN_STEPS:
+            summary.skipped["no steps" if not traj.steps else "only 1 step"] += 1
+            continue
+        rows = trajectory_instances(traj, options)
+        summary.steps_per_trajectory.append(len(traj.steps))
+        summary.instances += len(rows)
+        yield from rows
+
+
+def to_dataset(rows: Iterable[dict[str, Any]]):
+    """A `datasets.Dataset` of instance rows."""
+    import datasets
+
+    return datasets.Dataset.from_list(list(rows))
+
+
+def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
+    """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically: into a
+    temporary file beside `path`, renamed at the end, so a failed build leaves nothing behind. Returns the count."""
+    import json
+    import shutil
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    ext = os.path.splitext(path)[1].lower()
+    tmp = tempfile.mkdtemp(prefix=".srl-tmp-", dir=directory) if ext not in (".jsonl", ".json", ".parquet") else None
+    fd, tmp_file = (None, None) if tmp else tempfile.mkstemp(prefix=".srl-tmp-", suffix=ext, dir=directory)
+    count = 0
+    try:
+        if ext == ".jsonl":
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    count += 1
+        elif ext == ".json":
+            rows = list(rows)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(rows, f, ensure_ascii=False, indent=1)
+            count = len(rows)
+        else:
+            if fd is not None:
+                os.close(fd)
+            ds = to_dataset(rows)
+            count = len(ds)
+            if ext == ".parquet":
+                ds.to_parquet(tmp_file)
+            else:
+                ds.save_to_disk(tmp)
+        if tmp:
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        else:
+            os.replace(tmp_file, path)
+    except BaseException:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp_file and os.path.exists(tmp_file):
+            os.unlink(tmp_file)
+        raise
+    return count

@@ -1,0 +1,210 @@
+"""The training stages: configuration in, run folder and checkpoint out.
+
+- `srl`:  SRLTrainer (GRPO + dynamic sampling) with the step reward on step-wise instances;
+- `rlvr`: SRLTrainer with the outcome reward on whole problems (DAPO dynamic sampling = the same filter);
+- `sft`:  TRL's SFTTrainer on whole expert solutions (the paper's baseline).
+
+Every stage writes into `output_dir`: metrics.jsonl, plots/, completions.jsonl (RL stages), checkpoint-N/ and
+final/ (the trained model and tokenizer), plus config.json with the arguments it ran with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+from typing import Any
+
+from srl.config import RLVRConfig, RunArguments, SFTStageConfig, SRLConfig
+from srl.errors import InputError
+from srl.prompts import EVAL_SYSTEM_PROMPT, OutputFormat
+
+logger = logging.getLogger("srl")
+
+BUNDLED_GSM8K = os.path.join(os.path.dirname(__file__), "data", "gsm8k_train_sample.jsonl")
+INSTANCE_COLUMNS = ("prompt", "expert_step")
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+def _is_instances_file(path: str) -> bool:
+    from srl.trajectories import read_records
+
+    first = next(iter(read_records(path)), None)
+    return first is not None and all(c in first.data for c in INSTANCE_COLUMNS)
+
+
+def _trajectories(run: RunArguments):
+    from srl.trajectories import load_trajectories
+
+    path = run.train_data or BUNDLED_GSM8K
+    fmt = "gsm8k" if run.data_format in ("auto", "instances") else run.data_format
+    return list(load_trajectories(path, fmt))
+
+
+def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
+    """Hold out `n` whole problems (never one step of a problem in each split)."""
+    if n <= 0:
+        return items, []
+    ids = sorted({key(x) for x in items})
+    if n >= len(ids):
+        raise InputError(f"asks for {n} validation problems but the data has {len(ids)}", field="validation_problems")
+    held = set(random.Random(seed).sample(ids, n))
+    return [x for x in items if key(x) not in held], [x for x in items if key(x) in held]
+
+
+def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
+    """Step-wise instances for the SRL stage: read from an instances file, or built from solutions."""
+    from srl.instances import InstanceOptions, build_instances
+    from srl.trajectories import read_records
+
+    path = run.train_data or BUNDLED_GSM8K
+    if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
+        rows = []
+        for rec in read_records(path):
+            for column in INSTANCE_COLUMNS:
+                if column not in rec.data:
+                    raise rec.error("missing: the SRL stage needs step-wise instances (srl data build)", column)
+            rows.append(rec.data)
+        return rows
+    return list(build_instances(_trajectories(run), InstanceOptions(think=run.think)))
+
+
+def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
+    """Whole problems with their final answer, in the paper's evaluation prompt."""
+    from srl.trajectories import read_records
+
+    path = run.train_data or BUNDLED_GSM8K
+    problems = {}
+    if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
+        for rec in read_records(path):
+            problems.setdefault(rec.data.get("trajectory_id"), (rec.text("problem"), rec.text("final_answer")))
+    else:
+        for t in _trajectories(run):
+            if t.final_answer:
+                problems[t.id] = (t.problem, t.final_answer)
+    return [{"prompt": [{"role": "system", "content": EVAL_SYSTEM_PROMPT}, {"role": "user", "content": p}],
+             "final_answer": a, "trajectory_id": i} for i, (p, a) in problems.items()]
+
+
+def sft_rows(run: RunArguments) -> list[dict[str, Any]]:
+    """Prompt-completion pairs: the problem, and the expert's whole solution ending in `\\boxed{answer}`."""
+    path = run.train_data or BUNDLED_GSM8K
+    if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
+        raise InputError("the SFT stage trains on whole solutions: give the solutions file, not instances",
+                         path=path, field="train_data")
+    rows = []
+    for t in _trajectories(run):
+        solution = "\n".join(s.text for s in t.steps)
+        if t.final_answer:
+            solution += f"\nThe final answer is \\boxed{{{t.final_answer}}}."
+        rows.append({"prompt": [{"role": "system", "content": EVAL_SYSTEM_PROMPT},
+                                {"role": "user", "content": t.problem}],
+                     "completion": [{"role": "assistant", "content": solution}], "trajectory_id": t.id})
+    return rows
+
+
+STAGE_ROWS = {"srl": srl_rows, "rlvr": rlvr_rows, "sft": sft_rows}
+
+
+# --- running ------------------------------------------------------------------------------------------------
+def output_format(run: RunArguments) -> OutputFormat:
+    tags = ("<solution>", "</solution>") if run.solution_tags else (None, None)
+    return OutputFormat(think=run.think, solution_open=tags[0], solution_close=tags[1])
+
+
+def _rewards(stage: str, run: RunArguments):
+    from srl.rewards import get_answer_reward, get_step_reward
+
+    if stage == "srl":
+        return [get_step_reward(output_format(run), method=run.similarity, autojunk=run.autojunk,
+                                normalize_whitespace=run.normalize_whitespace)]
+    return [get_answer_reward()]
+
+
+def _peft_config(run: RunArguments):
+    if not run.use_peft:
+        return None
+    from peft import LoraConfig
+
+    targets = run.lora_target_modules if run.lora_target_modules == "all-linear" else \
+        [m.strip() for m in run.lora_target_modules.split(",")]
+    return LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def prepare_output_dir(cfg, run: RunArguments) -> str | None:
+    """Check the run folder and return the checkpoint to resume from (None: start fresh)."""
+    from srl.trainer import complete_checkpoints, last_complete_checkpoint
+
+    out = cfg.output_dir
+    if run.resume:
+        ckpt = last_complete_checkpoint(out)
+        if ckpt is None:
+            logger.warning("--resume: no complete checkpoint in %s, starting from scratch", out)
+        return ckpt
+    if complete_checkpoints(out):
+        raise InputError("already holds checkpoints: pass --resume to continue, or choose another --output_dir",
+                         path=out, field="output_dir")
+    return None
+
+
+def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = None, progress: bool = True) -> str:
+    """Train one stage and return the folder of the final model (`<output_dir>/final`)."""
+    import datasets
+
+    from srl.models import check_model_name, load_model_and_tokenizer
+    from srl.reporting import MetricsFileCallback, ProgressCallback
+
+    check_model_name(run.model)
+    resume_from = prepare_output_dir(cfg, run)
+    rows = STAGE_ROWS[stage](run)
+    if run.max_train_samples:
+        rows = rows[: run.max_train_samples]
+    if not rows:
+        raise InputError("no training rows", path=run.train_data or BUNDLED_GSM8K, field="train_data")
+    train_rows, eval_rows = _split_validation(rows, lambda r: r.get("trajectory_id"), run.validation_problems,
+                                              cfg.seed)
+    train_ds = datasets.Dataset.from_list(train_rows)
+    eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
+
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    with open(os.path.join(cfg.output_dir, f"config_{stage}.json"), "w") as f:
+        json.dump({"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()}, f, indent=1,
+                  default=str)
+
+    warm = None
+    if run.model == "tiny" and stage != "sft":  # a random model must first learn to write something step-like
+        warm = [r for r in train_rows if "expert_step" in r] or None
+    prefix = "<think>\n</think>\n" if run.think != "off" else ""
+    model, tokenizer = load_model_and_tokenizer(run.model, bf16=bool(cfg.bf16), warm_up_rows=warm, seed=cfg.seed,
+                                                response_prefix=prefix)
+    cbs = [MetricsFileCallback(os.path.join(cfg.output_dir, "metrics.jsonl"),
+                               os.path.join(cfg.output_dir, "plots"), stage)]
+    if progress:
+        cbs.append(ProgressCallback())
+    cbs += callbacks or []
+
+    if stage == "sft":
+        from trl import SFTTrainer
+
+        trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, peft_config=_peft_config(run), callbacks=cbs)
+    else:
+        from srl.trainer import SRLTrainer
+
+        trainer = SRLTrainer(model=model, reward_funcs=_rewards(stage, run), args=cfg, train_dataset=train_ds,
+                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_peft_config(run),
+                             callbacks=cbs, output_format=output_format(run),
+                             completions_path=os.path.join(cfg.output_dir, "completions.jsonl"))
+    if progress:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgress
+
+        trainer.remove_callback(HFProgress)
+        trainer.remove_callback(PrinterCallback)
+    trainer.train(resume_from_checkpoint=resume_from)
+    final = os.path.join(cfg.output_dir, "final")
+    trainer.save_model(final)
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(final)
+    return final

@@ -1,0 +1,598 @@
+"""Step splitters: cut an expert solution into the ordered actions y_1 .. y_N that SRL learns to predict.
+
+Every splitter takes the solution as written and returns a `Split`: the steps (`srl.trajectories.Step`, with a
+title when the format has one) and the final answer when the text states one. They are pure functions.
+
+    format      splitter          what a step is
+    "numbered"  `split_numbered`  a numbered item: the paper's `1. **Title** action`, `1)`, `Step 1:` ...
+    "gsm8k"     `split_gsm8k`     a line of a GSM8K solution (calculator notes removed; `#### n` is the answer)
+    "math"      `split_math`      a sentence (or paragraph) of a MATH worked solution, formulas kept whole
+    "regex"     `split_regex`     a match of your pattern (named group `action`), or the text between matches
+    "list"      `split_list`      already split: a list of strings or of {"title", "action"} objects
+
+`split(text, fmt, **options)` dispatches on the format name (`SPLITTERS`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from srl.answers import extract_answer, extract_boxed, extract_gsm8k
+from srl.trajectories import Step
+
+__all__ = [
+    "Split",
+    "split_numbered",
+    "split_gsm8k",
+    "split_math",
+    "split_regex",
+    "split_list",
+    "split",
+    "SPLITTERS",
+]
+
+
+@dataclass
+class Split:
+    """The result of a splitter: the expert's steps in order, and the final answer if the text gives one."""
+
+    steps: list[Step] = field(default_factory=list)
+    final_answer: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# "numbered": the paper's template `1. **Title** action`, and plain numbered lists
+# --------------------------------------------------------------------------------------------------------------
+
+# A line that starts a numbered item. The number is in one of n1..n4; a bold heading's text in `head`.
+_ITEM_RE = re.compile(
+    r"""^(?P<indent>[ \t]*)(?P<heading>\#{1,6}[ \t]*)?  # optional markdown heading marks
+    (?:
+        \*\*[ \t]*Step[ \t]+(?P<n1>\d+)[ \t]*[:.)\-\u2013\u2014]?[ \t]*(?P<head1>[^*\n]*?)[ \t]*\*\*
+                                                        # **Step 1:**  /  **Step 1: Title**
+      | \*\*[ \t]*(?P<n2>\d+)[ \t]*[.)][ \t]*(?P<head2>[^*\n]*?)[ \t]*\*\*
+                                                        # **1. Title**
+      | Step[ \t]+(?P<n3>\d+)[ \t]*(?:[:.)\-\u2013\u2014]|(?=[ \t]*\*\*)|$)
+                                                        # Step 1:  /  Step 1 **Title**
+      | (?P<n4>\d+)[ \t]*[.)](?=[ \t]|$)                # 1.  /  1)
+    )[ \t]*""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_BOLD_TITLE_RE = re.compile(r"\*\*(?P<title>[^*\n]+?)\*\*[ \t]*:?[ \t]*")
+
+
+def _parse_item(line: str) -> tuple[int, int, str | None, str] | None:
+    """(indent, number, title, rest of the line) when `line` starts a numbered item, else None."""
+    m = _ITEM_RE.match(line)
+    if not m:
+        return None
+    number = int(next(m.group(g) for g in ("n1", "n2", "n3", "n4") if m.group(g) is not None))
+    title = (m.group("head1") or m.group("head2") or "").strip() or None
+    rest = line[m.end():]
+    if title:
+        rest = rest.lstrip(": \t")  # `**1. Title**: action`
+    elif bold := _BOLD_TITLE_RE.match(rest):  # `1. **Title** action` (the paper's template)
+        title, rest = bold.group("title").strip(), rest[bold.end():]
+    elif m.group("heading") and rest.strip():  # `### Step 1: Title` then the action on the next lines
+        title, rest = rest.strip().strip("*").strip() or None, ""
+    return len(m.group("indent").expandtabs(4)), number, title, rest
+
+
+def split_numbered(text: str, *, keep_preamble: bool = False) -> Split:
+    """Split a numbered solution: the paper's template `1. **Title** action`, one step per item.
+
+    Recognised item starts (at the beginning of a line): `1. **Title** action`, `1. action`, `1) action`,
+    `Step 1: action`, `**Step 1:** action`, `**Step 1: Title** action`, `**1. Title** action`, and markdown
+    headings `### Step 1: Title`. A bold text right after the number (or the rest of a heading line) becomes
+    `Step.title` (a colon after it is dropped); the rest of the item is the action.
+
+    Decisions (the paper does not say):
+    - Lines that do not start the next item are continuation lines of the current step (kept, with their
+      line breaks). A line only starts the next item when its number is the previous number + 1 and it is not
+      indented more than the first item, so nested lists (`1.` `2.` inside step 3) stay inside their step.
+    - Text before the first item (e.g. "Here is the solution:") is dropped, unless `keep_preamble`, which makes
+      it an untitled first step.
+    - Text without any item gives no steps (the paper drops solutions that fail the format check).
+    - The final answer is the content of the last `\\boxed{}` of the kept steps (normally in the last step).
+
+    >>> s = split_numbered("1. **Set up** Let $x$ be the cost.\\n2. **Solve** So $x = \\\\boxed{5}$.")
+    >>> [(step.title, step.action) for step in s.steps]
+    [('Set up', 'Let $x$ be the cost.'), ('Solve', 'So $x = \\\\boxed{5}$.')]
+    >>> s.final_answer
+    '5'
+    >>> [step.action for step in split_numbered("Step 1: add.\\n  1. first\\n  2. second\\nStep 2: done").steps]
+    ['add.\\n  1. first\\n  2. second', 'done']
+    """
+    preamble: list[str] = []
+    items: list[tuple[str | None, list[str]]] = []  # (title, lines of the action)
+    base_indent, last_number = 0, 0
+    for line in text.splitlines():
+        item = _parse_item(line)
+        if item is not None:
+            indent, number, title, rest = item
+            starts_next = not items or (number == last_number + 1 and indent <= base_indent)
+            if starts_next:
+                if not items:
+                    base_indent = indent
+                items.append((title, [rest]))
+                last_number = number
+                continue
+        if items:
+            items[-1][1].append(line)
+        else:
+            preamble.append(line)
+
+    steps = [Step("\n".join(lines).strip(), title) for title, lines in items]
+    steps = [s for s in steps if s.action or s.title]
+    if keep_preamble and "\n".join(preamble).strip():
+        steps.insert(0, Step("\n".join(preamble).strip()))
+    final = extract_boxed("\n".join(s.text for s in steps)) if steps else None
+    return Split(steps, final)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# "gsm8k": one step per line
+# --------------------------------------------------------------------------------------------------------------
+
+_CALCULATOR_RE = re.compile(r"<<[^<>]*>>")
+_GSM8K_ANSWER_LINE_RE = re.compile(r"^\s*####\s*(?P<answer>.*)$")
+
+
+def split_gsm8k(text: str, *, keep_calculator: bool = False) -> Split:
+    """Split a GSM8K solution: one step per non-empty line; the `#### n` line is the final answer, not a step.
+
+    The calculator notes `<<48/2=24>>` are removed unless `keep_calculator`. Lines after `####` are ignored.
+    The final answer follows GSM8K's own rule (`#### ` then a number, commas removed); a `####` line that is
+    not a number gives its text as written.
+
+    >>> s = split_gsm8k("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\\n"
+    ...                 "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\\n#### 72")
+    >>> [step.action for step in s.steps]
+    ['Natalia sold 48/2 = 24 clips in May.', 'Natalia sold 48+24 = 72 clips altogether in April and May.']
+    >>> s.final_answer
+    '72'
+    >>> split_gsm8k("Half is 48/2 = <<48/2=24>>24.", keep_calculator=True).steps[0].action
+    'Half is 48/2 = <<48/2=24>>24.'
+    """
+    steps: list[Step] = []
+    final: str | None = None
+    for line in text.splitlines():
+        answer_line = _GSM8K_ANSWER_LINE_RE.match(line)
+        if answer_line:
+            final = extract_gsm8k(line.strip()) or answer_line.group("answer").strip() or None
+            break
+        if not keep_calculator:
+            line = _CALCULATOR_RE.sub("", line)
+        line = line.strip()
+        if line:
+            steps.append(Step(line))
+    return Split(steps, final)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# "math": sentences (or paragraphs) of a MATH worked solution
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A span of the text that is never cut: a formula, an environment, an [asy] picture or a {group}."""
+
+    start: int
+    end: int
+    display: bool  # shown on its own: `$$`, `\[`, `\begin{..}`, [asy], or a `$..$` alone on its line(s)
+
+
+def _find_closing(text: str, start: int, closer: str, unclosed: dict[str, int]) -> int | None:
+    """Index just after the first unescaped `closer` at or after `start`, or None.
+
+    `unclosed[closer]` remembers where a search already failed, so that a text full of unclosed delimiters is
+    still scanned in linear time."""
+    if start >= unclosed.get(closer, len(text) + 1):
+        return None
+    i = start
+    while i < len(text):
+        if text.startswith(closer, i):
+            return i + len(closer)
+        i += 2 if text[i] == "\\" else 1  # skip escaped characters (`\$`, `\\`)
+    unclosed[closer] = start
+    return None
+
+
+def _match_braces(text: str) -> dict[int, int]:
+    """For every `{` that is closed: its index -> the index just after its `}` (escaped braces skipped)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            pairs[stack.pop()] = i + 1
+        i += 1
+    return pairs
+
+
+def _match_environments(text: str) -> dict[int, int]:
+    """For every `\\begin{env}` that is closed: its index -> the index just after its `\\end{env}` (nesting ok)."""
+    pairs: dict[int, int] = {}
+    open_envs: dict[str, list[int]] = {}
+    for m in re.finditer(r"\\(begin|end)\{([^{}]+)\}", text):
+        stack = open_envs.setdefault(m.group(2), [])
+        if m.group(1) == "begin":
+            stack.append(m.start())
+        elif stack:
+            pairs[stack.pop()] = m.end()
+    return pairs
+
+
+def _find_blocks(text: str) -> list[_Block]:
+    """The protected spans of `text`, in order. Unclosed delimiters are treated as ordinary characters, except
+    an unclosed `[asy]`, which protects the rest of the text (it is code)."""
+    braces, environments, unclosed = _match_braces(text), _match_environments(text), {}
+    blocks: list[_Block] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        end, display = None, False
+        if c == "[" and text.startswith("[asy]", i):
+            close = text.find("[/asy]", i + 5)
+            end, display = (n if close < 0 else close + 6), True
+        elif c == "\\":
+            nxt = text[i + 1 : i + 2]
+            if nxt == "[":
+                end, display = _find_closing(text, i + 2, "\\]", unclosed), True
+            elif nxt == "(":
+                end = _find_closing(text, i + 2, "\\)", unclosed)
+            elif nxt == "b" and text.startswith("\\begin{", i):
+                end, display = environments.get(i), True
+            if end is None:
+                i += 2  # an escaped character or a command: skip both characters
+                continue
+        elif c == "$":
+            if text.startswith("$$", i):
+                end, display = _find_closing(text, i + 2, "$$", unclosed), True
+            else:
+                end = _find_closing(text, i + 1, "$", unclosed)
+        elif c == "{":
+            end = braces.get(i)
+        if end is None:
+            i += 1
+            continue
+        if not display and c != "{":
+            display = _alone_on_its_lines(text, i, end)
+        blocks.append(_Block(i, end, display))
+        i = end
+    return blocks
+
+
+def _alone_on_its_lines(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] has its lines to itself (bar a final `.,;:`): inline math used as a display."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    after = text[end : len(text) if line_end < 0 else line_end].strip()
+    return not text[line_start:start].strip() and after in ("", ".", ",", ";", ":")
+
+
+_SENTENCE_END = ".?!"
+_CLOSERS = "\"')]\u2019\u201d"
+_NOT_A_START = ",;:.!?)]}"
+# Words ending with a period that do not end a sentence (compared in lower case, with their dots).
+_ABBREVIATIONS = frozenset(
+    "e.g. i.e. cf. vs. viz. approx. resp. mr. mrs. ms. dr. prof. st. jr. sr. fig. eq. eqn. no. nos. vol. "
+    "ch. sec. thm. def. prop. lem. cor. ex.".split()
+)
+# Capitalised words that start a sentence, so that `... Person A. Therefore ...` ends at `A.` while
+# `John F. Kennedy` keeps its initial.
+_SENTENCE_OPENERS = frozenset(
+    "A An And As Also At Because But By Case Clearly Consider Each Finally First For From Hence However If In "
+    "It Let Next Note Now Of On Once Our Second Similarly Since So Suppose That The Then There Therefore These "
+    "This Thus To Using We When Which While With".split()
+)
+_WORD_BEFORE_RE = re.compile(r"([A-Za-z][A-Za-z.']*)\.$")
+
+
+def _is_abbreviation_or_initial(text: str, dot: int, next_start: int) -> bool:
+    """Whether the period at `text[dot]` belongs to an abbreviation (`e.g.`) or an initial (`J. R. Smith`)."""
+    m = _WORD_BEFORE_RE.search(text, max(0, dot - 12), dot + 1)
+    if not m:
+        return False
+    word = m.group(1) + "."
+    if m.start() > 0 and text[m.start() - 1].isalnum():
+        return False
+    if word.lower() in _ABBREVIATIONS:
+        return True
+    if not (len(word) == 2 and word[0].isupper()):
+        return False
+    # A single capital letter: an initial if another initial or a name (a capitalised word) is around it.
+    before = text[max(0, m.start() - 40) : m.start()].split()
+    after = text[next_start : next_start + 40].split()
+    prev_word, next_word = (before[-1] if before else ""), (after[0] if after else "")
+    if re.fullmatch(r"[A-Z]\.", prev_word) or re.fullmatch(r"[A-Z]\.", next_word):
+        return True
+    next_bare = next_word.rstrip(",.;:'\u2019s")
+    if not (next_bare[:1].isupper() and next_bare.isalpha()):
+        return True  # a label such as `$\bullet$ A. $14.5$`: a sentence starts with a word
+    return prev_word[:1].isupper() and prev_word.isalpha() and next_bare not in _SENTENCE_OPENERS
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _math_boundaries(text: str, blocks: list[_Block], unit: str) -> list[int]:
+    """The positions where a new sentence (unit="sentence") or paragraph starts."""
+    starts_display = {b.start for b in blocks if b.display}
+    block_starts = {b.start for b in blocks}
+    protected = bytearray(len(text))
+    for b in blocks:
+        protected[b.start : b.end] = b"\x01" * (b.end - b.start)
+
+    def can_start(q: int, uppercase_only: bool = False) -> bool:
+        """A new unit may start at q: not inside a block, not before a display (it stays with its
+        introduction), not with a lower-case word or a closing punctuation mark."""
+        if q >= len(text) or q in starts_display or (protected[q] and q not in block_starts):
+            return False
+        if uppercase_only:
+            return text[q].isupper()
+        return not text[q].islower() and text[q] not in _NOT_A_START
+
+    cuts: set[int] = set()
+    # Blank lines (both units).
+    for m in re.finditer(r"\n[ \t]*\n\s*", text):
+        q = m.end()
+        if not protected[m.start()] and can_start(q):
+            cuts.add(q)
+    if unit == "paragraph":
+        return sorted(cuts)
+
+    # Sentence punctuation in the prose: `. `, `?" `, `!) ` ...
+    for m in re.finditer(r"[.?!][\"')\]\u2019\u201d]*\s+", text):
+        if protected[m.start()]:
+            continue
+        q = m.end()
+        if not can_start(q):
+            continue
+        if text[m.start()] == "." and _is_abbreviation_or_initial(text, m.start(), q):
+            continue
+        cuts.add(q)
+    # Formulas that end a sentence: `$x = 4.$ Then`, `\[ ... .\]Meanwhile`, `\end{align*}Since`.
+    for b in blocks:
+        body = _block_body(text, b)
+        q = _skip_space(text, b.end)
+        while q < len(text) and text[q] in _CLOSERS and not protected[q]:
+            q = _skip_space(text, q + 1)
+        if body.endswith(tuple(_SENTENCE_END)):
+            if can_start(q):
+                cuts.add(q)
+        elif b.display and text[b.start] != "{" and can_start(q, uppercase_only=True):
+            cuts.add(q)
+    return sorted(cuts)
+
+
+def _block_body(text: str, b: _Block) -> str:
+    """The content of a formula block without its delimiters, stripped (`$x.$` -> `x.`)."""
+    s = text[b.start : b.end]
+    for opener, closer in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)"), ("[asy]", "[/asy]")):
+        if s.startswith(opener) and s.endswith(closer) and len(s) >= len(opener) + len(closer):
+            return s[len(opener) : len(s) - len(closer)].strip()
+    m = re.fullmatch(r"\\begin\{[^{}]+\}(.*)\\end\{[^{}]+\}", s, re.DOTALL)
+    if m:
+        return m.group(1).strip().removesuffix("\\\\").strip()
+    return ""  # a {group} never ends a sentence
+
+
+def _only_display(text: str, start: int, end: int, blocks: list[_Block], starts: list[int]) -> bool:
+    """Whether text[start:end] holds nothing but displayed formulas/pictures (and spaces or punctuation).
+    `starts` are the blocks' start indexes (sorted), for a binary search."""
+    pos = start
+    for b in blocks[max(0, bisect.bisect_left(starts, start) - 1) :]:
+        if b.start >= end:
+            break
+        if b.end <= start:
+            continue
+        if any(c.isalnum() for c in text[pos : b.start]) or not b.display:
+            return False
+        pos = max(pos, b.end)
+    return not any(c.isalnum() for c in text[pos:end])
+
+
+def _unfinished(unit: str) -> bool:
+    """Whether a unit stops mid-sentence (`we get:`, `correctly if`, `Then,`): it introduces the next one."""
+    unit = unit.rstrip()
+    return bool(unit) and (unit[-1] in ":," or unit[-1].isalpha())
+
+
+def _merge_spans(spans: list[tuple[int, int]], weak: Callable[[int, int], bool], *, into: str
+                 ) -> list[tuple[int, int]]:
+    """Merge every span for which `weak(start, end)` holds into a neighbour.
+
+    into="previous": into the span before it (a weak first span goes into the next one).
+    into="next": into the span after it; a weak last span goes into the previous one.
+    into="next-or-stay": into the span after it; a weak last span stays as it is.
+    """
+    out: list[tuple[int, int]] = []
+    carry: int | None = None  # start of a weak span waiting for the next one
+    for a, b in spans:
+        if carry is not None:
+            a, carry = carry, None
+        if not weak(a, b):
+            out.append((a, b))
+        elif into == "previous" and out:
+            out[-1] = (out[-1][0], b)
+        else:
+            carry = a
+    if carry is not None:
+        end = spans[-1][1]
+        if out and into != "next-or-stay":
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((carry, end))
+    return out
+
+
+def split_math(text: str, unit: str = "sentence", *, min_chars: int = 10) -> Split:
+    """Split a MATH-style worked solution into sentences (`unit="sentence"`) or paragraphs (`"paragraph"`).
+
+    Never cut inside a formula or a picture: `$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`, `\\begin{..}..\\end{..}`
+    (nested too), `[asy]..[/asy]`, or a `{..}` group. A sentence ends at `.`, `?` or `!` (also inside a
+    formula: `$x = 4.$ Then`) followed by a space and a word that is not lower-case, at a blank line, or
+    after a displayed formula followed by a capitalised word (`\\end{align*}Since`). Not after abbreviations
+    (`e.g.`, `i.e.`, `Dr.`), initials (`J. Smith`) or inside decimals (`3.5`).
+
+    A displayed formula (`$$`, `\\[`, `\\begin{align*}`, `[asy]`, or a `$..$` alone on its line) stays with
+    the sentence that introduces it, even across a blank line. Then units are merged:
+    - a unit made only of displayed formulas (a picture at the very start) joins the one before it (the next
+      one at the start);
+    - a unit that stops mid-sentence, ending with `:`, `,` or a word (`we get:` + blank line) joins the next;
+    - a unit shorter than `min_chars` characters (`Case 1.`) joins the next (the last one joins the previous).
+    Paragraph mode cuts only at blank lines, with the same rules. The final answer is the last `\\boxed{}` of
+    the whole text.
+
+    >>> s = split_math("Note that $x = 3.5$, i.e. half of 7. Then \\\\[y = 2x.\\\\]So $y = \\\\boxed{7}$.")
+    >>> [step.action for step in s.steps]
+    ['Note that $x = 3.5$, i.e. half of 7.', 'Then \\\\[y = 2x.\\\\]', 'So $y = \\\\boxed{7}$.']
+    >>> s.final_answer
+    '7'
+    >>> len(split_math("First part.\\n\\nSecond part. Still second.", unit="paragraph").steps)
+    2
+    """
+    if unit not in ("sentence", "paragraph"):
+        raise ValueError(f"unknown unit {unit!r} for the math splitter (expected 'sentence' or 'paragraph')")
+    blocks = _find_blocks(text)
+    starts = [b.start for b in blocks]
+    cuts = [0] + _math_boundaries(text, blocks, unit) + [len(text)]
+    spans = [(a, b) for a, b in zip(cuts, cuts[1:]) if text[a:b].strip()]
+
+    spans = _merge_spans(spans, lambda a, b: _only_display(text, a, b, blocks, starts), into="previous")
+    spans = _merge_spans(spans, lambda a, b: _unfinished(text[a:b]), into="next-or-stay")
+    spans = _merge_spans(spans, lambda a, b: len(text[a:b].strip()) < min_chars, into="next")
+    steps = [Step(text[a:b].strip()) for a, b in spans]
+    return Split(steps, extract_boxed(text))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# "regex" and "list"
+# --------------------------------------------------------------------------------------------------------------
+
+
+def split_regex(text: str, pattern: str) -> Split:
+    """Split with your own regular expression (compiled with `re.MULTILINE`, so `^` is a line start).
+
+    - With a named group `action` (and optionally `title`): every match is one step.
+    - Otherwise the pattern matches the separators between steps (like `re.split`; its groups are not kept).
+
+    Empty steps are dropped. The final answer is the last `\\boxed{}`, else GSM8K's `#### n`.
+    An invalid pattern raises ValueError.
+
+    >>> [s.action for s in split_regex("a; b;; c", r";\\s*").steps]
+    ['a', 'b', 'c']
+    >>> s = split_regex("# Add\\n2+2=4\\n# Double\\n4*2=8", r"^# (?P<title>.+)\\n(?P<action>.+)")
+    >>> [(x.title, x.action) for x in s.steps]
+    [('Add', '2+2=4'), ('Double', '4*2=8')]
+    """
+    try:
+        regex = re.compile(pattern, re.MULTILINE)
+    except (re.error, TypeError) as e:
+        raise ValueError(f"invalid step pattern {pattern!r}: {e}") from None
+    steps: list[Step] = []
+    if "action" in regex.groupindex:
+        for m in regex.finditer(text):
+            action = (m.group("action") or "").strip()
+            title = (m.group("title") or "").strip() or None if "title" in regex.groupindex else None
+            if action or title:
+                steps.append(Step(action, title))
+    else:
+        pos = 0
+        pieces = []
+        for m in regex.finditer(text):
+            pieces.append(text[pos : m.start()])
+            pos = m.end()
+        pieces.append(text[pos:])
+        steps = [Step(p.strip()) for p in pieces if p.strip()]
+    return Split(steps, extract_answer(text))
+
+
+def split_list(steps: Iterable[str | Mapping | Step]) -> Split:
+    """Steps that are already split: strings, `Step`s, or objects with "action" (and optionally "title").
+
+    Raises ValueError naming the first bad item. The final answer is the last `\\boxed{}` (or `#### n`).
+
+    >>> s = split_list(["Let $x=2$.", {"title": "Finish", "action": "So $\\\\boxed{4}$."}])
+    >>> [(x.title, x.action) for x in s.steps], s.final_answer
+    ([(None, 'Let $x=2$.'), ('Finish', 'So $\\\\boxed{4}$.')], '4')
+    """
+    if isinstance(steps, (str, bytes, Mapping)):
+        raise ValueError("expected a list of steps, got a single " + type(steps).__name__)
+    out: list[Step] = []
+    for i, item in enumerate(steps, start=1):
+        if isinstance(item, Step):
+            step = item
+        elif isinstance(item, str):
+            step = Step(item.strip())
+        elif isinstance(item, Mapping):
+            action, title = item.get("action"), item.get("title")
+            if not isinstance(action, str):
+                raise ValueError(f"step {i}: expected a string field 'action', got {type(action).__name__}")
+            if title is not None and not isinstance(title, str):
+                raise ValueError(f"step {i}: field 'title' must be a string, got {type(title).__name__}")
+            step = Step(action.strip(), (title or "").strip() or None)
+        else:
+            raise ValueError(f"step {i}: expected a string or an object with 'action', got {type(item).__name__}")
+        if step.action or step.title:
+            out.append(step)
+    return Split(out, extract_answer("\n".join(s.text for s in out)) if out else None)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------------------------
+
+SPLITTERS: dict[str, Callable[..., Split]] = {
+    "numbered": split_numbered,
+    "gsm8k": split_gsm8k,
+    "math": split_math,
+    "regex": split_regex,
+    "list": split_list,
+}
+
+
+def split(text, fmt: str, **options) -> Split:
+    """Split `text` with the splitter named `fmt` (a key of `SPLITTERS`), passing `options` to it.
+    An unknown format, an option the splitter does not have, or a missing required option is a ValueError.
+
+    >>> [s.action for s in split("a\\nb\\n#### 3", "gsm8k").steps]
+    ['a', 'b']
+    >>> split("x", "csv")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown step format 'csv' (expected one of: numbered, gsm8k, math, regex, list)
+    >>> split("x", "gsm8k", unit="paragraph")
+    Traceback (most recent call last):
+    ...
+    ValueError: the 'gsm8k' splitter has no option 'unit' (its options: keep_calculator)
+    """
+    try:
+        splitter = SPLITTERS[fmt]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown step format {fmt!r} (expected one of: {', '.join(SPLITTERS)})") from None
+    parameters = list(inspect.signature(splitter).parameters.values())[1:]
+    known = [p.name for p in parameters]
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        raise ValueError(f"the {fmt!r} splitter has no option {unknown[0]!r} "
+                         f"(its options: {', '.join(known) or 'none'})")
+    missing = [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name not in options]
+    if missing:
+        raise ValueError(f"the {fmt!r} splitter needs the option {missing[0]!r}")
+    return splitter(text, **options)

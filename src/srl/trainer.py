@@ -1,0 +1,270 @@
+"""`SRLTrainer`: TRL's `GRPOTrainer` plus the paper's dynamic sampling, extended at TRL's generation seam.
+
+It overrides `_generate_and_score_completions` (TRL's maintainers' advice for changing what a batch holds) and
+`_calculate_rewards` (only to keep the rewards it already gathers). Everything else — the loss, the optimizer
+step, generation, gradient accumulation, DDP/DeepSpeed/FSDP — is TRL's and transformers' own.
+
+Dynamic sampling, per generation batch of P prompts x G rollouts (P = `generation_batch_size / G`):
+
+1. TRL generates and scores the batch; its rewards are gathered over all processes.
+2. Groups whose population reward std is <= ε are dropped (`srl.sampling.informative_groups`). The decision is
+   taken on the gathered rewards, so every process takes the same one, even when one prompt's G rollouts are
+   spread over several processes.
+3. While fewer than P informative groups are kept, fresh prompts are drawn (a seeded stream over the training
+   set, resumable) and steps 1-2 repeat, up to `max_generation_rounds` rounds. If the cap is hit, the batch is
+   completed with uninformative groups whose tokens are masked out of the loss, and a warning is logged.
+4. The kept rows of all processes are concatenated and each process takes its slice, so the global batch is
+   exactly P groups and `num_items_in_batch` (the token count TRL's loss divides by) is recomputed for it.
+
+Checkpoints are marked complete only once every file is written (`COMPLETE_MARKER`), and old ones are rotated
+only after that, so a run killed at any moment resumes from its last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+
+import torch
+from trl import GRPOTrainer
+
+from srl.prompts import OutputFormat, completion_text, parse_response
+from srl.rewards import FORMAT_PENALTY
+from srl.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
+
+logger = logging.getLogger("srl")
+
+COMPLETE_MARKER = "srl_complete.json"
+REFILL_SEED_OFFSET = 7919  # the refill stream's seed is args.seed + this, so it differs from TRL's sampler
+
+
+class SRLTrainer(GRPOTrainer):
+    """GRPOTrainer with dynamic sampling and SRL's logs. Takes TRL's arguments plus:
+
+    Args:
+        output_format: the response format the rewards check (used for the format-error rate in the logs).
+        completions_path: a JSONL file that receives a few (prompt tail, expert step, action, reward) rows per
+            logging step; None to disable.
+    """
+
+    def __init__(self, *args, output_format: OutputFormat | None = None, completions_path: str | None = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.output_format = output_format or OutputFormat()
+        self.completions_path = completions_path
+        self._refill_drawn = 0  # prompts drawn from the refill stream so far (saved in checkpoints)
+        self._round_rewards: torch.Tensor | None = None
+        self._round_rows: list[dict] = []
+
+    # ------------------------------------------------------------------------------------------------------
+    # Rewards: keep what TRL gathers, for the filter and the logs.
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        self._round_rewards = (rewards_per_func * weights).nansum(dim=1)  # (world * local_rows,)
+        if self.accelerator.is_main_process and self.completions_path and self.model.training:
+            local = self._round_rewards[:len(completions)].tolist()  # process 0's rows come first
+            for inp, completion, reward in zip(inputs, completions, local):
+                text = completion_text(completion)
+                self._round_rows.append({
+                    "step": self.state.global_step, "step_index": inp.get("step_index"),
+                    "prompt_tail": _last_content(inp["prompt"])[-300:],
+                    "expert_step": inp.get("expert_step", inp.get("final_answer")),
+                    "action": parse_response(text, self.output_format).action, "completion": text,
+                    "reward": reward})
+        return rewards_per_func
+
+    # ------------------------------------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        if not self.model.training:
+            return super()._generate_and_score_completions(inputs)
+        start = time.perf_counter()
+        if not self.args.dynamic_sampling:  # plain GRPO, plus SRL's metrics
+            out = super()._generate_and_score_completions(inputs)
+            tokens = int(self.accelerator.gather(out["completion_mask"].sum()).sum())
+            self._log_round_metrics(1, 1, 0, False, tokens, time.perf_counter() - start, self._round_rewards,
+                                    self._gather_column(inputs, "step_index"))
+            return out
+        G = self.num_generations
+        world, rank, local_rows = self.accelerator.num_processes, self.accelerator.process_index, len(inputs)
+        target_rows = world * local_rows  # the global generation batch, in rows (= completions)
+        kept, fillers = [], []  # chunks of global rows
+        n_kept = n_fill = n_groups = n_dropped = rounds = tokens = 0
+        rewards_seen, step_index = [], []
+        batch = inputs
+        while True:
+            rounds += 1
+            out = super()._generate_and_score_completions(batch)
+            rewards = self._round_rewards  # (target_rows,), gathered: the same on every process
+            rows = self._gather_rows(out)  # every per-row tensor, all processes' rows in global order
+            tokens += int(rows["completion_mask"].sum())
+            rewards_seen.append(rewards)
+            step_index.append(self._gather_column(batch, "step_index"))
+            keep = informative_groups(rewards, G, self.args.dynamic_sampling_eps)  # (target_rows / G,)
+            n_groups += keep.numel()
+            n_dropped += int((~keep).sum())
+            keep_rows = keep.repeat_interleave(G).to(rows["advantages"].device)  # (target_rows,)
+            if keep.any():
+                kept.append(take_rows(rows, keep_rows))
+                n_kept += int(keep_rows.sum())
+            if n_fill < target_rows and not keep.all():
+                fillers.append(take_rows(rows, ~keep_rows))
+                n_fill += int((~keep_rows).sum())
+            if n_kept >= target_rows or rounds >= self.args.max_generation_rounds:
+                break
+            batch = self._refill_inputs(local_rows)
+
+        cap_hit = n_kept < target_rows
+        if cap_hit:
+            for chunk in fillers:  # uninformative: advantage 0 already, and now no tokens in the loss
+                chunk["tool_mask"] = torch.zeros_like(chunk["tool_mask"])
+            logger.warning("dynamic sampling: only %d of %d groups informative after %d rounds "
+                           "(max_generation_rounds); the rest of the batch is masked out of the loss",
+                           n_kept // G, target_rows // G, rounds)
+        pad = {"prompt_ids": self._tokenizer.pad_token_id, "completion_ids": self._tokenizer.pad_token_id}
+        full = take_rows(concat_rows(kept + fillers, pad), slice(0, target_rows))  # exactly target_rows rows
+        output = trim_padding(take_rows(full, slice(rank * local_rows, (rank + 1) * local_rows)))
+        output["num_items_in_batch"] = (full["completion_mask"] * full["tool_mask"]).sum()  # global, as TRL's
+        step_index = torch.cat(step_index) if step_index[0] is not None else None
+        self._log_round_metrics(rounds, n_groups, n_dropped, cap_hit, tokens, time.perf_counter() - start,
+                                torch.cat(rewards_seen), step_index)
+        return output
+
+    # ------------------------------------------------------------------------------------------------------
+    def _gather_rows(self, out: dict) -> dict[str, torch.Tensor]:
+        """All processes' rows of every per-row tensor of a TRL output dict (padded to a common width)."""
+        n = out["advantages"].size(0)
+        if "tool_mask" not in out:
+            out["tool_mask"] = torch.ones_like(out["completion_mask"])
+        rows = {}
+        for key, value in out.items():
+            if key == "num_items_in_batch":
+                continue
+            if not (torch.is_tensor(value) and value.dim() >= 1 and value.size(0) == n):
+                raise NotImplementedError(f"dynamic sampling cannot batch the output field '{key}' (multimodal "
+                                          "inputs are not supported); set --dynamic_sampling false")
+            if value.dim() >= 2 and self.accelerator.num_processes > 1:
+                pad_value = self._tokenizer.pad_token_id if key.endswith("_ids") else 0
+                value = self.accelerator.pad_across_processes(value, dim=1, pad_index=pad_value,
+                                                              pad_first=key in LEFT_PADDED)
+            rows[key] = self.accelerator.gather(value) if self.accelerator.num_processes > 1 else value
+        assert set(rows) >= {"prompt_ids", "completion_ids"} and all(k in LEFT_PADDED + RIGHT_PADDED + ("advantages",)
+                                                                     for k in rows), sorted(rows)
+        return rows
+
+    def _gather_column(self, batch: list[dict], name: str) -> torch.Tensor | None:
+        if not batch or name not in batch[0]:
+            return None
+        values = torch.tensor([int(x[name]) for x in batch], device=self.accelerator.device)
+        return self.accelerator.gather(values) if self.accelerator.num_processes > 1 else values
+
+    def _refill_inputs(self, local_rows: int) -> list[dict]:
+        """This process's rows of a fresh global batch: `world * local_rows / G` prompts from a seeded stream of
+        permutations of the training set (the same on every process), each repeated G times."""
+        G, world, rank = self.num_generations, self.accelerator.num_processes, self.accelerator.process_index
+        n_prompts = world * local_rows // G
+        indices = [self._refill_index(p) for p in range(self._refill_drawn, self._refill_drawn + n_prompts)]
+        self._refill_drawn += n_prompts
+        global_rows = [i for i in indices for _ in range(G)]
+        return [dict(self.train_dataset[i]) for i in global_rows[rank * local_rows:(rank + 1) * local_rows]]
+
+    def _refill_index(self, position: int) -> int:
+        """Dataset index at `position` of the refill stream: epoch e is a permutation seeded by seed + offset + e."""
+        epoch, offset = divmod(position, len(self.train_dataset))
+        if getattr(self, "_refill_epoch", None) != epoch:
+            generator = torch.Generator().manual_seed(self.args.seed + REFILL_SEED_OFFSET + epoch)
+            self._refill_perm = torch.randperm(len(self.train_dataset), generator=generator)
+            self._refill_epoch = epoch
+        return int(self._refill_perm[offset])
+
+    def _log_round_metrics(self, rounds, n_groups, n_dropped, cap_hit, tokens, seconds, rewards, step_index):
+        m = self._metrics["train"]
+        m["dynamic_sampling/rounds"].append(float(rounds))
+        m["dynamic_sampling/filtered_fraction"].append(n_dropped / max(n_groups, 1))
+        m["dynamic_sampling/cap_hit"].append(float(cap_hit))
+        m["tokens_per_second"].append(tokens / max(seconds, 1e-9))
+        m["format_error_rate"].append(float((rewards == FORMAT_PENALTY).double().mean()))
+        if step_index is not None:
+            by_step = defaultdict(list)
+            for k, r in zip(step_index.tolist(), rewards.tolist()):
+                by_step[min(k, 10)].append(r)
+            for k, values in by_step.items():
+                m[f"reward_by_step/{k if k < 10 else '10+'}"].append(sum(values) / len(values))
+
+    # ------------------------------------------------------------------------------------------------------
+    # Logging: the completions table.
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        super().log(logs, start_time)
+        if self._round_rows and self.completions_path and self.accelerator.is_main_process:
+            with open(self.completions_path, "a", encoding="utf-8") as f:
+                for row in self._round_rows[: self.args.completions_to_log]:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._round_rows = []
+
+    # ------------------------------------------------------------------------------------------------------
+    # Checkpoints: complete-marker, rotation after it, and the refill stream's position.
+    def _save_checkpoint(self, model, trial):
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate only after the marker
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            write_json_atomic(os.path.join(folder, COMPLETE_MARKER),
+                              {"global_step": self.state.global_step, "refill_drawn": self._refill_drawn})
+            if limit:
+                rotate_complete_checkpoints(self._get_output_dir(trial=trial), limit)
+        self.accelerator.wait_for_everyone()
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        marker = os.path.join(resume_from_checkpoint, COMPLETE_MARKER)
+        if os.path.exists(marker):
+            with open(marker) as f:
+                self._refill_drawn = json.load(f).get("refill_drawn", 0)
+
+
+def _last_content(prompt) -> str:
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return str(prompt[-1].get("content", ""))
+    return str(prompt)
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def complete_checkpoints(output_dir: str) -> list[str]:
+    """Checkpoint folders of `output_dir` that were completely written, oldest first."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if name.startswith("checkpoint-") and name[11:].isdigit() and os.path.exists(os.path.join(path, COMPLETE_MARKER)):
+            found.append((int(name[11:]), path))
+    return [p for _, p in sorted(found)]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest completely written checkpoint, or None. A folder without the marker is never returned."""
+    done = complete_checkpoints(output_dir)
+    return done[-1] if done else None
+
+
+def rotate_complete_checkpoints(output_dir: str, limit: int) -> None:
+    import shutil
+
+    done = complete_checkpoints(output_dir)
+    for path in done[:-limit] if limit > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)

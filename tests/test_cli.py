@@ -1,0 +1,88 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from srl.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_build_and_show(tmp_path, gsm8k_sample, capsys):
+    out_file = tmp_path / "inst.jsonl"
+    code, out, err = run(["data", "build", "--input", gsm8k_sample, "--format", "gsm8k", "--output", str(out_file)],
+                         capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in open(out_file)]
+    assert "trajectories read" in out and "instances written" in out and f"{len(rows):,}" in out
+    code, out, err = run(["data", "show", str(out_file), "-n", "2"], capsys)
+    assert code == 0 and "expert step" in out and out.count("step ") >= 2
+
+
+def test_yaml_config_and_flag_override(tmp_path, gsm8k_sample, capsys):
+    cfg = tmp_path / "data.yaml"
+    cfg.write_text(f"input: {gsm8k_sample}\nformat: gsm8k\noutput: {tmp_path / 'a.jsonl'}\ninclude_last_step: true\n")
+    assert main(["data", "build", "--config", str(cfg), "--output", str(tmp_path / "b.jsonl")]) == 0
+    assert not (tmp_path / "a.jsonl").exists()
+    rows = [json.loads(line) for line in open(tmp_path / "b.jsonl")]
+    first = [r for r in rows if r["trajectory_id"] == rows[0]["trajectory_id"]]
+    assert len(first) == first[0]["num_steps"]  # include_last_step from the YAML file
+
+
+def bad_input_cases(tmp_path):
+    good = {"question": "What is 1+1?", "answer": "1 plus 1 is 2.\nSo it is 2.\n#### 2"}
+    cases = {
+        "missing file": (None, "no such file", None),
+        "invalid json": ([json.dumps(good), "{not json"], "invalid JSON", 2),
+        "missing field": ([json.dumps(good), json.dumps({"question": "q"})], "field 'answer': missing", 2),
+        "empty field": ([json.dumps({**good, "question": "  "})], "field 'question': empty", 1),
+        "huge step": ([json.dumps(good), json.dumps({**good, "answer": "x" * 60_000 + "\ny\n#### 1"})],
+                      "field 'answer'", 2),
+    }
+    for name, (lines, message, line) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.jsonl"
+        if lines is not None:
+            path.write_text("\n".join(lines) + "\n")
+        yield name, str(path), message, line
+    raw = tmp_path / "latin1.jsonl"
+    raw.write_bytes(json.dumps(good).encode() + b"\n" + b'{"question": "caf\xe9", "answer": "a\\nb"}\n')
+    yield "non-utf8", str(raw), "not UTF-8", 2
+
+
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    for name, path, message, line in bad_input_cases(tmp_path):
+        out_file = tmp_path / "out" / f"{name}.jsonl"
+        code, out, err = run(["data", "build", "--input", path, "--format", "gsm8k", "--output", str(out_file)],
+                             capsys)
+        assert code == 2, name
+        assert len(err.strip().splitlines()) == 1, (name, err)
+        assert message in err and path in err, (name, err)
+        if line is not None:
+            assert f"{path}:{line}:" in err, (name, err)
+        assert not out_file.exists() and not any(p.name.startswith(".srl-tmp") for p in (tmp_path / "out").glob("*")
+                                                 if (tmp_path / "out").exists())
+
+
+def test_unknown_option_and_bad_config(tmp_path, gsm8k_sample, capsys):
+    code, _, err = run(["data", "build", "--input", gsm8k_sample, "--output", "x.jsonl", "--nope", "1"], capsys)
+    assert code == 2 and "--nope" in err and len(err.strip().splitlines()) == 1
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: a\nformatt: gsm8k\n")
+    code, _, err = run(["data", "build", "--config", str(cfg), "--output", "x.jsonl"], capsys)
+    assert code == 2 and "field 'formatt': unknown option" in err
+    code, _, err = run(["data", "build", "--input", gsm8k_sample, "--output", "x.jsonl", "--format", "regex"], capsys)
+    assert code == 2 and "--pattern" in err
+
+
+def test_console_script_help():
+    exe = os.path.join(os.path.dirname(sys.executable), "srl")
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "data build" in result.stdout
+    result = subprocess.run([exe, "data", "build", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--include_last_step" in result.stdout and "--keep_calculator" in result.stdout
