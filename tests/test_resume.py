@@ -1,0 +1,76 @@
+"""Checkpoints: a run killed with SIGKILL resumes from its last complete checkpoint, with the same data order
+and optimizer state (its final weights equal an uninterrupted run's), and a half-written checkpoint is never
+taken for a complete one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from srl.instances import InstanceOptions, trajectory_instances, write_rows
+from srl.tiny import synthetic_trajectories
+from srl.trainer import COMPLETE_MARKER, last_complete_checkpoint
+
+STEPS = 8
+
+
+def command(data, out, *extra):
+    return [sys.executable, "-m", "srl.cli", "train", "--stage", "srl", "--model", "tiny", "--train_data", data,
+            "--think", "off", "--use_cpu", "true", "--bf16", "false", "--per_device_train_batch_size", "8",
+            "--num_generations", "4", "--max_completion_length", "8", "--max_steps", str(STEPS), "--save_steps", "2",
+            "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--seed", "0", "--output_dir", out, *extra]
+
+
+def env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    data = str(tmp_path / "instances.jsonl")
+    write_rows([r for t in synthetic_trajectories(32) for r in trajectory_instances(t, InstanceOptions(think="off"))],
+               data)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    reference = subprocess.Popen(command(data, a), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    killed = subprocess.Popen(command(data, b), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not os.path.exists(os.path.join(b, "checkpoint-4", COMPLETE_MARKER)):
+        assert killed.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-2000:]
+
+    ckpt = last_complete_checkpoint(b)
+    assert ckpt is not None and int(ckpt.rsplit("-", 1)[1]) >= 4
+    assert not os.path.exists(os.path.join(b, "final"))
+    # Without --resume the folder is refused, with one line and exit code 2.
+    refused = subprocess.run(command(data, b), env=env(), capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = subprocess.run(command(data, b, "--resume"), env=env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    steps = [json.loads(line)["step"] for line in open(os.path.join(b, "metrics.jsonl"))
+             if "train_runtime" not in line]
+    assert steps == list(range(1, STEPS + 1))  # no step logged twice, none missing
+    wa = load_file(os.path.join(a, "final", "model.safetensors"))
+    wb = load_file(os.path.join(b, "final", "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"")
+        if complete:
+            (folder / COMPLETE_MARKER).write_text("{}")
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert last_complete_checkpoint(str(tmp_path / "missing")) is None
