@@ -125,3 +125,36 @@ def test_srl_learns_on_the_synthetic_task(tmp_path):
     first, last = sum(rewards[:fifth]) / fifth, sum(rewards[-fifth:]) / fifth
     print(f"mean step reward: first fifth {first:.3f}, last fifth {last:.3f}")
     assert last > first
+
+
+def test_think_budget_forces_close_tag_and_masks_it(tmp_path):
+    fmt = OutputFormat(think="optional")
+    trainer = make_trainer(tmp_path, get_step_reward(fmt), max_steps=1, max_completion_length=12, think_budget=4,
+                           dynamic_sampling=False)
+    trainer.output_format = fmt
+    trainer.train()
+    tok = trainer.processing_class
+    close = tok.encode("</think>\n", add_special_tokens=False)
+    (batch,) = trainer.batches
+    forced_rows = 0
+    for ids, mask, loss_mask in zip(batch["completion_ids"].tolist(), batch["completion_mask"].tolist(),
+                                    batch["tool_mask"].tolist()):
+        n = sum(mask)
+        if loss_mask[:n].count(0) == 0:  # finished (EOS) within the budget: nothing forced
+            assert n <= 4
+            continue
+        forced_rows += 1
+        assert ids[4:4 + len(close)] == close  # forced right after the budget
+        assert loss_mask[:n] == [1] * 4 + [0] * len(close) + [1] * (n - 4 - len(close))
+        assert n <= 12
+    assert forced_rows > 0
+    assert logged(trainer, "think_budget/forced_fraction")[0] == forced_rows / 8
+
+
+def test_think_prefill_appends_the_open_tag_to_prompts(tmp_path):
+    fmt = OutputFormat(think="required", think_prefilled=True)
+    trainer = make_trainer(tmp_path, get_step_reward(fmt), max_steps=1, dynamic_sampling=False)
+    trainer.output_format = fmt
+    trainer.train()
+    text = trainer.processing_class.decode(trainer.batches[0]["prompt_ids"][0])
+    assert text.endswith("<|im_start|>assistant\n<think>\n")

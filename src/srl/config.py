@@ -43,6 +43,9 @@ class RunArguments:
         "help": "Output format: `required` = <think>...</think> then the action, else reward -1 (the paper); "
                 "`optional` = the action follows </think> when present, else the whole response is the action; "
                 "`off` = the prompt asks for the next step only. See docs/format.md."})
+    think_prefill: bool = field(default=False, metadata={
+        "help": "Pre-fill `<think>` at the start of the assistant turn, so the response starts inside the "
+                "monologue (with think=required it then only has to close it)."})
     solution_tags: bool = field(default=False, metadata={
         "help": "Require the action to be wrapped in <solution>...</solution> (the paper's figure)."})
     similarity: Literal["difflib", "indel"] = field(default="difflib", metadata={
@@ -75,6 +78,11 @@ def _check_grpo(cfg) -> None:
         raise InputError("must be >= 2: GRPO compares a prompt's G rollouts with each other", field="num_generations")
     if cfg.dynamic_sampling_eps < 0:
         raise InputError("must be >= 0", field="dynamic_sampling_eps")
+    if cfg.think_budget is not None and cfg.max_completion_length is not None and \
+            not 0 < cfg.think_budget < cfg.max_completion_length:
+        raise InputError("must be between 1 and max_completion_length - 1", field="think_budget")
+    if cfg.think_budget is not None and cfg.use_vllm:
+        raise InputError("is not supported with vLLM generation yet", field="think_budget")
     if cfg.max_generation_rounds < 1:
         raise InputError("must be >= 1", field="max_generation_rounds")
 
@@ -95,6 +103,9 @@ class SRLConfig(GRPOConfig):
     max_generation_rounds: int = field(default=8, metadata={
         "help": "At most this many generation rounds per batch; if the batch is still short of informative "
                 "groups, the rest is filled with uninformative groups masked out of the loss, and the log says so."})
+    think_budget: int | None = field(default=None, metadata={
+        "help": "Close a monologue still open after this many completion tokens: `</think>` is forced (and masked "
+                "out of the loss) and the model writes its action in the remaining tokens. None: no budget."})
     completions_to_log: int = field(default=4, metadata={
         "help": "Rows per logging step written to the run folder's completions table."})
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import os
 import shutil
@@ -163,27 +164,31 @@ def load_gguf(name: str):
 
 @contextlib.contextmanager
 def _parse_gguf_once():
-    """transformers parses the GGUF file three times (tokenizer, config, weights), ~6 s each for SmolLM2's
-    49k-token vocabulary; within this block one parsed `gguf.GGUFReader` per file is reused."""
+    """Halve the GGUF load time (~60 -> ~30 s here). transformers parses the file three times (tokenizer,
+    config, weights; ~6 s each for SmolLM2's 49k-token vocabulary) and builds gguf's tensor-name map once per
+    module (~400 times, ~15 s): within this block, one parsed `gguf.GGUFReader` per file and one name map per
+    (architecture, layers) are reused. Both are read-only after construction; transformers imports them from
+    `gguf` at call time, so patching the module attributes is enough (and harmless if it stops doing so)."""
     try:
         import gguf
     except ImportError:
         yield
         return
-    original = gguf.GGUFReader
+    original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
     readers: dict = {}
 
     def reader(path, mode="r"):
         key = (os.path.realpath(path), mode)
         if key not in readers:
-            readers[key] = original(path, mode)
+            readers[key] = original_reader(path, mode)
         return readers[key]
 
     gguf.GGUFReader = reader
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original_map)
     try:
         yield
     finally:
-        gguf.GGUFReader = original
+        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
 
 
 def save_plain(model, tokenizer, folder: str) -> None:

@@ -111,7 +111,8 @@ STAGE_ROWS = {"srl": srl_rows, "rlvr": rlvr_rows, "sft": sft_rows}
 # --- running ------------------------------------------------------------------------------------------------
 def output_format(run: RunArguments) -> OutputFormat:
     tags = ("<solution>", "</solution>") if run.solution_tags else (None, None)
-    return OutputFormat(think=run.think, solution_open=tags[0], solution_close=tags[1])
+    return OutputFormat(think=run.think, solution_open=tags[0], solution_close=tags[1],
+                        think_prefilled=run.think_prefill and run.think != "off")
 
 
 def _rewards(stage: str, run: RunArguments):

@@ -22,6 +22,7 @@ only after that, so a run killed at any moment resumes from its last complete ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -134,6 +135,61 @@ class SRLTrainer(GRPOTrainer):
         return output
 
     # ------------------------------------------------------------------------------------------------------
+    # The output format on small models: a pre-filled `<think>` and a think budget (see docs/format.md).
+    def _tokenize_prompts(self, prompts):
+        prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
+        if self.output_format.think_prefilled:  # the response starts inside the monologue
+            prefill = self._tokenizer.encode(self.output_format.think_open + "\n", add_special_tokens=False)
+            prompt_ids = [ids + prefill for ids in prompt_ids]
+        return prompt_ids, images, multimodal_fields
+
+    def _generate(self, prompts):
+        self._forced_mask = None
+        result = list(super()._generate(prompts))
+        if self._forced_mask is not None:
+            result[2] = self._forced_mask  # TRL's tool_mask: forced tokens stay in context, out of the loss
+        return tuple(result)
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """With `think_budget` N: generate N tokens; a response whose monologue is still open then gets
+        `</think>` appended (forced, masked out of the loss), and every unfinished response continues up to
+        `max_completion_length` tokens in all."""
+        budget, total = self.args.think_budget, self.generation_config.max_new_tokens
+        run = super()._generate_single_turn
+        if not budget or budget >= total or self.output_format.think == "off" or images is not None:
+            return run(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        close = self.output_format.think_close
+        close_ids = self._tokenizer.encode(close + "\n", add_special_tokens=False)
+        with _max_new_tokens(self.generation_config, budget):
+            first, first_logprobs = run(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        eos = set(self.eos_token_ids)
+        forced, todo = {}, []
+        for i, ids in enumerate(first):
+            if ids and ids[-1] in eos:
+                continue
+            text = self._tokenizer.decode(ids, skip_special_tokens=True)
+            forced[i] = [] if close in text else close_ids
+            todo.append(i)
+        second, second_logprobs = [], None
+        if todo:
+            with _max_new_tokens(self.generation_config, max(total - budget - len(close_ids), 1)):
+                second, second_logprobs = run([prompt_ids[i] + first[i] + forced[i] for i in todo], None,
+                                              multimodal_fields, num_generations, has_tool_images)
+        rest = dict(zip(todo, second))
+        completions = [first[i] + forced.get(i, []) + rest.get(i, []) for i in range(len(first))]
+        self._forced_mask = [[1] * len(first[i]) + [0] * len(forced.get(i, [])) + [1] * len(rest.get(i, []))
+                             for i in range(len(first))]
+        n_forced = sum(1 for i in forced if forced[i])
+        self._metrics["train" if self.model.training else "eval"]["think_budget/forced_fraction"].append(
+            n_forced / max(len(first), 1))
+        logprobs = None
+        if first_logprobs is not None and (second_logprobs is not None or not todo):
+            later = dict(zip(todo, second_logprobs or []))
+            logprobs = [first_logprobs[i] + [0.0] * len(forced.get(i, [])) + later.get(i, [])
+                        for i in range(len(first))]
+        return completions, logprobs
+
+    # ------------------------------------------------------------------------------------------------------
     def _gather_rows(self, out: dict) -> dict[str, torch.Tensor]:
         """All processes' rows of every per-row tensor of a TRL output dict (padded to a common width)."""
         n = out["advantages"].size(0)
@@ -227,6 +283,16 @@ class SRLTrainer(GRPOTrainer):
         if os.path.exists(marker):
             with open(marker) as f:
                 self._refill_drawn = json.load(f).get("refill_drawn", 0)
+
+
+@contextlib.contextmanager
+def _max_new_tokens(generation_config, n: int):
+    before = generation_config.max_new_tokens
+    generation_config.max_new_tokens = n
+    try:
+        yield
+    finally:
+        generation_config.max_new_tokens = before
 
 
 def _last_content(prompt) -> str:
