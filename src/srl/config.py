@@ -34,6 +34,9 @@ class RunArguments:
     data_format: Literal["auto", "instances", "gsm8k", "math", "numbered", "steps"] = field(default="auto", metadata={
         "help": "How to read --train_data: `instances` (already built), or a solution format; `auto` = instances "
                 "if the file has `prompt` and `expert_step` columns, else gsm8k."})
+    tiny_warm_up_steps: int = field(default=60, metadata={
+        "help": "With --model tiny: supervised steps on the training targets before RL, so that the random model "
+                "writes step-like text (not part of SRL; ignored for real models)."})
     max_train_samples: int | None = field(default=None, metadata={
         "help": "Use at most this many training rows (instances for srl, problems for rlvr/sft)."})
     validation_problems: int = field(default=0, metadata={

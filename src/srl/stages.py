@@ -178,8 +178,11 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     if run.model == "tiny" and stage != "sft":  # a random model must first learn to write something step-like
         warm = [r for r in train_rows if "expert_step" in r] or None
     prefix = "<think>\n</think>\n" if run.think != "off" else ""
-    model, tokenizer = load_model_and_tokenizer(run.model, bf16=bool(cfg.bf16), warm_up_rows=warm, seed=cfg.seed,
-                                                response_prefix=prefix)
+    model, tokenizer = load_model_and_tokenizer(run.model, bf16=bool(cfg.bf16), seed=cfg.seed)
+    if warm:
+        from srl.tiny import warm_up
+
+        warm_up(model, tokenizer, warm, steps=run.tiny_warm_up_steps, seed=cfg.seed, response_prefix=prefix)
     cbs = [MetricsFileCallback(os.path.join(cfg.output_dir, "metrics.jsonl"),
                                os.path.join(cfg.output_dir, "plots"), stage)]
     if progress:

@@ -32,6 +32,7 @@ from collections import defaultdict
 import torch
 from trl import GRPOTrainer
 
+from srl.generation import generate_with_think_budget
 from srl.prompts import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
 from srl.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
@@ -83,11 +84,12 @@ class SRLTrainer(GRPOTrainer):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
         start = time.perf_counter()
-        if not self.args.dynamic_sampling:  # plain GRPO, plus SRL's metrics
+        if not self.args.dynamic_sampling:  # plain GRPO, plus SRL's metrics (what the filter *would* drop)
             out = super()._generate_and_score_completions(inputs)
             tokens = int(self.accelerator.gather(out["completion_mask"].sum()).sum())
-            self._log_round_metrics(1, 1, 0, False, tokens, time.perf_counter() - start, self._round_rewards,
-                                    self._gather_column(inputs, "step_index"))
+            keep = informative_groups(self._round_rewards, self.num_generations, self.args.dynamic_sampling_eps)
+            self._log_round_metrics(1, keep.numel(), int((~keep).sum()), False, tokens, time.perf_counter() - start,
+                                    self._round_rewards, self._gather_column(inputs, "step_index"))
             return out
         G = self.num_generations
         world, rank, local_rows = self.accelerator.num_processes, self.accelerator.process_index, len(inputs)
@@ -151,43 +153,28 @@ class SRLTrainer(GRPOTrainer):
         return tuple(result)
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        """With `think_budget` N: generate N tokens; a response whose monologue is still open then gets
-        `</think>` appended (forced, masked out of the loss), and every unfinished response continues up to
-        `max_completion_length` tokens in all."""
+        """With `think_budget` N: a monologue still open after N tokens gets `</think>` forced (masked out of
+        the loss) and the response continues up to `max_completion_length` tokens (srl.generation)."""
         budget, total = self.args.think_budget, self.generation_config.max_new_tokens
-        run = super()._generate_single_turn
         if not budget or budget >= total or self.output_format.think == "off" or images is not None:
-            return run(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                 has_tool_images)
+
+        def generate(ids, max_new_tokens):
+            with _max_new_tokens(self.generation_config, max_new_tokens):
+                return super(SRLTrainer, self)._generate_single_turn(ids, None, multimodal_fields, num_generations,
+                                                                     has_tool_images)
+
         close = self.output_format.think_close
-        close_ids = self._tokenizer.encode(close + "\n", add_special_tokens=False)
-        with _max_new_tokens(self.generation_config, budget):
-            first, first_logprobs = run(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
-        eos = set(self.eos_token_ids)
-        forced, todo = {}, []
-        for i, ids in enumerate(first):
-            if ids and ids[-1] in eos:
-                continue
-            text = self._tokenizer.decode(ids, skip_special_tokens=True)
-            forced[i] = [] if close in text else close_ids
-            todo.append(i)
-        second, second_logprobs = [], None
-        if todo:
-            with _max_new_tokens(self.generation_config, max(total - budget - len(close_ids), 1)):
-                second, second_logprobs = run([prompt_ids[i] + first[i] + forced[i] for i in todo], None,
-                                              multimodal_fields, num_generations, has_tool_images)
-        rest = dict(zip(todo, second))
-        completions = [first[i] + forced.get(i, []) + rest.get(i, []) for i in range(len(first))]
-        self._forced_mask = [[1] * len(first[i]) + [0] * len(forced.get(i, [])) + [1] * len(rest.get(i, []))
-                             for i in range(len(first))]
-        n_forced = sum(1 for i in forced if forced[i])
-        self._metrics["train" if self.model.training else "eval"]["think_budget/forced_fraction"].append(
-            n_forced / max(len(first), 1))
-        logprobs = None
-        if first_logprobs is not None and (second_logprobs is not None or not todo):
-            later = dict(zip(todo, second_logprobs or []))
-            logprobs = [first_logprobs[i] + [0.0] * len(forced.get(i, [])) + later.get(i, [])
-                        for i in range(len(first))]
-        return completions, logprobs
+        out = generate_with_think_budget(
+            generate, prompt_ids, budget=budget, max_new_tokens=total,
+            close_ids=self._tokenizer.encode(close + "\n", add_special_tokens=False),
+            is_closed=lambda ids: close in self._tokenizer.decode(ids, skip_special_tokens=True),
+            eos_ids=self.eos_token_ids)
+        self._forced_mask = out.model_mask
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["think_budget/forced_fraction"].append(out.forced / max(len(prompt_ids), 1))
+        return out.completion_ids, out.logprobs
 
     # ------------------------------------------------------------------------------------------------------
     def _gather_rows(self, out: dict) -> dict[str, torch.Tensor]:
