@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -199,10 +198,10 @@ def stage_parser(stage: str):
                        RunArguments, STAGE_CONFIGS[stage])
 
 
-def parse_stage(stage: str, argv: Sequence[str]):
+def parse_stage(stage: str, argv: Sequence[str], layers: Sequence = ()):
     if stage not in STAGES:
         raise InputError(f"unknown stage '{stage}' (expected one of {', '.join(STAGES)})", field="stage")
-    return parse(stage_parser(stage), argv, preset_values(stage))
+    return parse(stage_parser(stage), argv, preset_values(stage), layers)
 
 
 def _pop_flag(argv: list[str], name: str, default: str) -> tuple[str, list[str]]:
@@ -245,7 +244,7 @@ def pipeline(argv: Sequence[str]) -> int:
     config_path, argv = _pop_flag(argv, "config", "")
     out, argv = _pop_flag(argv, "output_dir", "runs/pipeline")
     config = _load_yaml_config(config_path) if config_path else {}
-    shared = [a for a in argv if not a.startswith(("--srl.", "--rlvr."))]
+    shared, per_stage = _split_stage_flags(argv)
     _quiet_libraries()
     model_dir = None
     for stage in ("srl", "rlvr"):
@@ -253,12 +252,9 @@ def pipeline(argv: Sequence[str]) -> int:
         if not isinstance(section, dict):
             raise InputError("expected a mapping of options", path=config_path, field=stage)
         values = {k: v for k, v in config.items() if k not in ("srl", "rlvr")} | section
-        stage_argv = _stage_flags(argv, stage)
-        if model_dir:
-            values["model"] = model_dir
-        values["output_dir"] = os.path.join(out, stage)
-        flags = [f for k, v in values.items() for f in (f"--{k}", _yaml_flag(v))]
-        run, cfg = parse_stage(stage, flags + shared + stage_argv)
+        forced = ["--output_dir", os.path.join(out, stage)] + (["--model", model_dir] if model_dir else [])
+        run, cfg = parse_stage(stage, shared + per_stage[stage] + forced,
+                               [(config_path, values)] if values else [])
         final = os.path.join(cfg.output_dir, "final")
         if run.resume and os.path.exists(os.path.join(final, "config.json")):
             console().print(f"{stage}: already finished ({final}), skipped")
@@ -270,15 +266,22 @@ def pipeline(argv: Sequence[str]) -> int:
     return 0
 
 
-def _stage_flags(argv: list[str], stage: str) -> list[str]:
-    prefix = f"--{stage}."
-    return [("--" + a[len(prefix):]) if a.startswith(prefix) else a
-            for i, a in enumerate(argv)
-            if a.startswith(prefix) or (i > 0 and argv[i - 1].startswith(prefix) and not a.startswith("--"))]
-
-
-def _yaml_flag(value) -> str:
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+def _split_stage_flags(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Shared flags, and `--srl.x v` / `--rlvr.x=v` flags rewritten as `--x v` for their stage."""
+    shared, per_stage = [], {"srl": [], "rlvr": []}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        stage = next((s for s in per_stage if arg.startswith(f"--{s}.")), None)
+        if stage is None:
+            shared.append(arg)
+        else:
+            per_stage[stage].append("--" + arg[len(stage) + 3:])
+            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                per_stage[stage].append(argv[i + 1])
+                i += 1
+        i += 1
+    return shared, per_stage
 
 
 def _quiet_libraries() -> None:

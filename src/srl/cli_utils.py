@@ -82,32 +82,51 @@ def _flag_value(argv: list[str], name: str) -> str | None:
     return None
 
 
-def parse(parser, argv: Sequence[str], presets: Callable[[str], dict[str, Any]] | None = None) -> tuple:
+def _file_value(action, value, source: str, key: str):
+    """A value from a preset or YAML file, checked like a flag would be: YAML's `off`/`on` booleans become the
+    words when the option is a choice, and a value outside the choices is refused."""
+    if action.choices:
+        if isinstance(value, bool):
+            words = {False: ("off", "false", "no"), True: ("on", "true", "yes")}[value]
+            value = next((w for w in words if w in action.choices), value)
+        if value not in action.choices:
+            raise InputError(f"invalid choice {value!r} (choose from {', '.join(map(str, action.choices))})",
+                             path=source, field=key)
+    return value
+
+
+def parse(parser, argv: Sequence[str], presets: Callable[[str], dict[str, Any]] | None = None,
+          layers: Sequence[tuple[str, dict[str, Any]]] = ()) -> tuple:
     """Parse `argv` into the parser's dataclasses. Values come, lowest priority first, from the dataclass
-    defaults, the preset named by `--preset` (via `presets(name)`), the `--config` YAML file, and the flags.
-    Unknown options or config keys raise `InputError` naming them."""
+    defaults, the preset named by `--preset` (via `presets(name)`), the `--config` YAML file, extra `layers`
+    of (source, values), and the flags. Unknown options or config keys raise `InputError` naming them."""
     argv = list(argv)
     known = {a.dest: a for a in parser._actions}
-    layers = []
     config_path = _flag_value(argv, "config")
     config = _load_yaml_config(config_path) if config_path else {}
-    preset = _flag_value(argv, "preset") or config.get("preset")
+    preset = _flag_value(argv, "preset") or config.get("preset") or next(
+        (values.get("preset") for _, values in reversed(layers) if values.get("preset")), None)
+    all_layers = []
     if presets and preset and preset != "none":
-        layers.append((f"preset {preset}", presets(preset)))
+        all_layers.append((f"preset {preset}", presets(preset)))
     if config:
-        layers.append((config_path, config))
-    for source, values in layers:
-        for key in values:
+        all_layers.append((config_path, config))
+    all_layers += list(layers)
+    for source, values in all_layers:
+        checked = {}
+        for key, value in values.items():
             if key not in known or key in ("help", "config"):
                 raise InputError("unknown option", path=source, field=key)
             known[key].required = False
-        parser.set_defaults(**values)
+            checked[key] = _file_value(known[key], value, source, key)
+        parser.set_defaults(**checked)
     try:
         outputs = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as e:  # HfArgumentParser's "Some specified arguments are not used", or a bad value
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "not used by the HfArgumentParser" in message:
-            message = f"unknown option(s): {' '.join(message.split(': ', 1)[1].strip('[]').replace(chr(39), '').split(', '))}"
+            unused = message.split(": ", 1)[1].strip("[]").replace("'", "").split(", ")
+            message = f"unknown option(s): {' '.join(unused)}"
         raise InputError(f"{message} (see `{parser.prog} --help`)") from None
     return tuple(c for c in outputs if dataclasses.is_dataclass(c))  # drops the namespace holding --config
 

@@ -72,7 +72,7 @@ class SRLTrainer(GRPOTrainer):
             for inp, completion, reward in zip(inputs, completions, local):
                 text = completion_text(completion)
                 self._round_rows.append({
-                    "step": self.state.global_step, "step_index": inp.get("step_index"),
+                    "step": self.state.global_step + 1, "step_index": inp.get("step_index"),
                     "prompt_tail": _last_content(inp["prompt"])[-300:],
                     "expert_step": inp.get("expert_step", inp.get("final_answer")),
                     "action": parse_response(text, self.output_format).action, "completion": text,
