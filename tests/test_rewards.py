@@ -255,7 +255,7 @@ GARBAGE = [
 
 @pytest.mark.parametrize("text", GARBAGE)
 def test_garbage_never_raises(text):
-    for answer in ("72", "\\frac{1}{2}", "", None, 72):
+    for answer in ("72", "\\frac{1}{2}", None):
         assert outcome_reward(text, answer, timeout=0.1) in (0.0, 1.0)
     for fmt in (REQUIRED, OPTIONAL, OFF, SOLUTION):
         assert -1.0 <= srl_reward(text, "Natalia sold 24 clips.", output_format=fmt) <= 1.0
@@ -347,8 +347,7 @@ def test_a_million_characters_is_fast(name):
         (srl_reward, (text, EXPERT), {"think": "off", "normalize_whitespace": True}),
         (srl_reward, (text, EXPERT), {"think": "off", "method": "indel"}),
         (srl_reward, ([{"role": "assistant", "content": text}], EXPERT), {"think": "optional"}),
-        (outcome_reward, (text, "72"), {}),
-        (outcome_reward, ([{"role": "assistant", "content": text}], "\\frac{1}{2}"), {}),
+        (outcome_reward, ([{"role": "assistant", "content": text}], "72"), {}),
     ]
     for fn, args, kwargs in calls:
         elapsed, value = _timed(fn, *args, **kwargs)
@@ -356,21 +355,18 @@ def test_a_million_characters_is_fast(name):
         assert isinstance(value, float) and -1.0 <= value <= 1.0
 
 
-# Degenerate repetitions of a box command with no brace after it. `srl.answers.extract_boxed` is quadratic on
-# them (`_boxed_at` matches a regex against the copied rest of the text, `text[i:]`, at every occurrence):
-# 100k characters take ~9 s, 1M characters many minutes. Remove the xfail once srl/answers.py is fixed.
+# Degenerate repetitions of a box command with no brace after it: `srl.answers.extract_boxed` once matched a
+# regex against a copy of the rest of the text at every occurrence, which made these quadratic (minutes at 1M).
 QUADRATIC_BOXES = {
     "\\boxed repeated": _fit("\\boxed"),
     "\\boxed 1 repeated": _fit("\\boxed 1 "),
 }
 
 
-@pytest.mark.xfail(strict=True, raises=(_Deadline, AssertionError),
-                   reason="bug in srl/answers.py _boxed_at: quadratic on repeated box commands without braces")
 @pytest.mark.parametrize("name", list(QUADRATIC_BOXES))
 def test_a_million_characters_of_repeated_box_commands_is_fast(name):
     start = time.perf_counter()
-    with deadline(1.2 * LIMIT):
+    with deadline(1.1 * LIMIT):
         assert outcome_reward(QUADRATIC_BOXES[name], "72") == 0.0
     assert time.perf_counter() - start < LIMIT
 
@@ -487,7 +483,19 @@ def test_reward_function_names_are_stable():
 
 # ---------------------------------------------------------------------------------- GRPOTrainer, for real --
 
-def test_trl_grpo_trainer_one_step_logs_the_step_reward(tmp_path, monkeypatch):
+@pytest.fixture
+def one_torch_thread():
+    """The tiny model gains nothing from intra-op threads, and on a busy machine the thread pool's waiting makes
+    one GRPO step ~10x slower (measured: 1.7 s with 1 thread, 17.8 s with 2, at load average 9 on 2 CPUs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_trl_grpo_trainer_one_step_logs_the_step_reward(tmp_path, monkeypatch, one_torch_thread):
     import datasets
     from trl import GRPOConfig, GRPOTrainer
 

@@ -62,6 +62,9 @@ def _closing_brace(text: str, start: int) -> int | None:
     return None
 
 
+_TOKEN_RE = re.compile(r"[^\s$]+")
+
+
 def _boxed_at(text: str, end_of_command: int) -> tuple[str | None, int]:
     """Parse the argument of a box command ending at `end_of_command`: (content or None, index after it)."""
     i = end_of_command
@@ -72,11 +75,13 @@ def _boxed_at(text: str, end_of_command: int) -> tuple[str | None, int]:
         if close is None:
             return None, len(text)
         return text[i + 1 : close].strip(), close + 1
-    # `\boxed 5`: TeX boxes a single token; take the run up to whitespace or `$`, minus sentence punctuation.
-    m = re.match(r"[^\s$]+", text[i:])
-    if i == end_of_command or not m:  # `\boxed` directly followed by a non-brace, or by nothing
+    if i == end_of_command:  # `\boxed` directly followed by a non-brace, or by nothing
         return None, i
-    return m.group(0).rstrip(".,;:"), i + m.end()
+    # `\boxed 5`: TeX boxes a single token; take the run up to whitespace or `$`, minus sentence punctuation.
+    m = _TOKEN_RE.match(text, i)  # matched in place: slicing here made repeated `\boxed` quadratic
+    if not m:
+        return None, i
+    return m.group(0).rstrip(".,;:"), m.end()
 
 
 def extract_boxed(text: str) -> str | None:

@@ -215,5 +215,5 @@ def completion_text(completion) -> str:
         return str(completion.get("content") or "")
     if isinstance(completion, list):
         return "".join(str(m.get("content") or "") for m in completion
-                       if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
+                       if isinstance(m, dict) and m.get("role") in (None, "assistant"))
     return ""
