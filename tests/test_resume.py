@@ -23,11 +23,13 @@ def command(data, out, *extra):
     return [sys.executable, "-m", "srl.cli", "train", "--stage", "srl", "--model", "tiny", "--train_data", data,
             "--think", "off", "--use_cpu", "true", "--bf16", "false", "--per_device_train_batch_size", "8",
             "--num_generations", "4", "--max_completion_length", "8", "--max_steps", str(STEPS), "--save_steps", "2",
-            "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--seed", "0", "--output_dir", out, *extra]
+            "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--seed", "0", "--tiny_warm_up_steps", "5",
+            "--output_dir", out, *extra]
 
 
 def env():
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # one thread each: the reference and the killed run train side by side on a 2-core machine
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
