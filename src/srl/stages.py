@@ -169,10 +169,16 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     train_ds = datasets.Dataset.from_list(train_rows)
     eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
 
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and cfg.world_size == 1:
+        raise InputError(f"launched as {launched} processes but each would train alone on the same folder; "
+                         "on a machine without GPUs pass --use_cpu true", field="use_cpu")
     os.makedirs(cfg.output_dir, exist_ok=True)
-    with open(os.path.join(cfg.output_dir, f"config_{stage}.json"), "w") as f:
-        json.dump({"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()}, f, indent=1,
-                  default=str)
+    if cfg.process_index == 0:
+        from srl.trainer import write_json_atomic
+
+        write_json_atomic(os.path.join(cfg.output_dir, f"config_{stage}.json"),
+                          {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
 
     warm = None
     if run.model == "tiny" and stage != "sft":  # a random model must first learn to write something step-like

@@ -291,7 +291,7 @@ def _last_content(prompt) -> str:
 def write_json_atomic(path: str, data: dict) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(data, f)
+        json.dump(data, f, indent=1, default=str)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
