@@ -105,9 +105,9 @@ def _escape(text: str) -> str:
 
 
 # --- srl demo -----------------------------------------------------------------------------------------------
-DEMO_FLAGS = [  # SRL on CPU: 2 prompts x G=4 per step, the optional format with a think budget (docs/format.md)
-    "--preset", "cpu-small", "--think", "optional", "--think_budget", "32", "--max_completion_length", "64",
-    "--per_device_train_batch_size", "8", "--num_generations", "4", "--save_steps", "5", "--logging_steps", "1",
+DEMO_FLAGS = [  # SRL on CPU: 2 prompts x G=4 per step, the `optional` format (docs/format.md), short steps
+    "--preset", "cpu-small", "--think", "optional", "--max_completion_length", "32",
+    "--per_device_train_batch_size", "8", "--num_generations", "4", "--save_steps", "2", "--logging_steps", "1",
 ]
 
 
@@ -119,7 +119,7 @@ def demo(argv: Sequence[str]) -> int:
     parser.add_argument("--output_dir", default="runs/demo", help="Run folder (default runs/demo).")
     parser.add_argument("--model", default=None, help="Model (default: smollm2-135m-instruct when installed, "
                                                       "else the tiny local model).")
-    parser.add_argument("--max_steps", type=int, default=None, help="Optimizer steps (default: 12 for SmolLM2, "
+    parser.add_argument("--max_steps", type=int, default=None, help="Optimizer steps (default: 5 for SmolLM2, "
                                                                     "40 for the tiny model).")
     parser.add_argument("--learning_rate", type=float, default=None, help="Default: 2e-6 (SmolLM2), 1e-3 (tiny).")
     parser.add_argument("--resume", action="store_true", help="Continue an interrupted demo.")
@@ -137,7 +137,7 @@ def demo(argv: Sequence[str]) -> int:
             out.print(f"[yellow]{model} is not installed; the demo uses the tiny local model[/]")
             model = "tiny"
     tiny = model == "tiny"
-    steps = args.max_steps or (40 if tiny else 12)
+    steps = args.max_steps or (40 if tiny else 5)
     lr = args.learning_rate or (1e-3 if tiny else 2e-6)
 
     os.makedirs(args.output_dir, exist_ok=True)
@@ -297,12 +297,25 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+# --- srl eval -----------------------------------------------------------------------------------------------
+def eval_command(argv: Sequence[str]) -> int:
+    from srl.evaluation import EvalConfig, evaluate
+
+    parser = make_parser("srl eval", "Evaluate a model on a math benchmark: greedy accuracy, avg@k and pass@k; "
+                                     "writes problems.jsonl and summary.json into --output_dir.", EvalConfig)
+    (cfg,) = parse(parser, argv)
+    _quiet_libraries()
+    evaluate(cfg)
+    return 0
+
+
 COMMANDS = {
     ("data", "build"): (data_build, "cut expert solutions into steps and write step-wise instances"),
     ("data", "show"): (data_show, "print a few instances"),
     ("train",): (train, "train one stage: --stage srl|rlvr|sft"),
     ("pipeline",): (pipeline, "SRL then RLVR from the SRL model, one run folder"),
     ("demo",): (demo, "the embedded default run"),
+    ("eval",): (eval_command, "evaluate a model on a math benchmark (greedy, avg@k, pass@k)"),
 }
 
 

@@ -76,6 +76,21 @@ class RunArguments:
             raise InputError("must be >= 1", field="max_train_samples")
 
 
+def _default_precision(cfg) -> None:
+    """bf16 unless said otherwise, as the paper, but only where it runs natively: TRL turns it on everywhere,
+    which on a CPU without bf16 units is slow (and refused without --use_cpu)."""
+    if cfg.bf16 is None and not cfg.fp16:
+        from srl.models import bf16_supported
+
+        cfg.bf16 = bf16_supported() and (cfg.use_cpu or _has_cuda())
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _check_grpo(cfg) -> None:
     if cfg.num_generations is not None and cfg.num_generations < 2:
         raise InputError("must be >= 2: GRPO compares a prompt's G rollouts with each other", field="num_generations")
@@ -129,6 +144,7 @@ class SRLConfig(GRPOConfig):
 
     def __post_init__(self):
         _check_grpo(self)
+        _default_precision(self)
         super().__post_init__()
 
 
@@ -157,6 +173,10 @@ class SFTStageConfig(SFTConfig):
     ddp_find_unused_parameters: bool | None = field(default=False, metadata={
         "help": "DDP: look for parameters without gradients each step (every parameter is used here)."})
     output_dir: str | None = field(default="runs/sft", metadata={"help": "The run folder."})
+
+    def __post_init__(self):
+        _default_precision(self)
+        super().__post_init__()
 
 
 STAGE_CONFIGS = {"srl": SRLConfig, "rlvr": RLVRConfig, "sft": SFTStageConfig}
