@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from srl.agents import AGENT_FORMATS
 from srl.errors import InputError
 from srl.instances import BuildSummary, InstanceOptions, build_instances, write_rows
 from srl.prompts import PromptTemplate
@@ -20,10 +21,13 @@ class DataConfig:
     input: str = field(metadata={"help": "Expert solutions: .jsonl, .json, .parquet or a `datasets` folder."})
     output: str = field(metadata={"help": "Where to write instances: .jsonl, .json, .parquet, or a folder "
                                           "(`datasets.save_to_disk`)."})
-    format: Literal["gsm8k", "math", "numbered", "regex", "steps"] = field(
-        default="gsm8k", metadata={"help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` "
-                                           "answer), math (sentences of a MATH solution), numbered (`1. **Title** "
-                                           "action` or `Step 1:` lists), regex (--pattern), steps (already a list)."})
+    format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "openhands", "chat"] = \
+        field(default="gsm8k", metadata={
+            "help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` answer), math (sentences of "
+                    "a MATH solution), numbered (`1. **Title** action` or `Step 1:` lists), regex (--pattern), steps "
+                    "(already a list). Agent trajectories (one instance per action, docs/agent_formats.md): "
+                    "openai-tools (chat messages with tool_calls), swe-agent (SWE-agent / SWE-smith text actions), "
+                    "openhands (OpenHands / SWE-Gym), chat (any chat; --action_pattern or --chat_config)."})
     problem_field: str | None = field(default=None, metadata={"help": "Problem field (default: question for "
                                                                       "gsm8k, problem otherwise)."})
     solution_field: str | None = field(default=None, metadata={"help": "Solution field (default: answer for "
@@ -56,12 +60,77 @@ class DataConfig:
     max_chars: int = field(default=50_000, metadata={
         "help": "A problem, solution or step longer than this many characters is an input error."})
     limit: int | None = field(default=None, metadata={"help": "Read at most this many solutions."})
+    # --- agent trajectories (--format openai-tools | swe-agent | openhands | chat) ---
+    last_pairs: int = field(default=2, metadata={
+        "help": "Agent formats: show the last m action-observation pairs in the prompt (the paper: 2)."})
+    observation_chars: int = field(default=4000, metadata={
+        "help": "Agent formats: cut an observation longer than this many characters in the middle, with a "
+                "visible marker (0: no limit)."})
+    observation_tokens: int | None = field(default=None, metadata={
+        "help": "Agent formats: also cut observations to this many tokens of --tokenizer."})
+    tokenizer: str | None = field(default=None, metadata={
+        "help": "Agent formats: the tokenizer of --observation_tokens (a model name, folder, or `tiny`)."})
+    resolved_only: bool = field(default=True, metadata={
+        "help": "Agent formats: keep only trajectories marked resolved (a record without a resolved flag is an "
+                "error; false keeps every trajectory)."})
+    resolved_field: str | None = field(default=None, metadata={
+        "help": "Agent formats: field of the resolved flag, dotted for nesting (default: resolved, target, "
+                "success or is_resolved)."})
+    messages_field: str | None = field(default=None, metadata={
+        "help": "Agent formats: field of the list of turns (default: messages, conversations, trajectory, "
+                "history, ...)."})
+    action_pattern: str | None = field(default=None, metadata={
+        "help": "Agent formats: a regex that extracts the action from an assistant turn: named group `action` "
+                "(a command), or `name` (a tool) and one group per parameter. Replaces the built-in extractors."})
+    chat_config: str | None = field(default=None, metadata={
+        "help": "Agent formats: a YAML/JSON file describing an unknown trajectory format (roles, fields, "
+                "extractors, pattern; see docs/agent_formats.md)."})
+    command_tool: str | None = field(default=None, metadata={
+        "help": "Agent formats: write plain commands as calls of this tool, e.g. `bash` gives "
+                "`<function=bash><parameter=command>ls</parameter></function>`."})
+    agent_system: bool = field(default=True, metadata={
+        "help": "Agent formats: show the trajectory's own system text and tool list before the SRL instructions."})
+    previous_thoughts: bool = field(default=False, metadata={
+        "help": "Agent formats: show the expert's reasoning with its previous actions (as <think>...</think>)."})
+
+    @property
+    def is_agent(self) -> bool:
+        return self.format in AGENT_FORMATS
 
     def __post_init__(self):
         if self.format == "regex" and not self.pattern:
             raise InputError("--format regex needs --pattern", field="pattern")
         if self.max_previous_steps is not None and self.max_previous_steps < 0:
             raise InputError("must be >= 0", field="max_previous_steps")
+        if self.observation_tokens is not None and not self.tokenizer:
+            raise InputError("a token budget needs --tokenizer", field="observation_tokens")
+        if self.is_agent:
+            solution_only = {"pattern": self.pattern, "title_hint": self.title_hint,
+                             "include_last_step": self.include_last_step, "max_previous_steps": self.max_previous_steps}
+            for name, value in solution_only.items():
+                if value:
+                    raise InputError(f"is for solution formats, not --format {self.format} (agent formats make one "
+                                     "instance per action; see --last_pairs, --action_pattern)", field=name)
+            self.chat_format()  # a bad --chat_config or --action_pattern fails here, before anything is read
+
+    def chat_format(self):
+        """The agent format: the built-in preset, or the --chat_config file, with the flags on top."""
+        from srl.agents import FORMATS, ChatFormat
+
+        overrides = {"messages_field": self.messages_field, "action_pattern": self.action_pattern,
+                     "resolved_field": self.resolved_field, "command_tool": self.command_tool}
+        if self.chat_config:
+            return ChatFormat.from_file(self.chat_config, **overrides)
+        return replace(FORMATS[self.format], **{k: v for k, v in overrides.items() if v is not None})
+
+    def agent_options(self):
+        from srl.agents import AgentOptions, AgentTemplate
+
+        template = AgentTemplate.from_file(self.template) if self.template else AgentTemplate()
+        return AgentOptions(last_pairs=self.last_pairs, observation_chars=self.observation_chars,
+                            observation_tokens=self.observation_tokens, tokenizer=self.tokenizer, think=self.think,
+                            agent_system=self.agent_system, previous_thoughts=self.previous_thoughts,
+                            template=template)
 
     def instance_options(self) -> InstanceOptions:
         template = PromptTemplate.from_file(self.template) if self.template else PromptTemplate()
@@ -82,14 +151,21 @@ def _excluded_problems(cfg: DataConfig) -> set[str]:
 def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
     """The trajectories of `cfg.input`; excluded problems come out as `("skip", reason)` for the summary."""
     excluded = _excluded_problems(cfg)
-    trajectories = load_trajectories(cfg.input, cfg.format, problem_field=cfg.problem_field,
-                                     solution_field=cfg.solution_field, answer_field=cfg.answer_field,
-                                     id_field=cfg.id_field, system_field=cfg.system_field,
-                                     max_chars=cfg.max_chars, **cfg.split_options())
+    if cfg.is_agent:
+        from srl.agents import read_agent_trajectories
+
+        trajectories = read_agent_trajectories(cfg.input, cfg.chat_format(), resolved_only=cfg.resolved_only,
+                                               problem_field=cfg.problem_field, system_field=cfg.system_field,
+                                               id_field=cfg.id_field)
+    else:
+        trajectories = load_trajectories(cfg.input, cfg.format, problem_field=cfg.problem_field,
+                                         solution_field=cfg.solution_field, answer_field=cfg.answer_field,
+                                         id_field=cfg.id_field, system_field=cfg.system_field,
+                                         max_chars=cfg.max_chars, **cfg.split_options())
     for i, traj in enumerate(trajectories):
         if cfg.limit is not None and i >= cfg.limit:
             return
-        if excluded and " ".join(traj.problem.split()) in excluded:
+        if excluded and not isinstance(traj, tuple) and " ".join(traj.problem.split()) in excluded:
             yield ("skip", "in --exclude")
         else:
             yield traj
@@ -99,7 +175,6 @@ def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildS
     """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
     `progress` is called once per trajectory read."""
     summary = BuildSummary()
-    options = cfg.instance_options()
 
     def counted():
         for item in iter_trajectories(cfg, summary):
@@ -107,7 +182,13 @@ def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildS
                 progress()
             yield item
 
-    write_rows(build_instances(counted(), options, summary), cfg.output)
+    if cfg.is_agent:
+        from srl.agents import build_agent_instances
+
+        rows = build_agent_instances(counted(), cfg.agent_options(), summary, max_chars=cfg.max_chars)
+    else:
+        rows = build_instances(counted(), cfg.instance_options(), summary)
+    write_rows(rows, cfg.output)
     return summary
 
 

@@ -51,6 +51,11 @@ class RunArguments:
                 "monologue (with think=required it then only has to close it)."})
     solution_tags: bool = field(default=False, metadata={
         "help": "Require the action to be wrapped in <solution>...</solution> (the paper's figure)."})
+    action_structure: bool = field(default=False, metadata={
+        "help": "Agent instances: compare actions by structure (the tool name must match exactly, then the "
+                "arguments' similarity) instead of the whole canonical text."})
+    action_shell: bool = field(default=False, metadata={
+        "help": "Agent instances: normalise shell whitespace and quoting before comparing commands."})
     similarity: Literal["difflib", "indel"] = field(default="difflib", metadata={
         "help": "Step similarity: difflib's SequenceMatcher ratio (the paper) or normalised Indel (LCS)."})
     autojunk: bool = field(default=True, metadata={

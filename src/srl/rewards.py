@@ -24,7 +24,8 @@ from srl.similarity import similarity
 FORMAT_PENALTY = -1.0
 
 __all__ = ["similarity", "srl_reward", "outcome_reward", "step_similarity_reward", "answer_reward",
-           "get_step_reward", "get_answer_reward", "REWARDS", "FORMAT_PENALTY"]
+           "get_step_reward", "get_answer_reward", "action_similarity", "action_reward", "get_action_reward",
+           "REWARDS", "FORMAT_PENALTY"]
 
 
 def srl_reward(completion: str | list, expert_step: str, *, output_format: OutputFormat | None = None,
@@ -61,6 +62,78 @@ def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "au
     return 1.0 if answers_match(predicted, str(final_answer), timeout=timeout) else 0.0
 
 
+def action_similarity(predicted: str, expert: str, *, structure: bool = False, shell: bool = False,
+                      **similarity_options: Any) -> float:
+    """Similarity in [0, 1] of a predicted agent action to the expert's, both in the canonical form of
+    `srl.agents` (`<function=NAME>` calls, or a plain command). Nothing is ever executed.
+
+    Args:
+        structure: compare structure first: the tool names of the calls must match exactly and in order
+            (else 0.0), then the arguments are compared (the predicted parameters put in the expert's order,
+            so order does not matter; the mean over calls). A call against a plain command scores 0.0; two
+            plain commands are compared as text.
+        shell: normalise shell whitespace first (`srl.agents.normalize_action`: plain commands and `command`
+            parameters; quoted strings and indentation are kept).
+        similarity_options: `method`, `autojunk`, `normalize_whitespace` of `srl.similarity.similarity`.
+
+    Default (both off): the paper's similarity of the two action texts.
+
+    >>> expert = "<function=bash>\\n<parameter=command>ls  -a</parameter>\\n</function>"
+    >>> action_similarity("<function=str_replace_editor>\\n<parameter=command>ls -a</parameter>\\n</function>",
+    ...                   expert, structure=True)
+    0.0
+    >>> action_similarity("<function=bash>\\n<parameter=command>ls -a</parameter>\\n</function>", expert, shell=True)
+    1.0
+    """
+    from srl.agents import ToolCall, normalize_action, parse_action
+
+    if not isinstance(predicted, str) or not isinstance(expert, str):
+        return 0.0
+    if shell:
+        predicted, expert = normalize_action(predicted), normalize_action(expert)
+    if not structure:
+        return similarity(predicted, expert, **similarity_options)
+    got, want = parse_action(predicted), parse_action(expert)
+    if got is None and want is None:
+        return similarity(predicted.strip(), expert.strip(), **similarity_options)
+    if got is None or want is None or [c.name for c in got] != [c.name for c in want]:
+        return 0.0
+    scores = []
+    for g, w in zip(got, want):
+        g_args = dict(g.arguments)
+        ordered = [(k, g_args.pop(k)) for k, _ in w.arguments if k in g_args] + list(g_args.items())
+        scores.append(similarity(ToolCall(g.name, tuple(ordered)).text, w.text, **similarity_options))
+    return sum(scores) / len(scores)
+
+
+def action_reward(completion: str | list, expert_action: str, *, output_format: OutputFormat | None = None,
+                  think: ThinkMode | None = None, structure: bool = False, shell: bool = False,
+                  **similarity_options: Any) -> float:
+    """The SRL reward of an agent action: `action_similarity(action, expert_action, ...)` in [0, 1] when the
+    response follows the format (`<think>...</think>` then the action, as `srl_reward`), else -1."""
+    fmt = output_format or OutputFormat()
+    if think is not None and think != fmt.think:
+        fmt = OutputFormat(**{**fmt.__dict__, "think": think})
+    parsed = parse_response(completion_text(completion), fmt)
+    if not parsed.ok:
+        return FORMAT_PENALTY
+    return action_similarity(parsed.action, expert_action, structure=structure, shell=shell, **similarity_options)
+
+
+def get_action_reward(output_format: OutputFormat | None = None, *, structure: bool = False, shell: bool = False,
+                      **similarity_options: Any) -> Callable:
+    """A TRL reward function `f(completions, expert_step, **kwargs) -> list[float]` for agent instances (the
+    target column is `expert_step`, as for math), named `action_similarity`. With `structure=False,
+    shell=False` it gives the values of `get_step_reward(...)`: the paper's similarity on the action text."""
+
+    def reward(completions: list, expert_step: list[str], **kwargs: Any) -> list[float]:
+        return [action_reward(c, e, output_format=output_format, structure=structure, shell=shell,
+                              **similarity_options) for c, e in zip(completions, expert_step)]
+
+    reward.__name__ = reward.__qualname__ = "action_similarity"  # TRL logs rewards/action_similarity/mean
+    return reward
+
+
 def get_step_reward(output_format: OutputFormat | None = None, **similarity_options: Any) -> Callable:
     """A TRL reward function `f(completions, expert_step, **kwargs) -> list[float]` for the given format and
     similarity options. Its `__name__` is what TRL logs (`rewards/step_similarity/mean`)."""
@@ -86,4 +159,5 @@ step_similarity_reward = get_step_reward()
 answer_reward = get_answer_reward()
 
 # CLI names -> reward factories.
-REWARDS: dict[str, Callable[..., Callable]] = {"step_similarity": get_step_reward, "answer": get_answer_reward}
+REWARDS: dict[str, Callable[..., Callable]] = {"step_similarity": get_step_reward, "answer": get_answer_reward,
+                                                "action_similarity": get_action_reward}

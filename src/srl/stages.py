@@ -116,11 +116,14 @@ def output_format(run: RunArguments) -> OutputFormat:
 
 
 def _rewards(stage: str, run: RunArguments):
-    from srl.rewards import get_answer_reward, get_step_reward
+    from srl.rewards import get_action_reward, get_answer_reward, get_step_reward
 
     if stage == "srl":
-        return [get_step_reward(output_format(run), method=run.similarity, autojunk=run.autojunk,
-                                normalize_whitespace=run.normalize_whitespace)]
+        options = dict(method=run.similarity, autojunk=run.autojunk, normalize_whitespace=run.normalize_whitespace)
+        if run.action_structure or run.action_shell:  # agent actions; else the paper's similarity on the text
+            return [get_action_reward(output_format(run), structure=run.action_structure, shell=run.action_shell,
+                                      **options)]
+        return [get_step_reward(output_format(run), **options)]
     return [get_answer_reward()]
 
 
