@@ -298,6 +298,12 @@ def _quiet_libraries() -> None:
 
 
 # --- srl eval -----------------------------------------------------------------------------------------------
+def models(argv: Sequence[str]) -> int:
+    from srl.models import models_command
+
+    return models_command(argv)
+
+
 def eval_command(argv: Sequence[str]) -> int:
     from srl.evaluation import EvalConfig, evaluate
 
@@ -316,6 +322,7 @@ COMMANDS = {
     ("pipeline",): (pipeline, "SRL then RLVR from the SRL model, one run folder"),
     ("demo",): (demo, "the embedded default run"),
     ("eval",): (eval_command, "evaluate a model on a math benchmark (greedy, avg@k, pass@k)"),
+    ("models",): (models, "list the models srl knows and where they are cached"),
 }
 
 

@@ -1,0 +1,25 @@
+"""Math evaluation (`srl eval`): greedy accuracy, avg@k and pass@k of a model on a benchmark file.
+
+    from srl.evaluation import EvalConfig, evaluate
+    result = evaluate(EvalConfig(model="smollm2-135m-instruct", data="gsm8k", limit=20))
+    result.summary["metrics"]      # {"greedy_accuracy": ...}
+
+- `config`: `EvalConfig`, every option documented (also the CLI flags).
+- `benchmarks`: reading a benchmark (problem + gold answer from an answer field, a GSM8K `#### n` solution or a
+  `\\boxed{}` solution), known benchmark names, the seeded `--limit` subset.
+- `metrics`: scoring one response (`srl.answers` extraction and equivalence), greedy accuracy, avg@k, pass@k.
+- `runner`: prompts, batched generation, the run, problems.jsonl / summary.json and the summary table.
+"""
+
+from srl.evaluation.benchmarks import (BENCHMARKS, BenchmarkSpec, Problem, load_problems, resolve_data,
+                                       select_subset)
+from srl.evaluation.config import EvalConfig
+from srl.evaluation.metrics import (Scored, avg_at_k, greedy_accuracy, mean_pass_at_k, pass_at_k, pass_k_values,
+                                    score_response)
+from srl.evaluation.runner import EvalResult, Generation, evaluate, generate_batch, summarize
+
+__all__ = [
+    "BENCHMARKS", "BenchmarkSpec", "EvalConfig", "EvalResult", "Generation", "Problem", "Scored", "avg_at_k",
+    "evaluate", "generate_batch", "greedy_accuracy", "load_problems", "mean_pass_at_k", "pass_at_k",
+    "pass_k_values", "resolve_data", "score_response", "select_subset", "summarize",
+]

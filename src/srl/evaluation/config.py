@@ -1,0 +1,109 @@
+"""`EvalConfig`: every option of `srl eval`, documented; each field is also a command-line flag and a key of a
+`--config` YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from srl.answers import ANSWER_MODES
+from srl.errors import InputError
+
+PAPER_SYSTEM_PROMPT = "paper"  # the value of --system_prompt that selects `srl.prompts.EVAL_SYSTEM_PROMPT`
+NO_SYSTEM_PROMPT = "none"
+
+
+@dataclass
+class EvalConfig:
+    """`srl eval`: generate answers to a math benchmark and score them (greedy accuracy, avg@k, pass@k)."""
+
+    model: str = field(metadata={
+        "help": "A known model name (see `srl models`, e.g. smollm2-135m-instruct), a local save_pretrained "
+                "folder, a Hugging Face id already in the local cache, or `tiny` (tests)."})
+    data: str = field(metadata={
+        "help": "Benchmark: a .jsonl/.json/.parquet file or datasets folder with a problem and an answer (or a "
+                "solution with a \\boxed{} answer, or a GSM8K `#### n` solution), or a known benchmark name "
+                "(gsm8k, math500, amc23, aime24, minerva_math, math: files under $SRL_DATA_DIR, default "
+                "../shared/data next to the repository)."})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "Where problems.jsonl (one line per problem) and summary.json are written "
+                "(default: runs/eval/<benchmark>-<model>)."})
+    limit: int | None = field(default=None, metadata={
+        "help": "Evaluate a fixed subset of N problems: a sample drawn with --seed, the same on every run (and "
+                "the subset for N is contained in the one for any larger N). Default: all problems."})
+    seed: int = field(default=0, metadata={
+        "help": "Seed of the --limit subset and of sampling."})
+    greedy: bool = field(default=True, metadata={
+        "help": "Generate one greedy answer per problem and report greedy accuracy (--no_greedy to skip)."})
+    k: int = field(default=0, metadata={
+        "help": "Sample k answers per problem at --temperature and report avg@k (mean accuracy of the samples) "
+                "and unbiased pass@j for j = 1, 2, 4, ..., k (0: no sampling)."})
+    temperature: float = field(default=1.0, metadata={
+        "help": "Sampling temperature for the k samples (the paper: 1.0)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling for the k samples (1.0: off)."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling for the k samples (0: off)."})
+    max_new_tokens: int = field(default=512, metadata={
+        "help": "Longest response, in tokens; a response cut there counts as truncated (and is scored as is)."})
+    batch_size: int = field(default=16, metadata={
+        "help": "Sequences generated together (left-padded; prompts of similar length are batched together)."})
+    dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
+        "help": "Weights' dtype for generation (bfloat16 only where the hardware runs it natively)."})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)."})
+    timeout: float = field(default=5.0, metadata={
+        "help": "Time limit in seconds for checking one answer's equivalence (math-verify); over it = wrong."})
+    problem_field: str | None = field(default=None, metadata={
+        "help": "Problem field (default: `problem`, else `question`)."})
+    answer_field: str | None = field(default=None, metadata={
+        "help": "Gold-answer field (default: `answer` when present). A value holding `#### n` (GSM8K) or "
+                "\\boxed{} is reduced to that answer."})
+    solution_field: str | None = field(default=None, metadata={
+        "help": "Solution field whose last \\boxed{} is the gold answer when there is no answer field "
+                "(default: `solution`)."})
+    id_field: str | None = field(default=None, metadata={
+        "help": "Problem id field (default: `id`, `unique_id` or `idx` when present, else <file>-<line>)."})
+    answer_mode: Literal["auto", "boxed", "gsm8k", "last_number"] = field(default="auto", metadata={
+        "help": "How the answer is taken from a response: auto = the last \\boxed{} (nested braces), else a "
+                "`#### n` line (then the last number, see --number_fallback); or only one of those."})
+    number_fallback: Literal["auto", "on", "off"] = field(default="auto", metadata={
+        "help": "With --answer_mode auto, fall back on the last number of the response: auto = for GSM8K-style "
+                "gold answers (`#### n`) only."})
+    system_prompt: str = field(default=PAPER_SYSTEM_PROMPT, metadata={
+        "help": "System message: `paper` = the paper's evaluation prompt (reason step by step, answer in "
+                "\\boxed{}, <think> scratch paper allowed), `none` = no system message (the chat template's "
+                "default, if any), or the text itself."})
+    user_template: str = field(default="{problem}", metadata={
+        "help": "The user turn; `{problem}` is replaced by the problem."})
+
+    def __post_init__(self):
+        def positive(name: str, allow_zero: bool = False):
+            value = getattr(self, name)
+            if value is None:
+                return
+            if value < 0 or (value == 0 and not allow_zero):
+                raise InputError(f"must be {'>= 0' if allow_zero else '>= 1'}, got {value}", field=name)
+
+        for name in ("limit", "max_new_tokens", "batch_size"):
+            positive(name)
+        for name in ("k", "threads", "top_k"):
+            positive(name, allow_zero=True)
+        if not self.greedy and self.k == 0:
+            raise InputError("nothing to evaluate: --no_greedy needs --k >= 1", field="k")
+        if self.k > 0 and not self.temperature > 0:
+            raise InputError(f"must be > 0 for sampling, got {self.temperature}", field="temperature")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"must be in (0, 1], got {self.top_p}", field="top_p")
+        if not self.timeout > 0:
+            raise InputError(f"must be > 0, got {self.timeout}", field="timeout")
+        if self.answer_mode not in ANSWER_MODES:
+            raise InputError(f"unknown answer mode '{self.answer_mode}' (expected one of {', '.join(ANSWER_MODES)})",
+                             field="answer_mode")
+        if "{problem}" not in self.user_template:
+            raise InputError("must contain {problem}", field="user_template")
+        try:
+            self.user_template.format(problem="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise InputError(f"not a valid template ({e!r}); write literal braces as {{{{ }}}}",
+                             field="user_template") from None
+        for name in ("model", "data"):
+            if not str(getattr(self, name) or "").strip():
+                raise InputError("empty", field=name)
