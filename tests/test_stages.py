@@ -328,3 +328,13 @@ def test_pipeline_yaml_sections(recorded_stages, tmp_path, capsys):
     assert run1.think == run2.think == "off"
     assert (cfg1.max_steps, cfg2.max_steps) == (3, 6)  # the flag beats the YAML section
     assert cfg2.max_completion_length == 16 and cfg1.num_generations == cfg2.num_generations == 4
+
+
+def test_srl_with_lora_saves_an_adapter(instances_file, tmp_path, capsys):
+    out = tmp_path / "lora"
+    code, _, err = run_cli(["train", "--stage", "srl", *TINY, *RL, "--train_data", instances_file, "--max_steps", "1",
+                            "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--output_dir", str(out)],
+                           capsys)
+    assert code == 0, err
+    assert (out / "final" / "adapter_config.json").exists()  # PEFT saved the LoRA adapter, not full weights
+    assert json.loads((out / "final" / "adapter_config.json").read_text())["r"] == 4
