@@ -12,3 +12,15 @@ SHARED_DATA = os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
 @pytest.fixture
 def gsm8k_sample():
     return BUNDLED_GSM8K
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The tests' models are tiny: a second thread buys nothing, and on a busy 2-core machine two OpenMP
+    threads per process mostly wait for each other (measured here: 10x slower steps under load)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
