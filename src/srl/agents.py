@@ -42,7 +42,7 @@ from typing import Any
 from srl.errors import InputError
 from srl.instances import BuildSummary
 from srl.prompts import ThinkMode
-from srl.trajectories import Record, read_records
+from srl.trajectories import Record, read_records, read_mapping
 
 AGENT_FORMATS = ("openai-tools", "swe-agent", "openhands", "chat")
 
@@ -350,29 +350,6 @@ class ChatFormat:
             return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
         except InputError as e:
             raise InputError(e.message, path=path, field=e.field) from None
-
-
-def read_mapping(path: str, known: set[str], what: str) -> dict[str, Any]:
-    """A YAML (or, by extension, JSON) file holding a mapping whose keys are all in `known`."""
-    if not os.path.exists(path):
-        raise InputError(f"no such {what}", path=path)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        if path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as e:
-        raise InputError(f"cannot parse: {e}".splitlines()[0], path=path) from None
-    if not isinstance(data, dict):
-        raise InputError(f"expected a mapping with keys among {sorted(known)}", path=path)
-    for key in data:
-        if key not in known:
-            raise InputError(f"unknown key (expected one of {sorted(known)})", path=path, field=key)
-    return data
 
 
 # The built-in formats: presets of ChatFormat.

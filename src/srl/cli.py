@@ -19,7 +19,7 @@ DEMO_DATA = os.path.join(os.path.dirname(__file__), "data", "gsm8k_train_sample.
 
 # --- srl data build -----------------------------------------------------------------------------------------
 def data_build(argv: Sequence[str]) -> int:
-    from srl.build import DataConfig, build, count_input_rows
+    from srl.build import DataConfig
 
     parser = make_parser("srl data build", "Cut expert solutions into steps and write the step-wise instances "
                                            "(N steps -> N-1 instances: problem + steps 1..k-1 -> step k).",
@@ -29,7 +29,8 @@ def data_build(argv: Sequence[str]) -> int:
     return 0
 
 
-def run_build(cfg) -> "BuildSummary":  # noqa: F821
+def run_build(cfg):
+    """Build with a progress bar, print the summary, return it (`srl.instances.BuildSummary`)."""
     from srl.build import build, count_input_rows
 
     total = count_input_rows(cfg.input)

@@ -12,8 +12,6 @@ The format check is configurable because small models rarely write the paper's t
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
@@ -80,26 +78,10 @@ class PromptTemplate:
     def from_file(cls, path: str) -> "PromptTemplate":
         """Read a template file: YAML or JSON with keys among system, user, step, no_previous, title_hint."""
         from srl.errors import InputError
+        from srl.trajectories import read_mapping
 
-        if not os.path.exists(path):
-            raise InputError("no such template file", path=path)
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        try:
-            if path.endswith(".json"):
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as e:
-            raise InputError(f"cannot parse template: {e}".splitlines()[0], path=path) from None
-        if not isinstance(data, dict):
-            raise InputError("expected a mapping with keys system, user, step, no_previous, title_hint", path=path)
-        known = {f.name for f in fields(cls)}
+        data = read_mapping(path, {f.name for f in fields(cls)}, "template file")
         for key, value in data.items():
-            if key not in known:
-                raise InputError(f"unknown key (expected one of {sorted(known)})", path=path, field=key)
             if not isinstance(value, str):
                 raise InputError("expected a string", path=path, field=key)
         template = replace(cls(), **data)

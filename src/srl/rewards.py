@@ -28,6 +28,14 @@ __all__ = ["similarity", "srl_reward", "outcome_reward", "step_similarity_reward
            "REWARDS", "FORMAT_PENALTY"]
 
 
+def _action(completion, output_format: OutputFormat | None, think: ThinkMode | None) -> str | None:
+    """The action of a response under the format (with `think` overriding its mode), None if broken."""
+    fmt = output_format or OutputFormat()
+    if think is not None and think != fmt.think:
+        fmt = OutputFormat(**{**fmt.__dict__, "think": think})
+    return parse_response(completion_text(completion), fmt).action
+
+
 def srl_reward(completion: str | list, expert_step: str, *, output_format: OutputFormat | None = None,
                think: ThinkMode | None = None, method: str = "difflib", autojunk: bool = True,
                normalize_whitespace: bool = False) -> float:
@@ -41,13 +49,10 @@ def srl_reward(completion: str | list, expert_step: str, *, output_format: Outpu
         think: shortcut overriding `output_format.think`.
         method, autojunk, normalize_whitespace: passed to `srl.similarity.similarity`.
     """
-    fmt = output_format or OutputFormat()
-    if think is not None and think != fmt.think:
-        fmt = OutputFormat(**{**fmt.__dict__, "think": think})
-    parsed = parse_response(completion_text(completion), fmt)
-    if not parsed.ok:
+    action = _action(completion, output_format, think)
+    if action is None:
         return FORMAT_PENALTY
-    return similarity(parsed.action, expert_step if isinstance(expert_step, str) else "", method=method,
+    return similarity(action, expert_step if isinstance(expert_step, str) else "", method=method,
                       autojunk=autojunk, normalize_whitespace=normalize_whitespace)
 
 
@@ -111,13 +116,10 @@ def action_reward(completion: str | list, expert_action: str, *, output_format: 
                   **similarity_options: Any) -> float:
     """The SRL reward of an agent action: `action_similarity(action, expert_action, ...)` in [0, 1] when the
     response follows the format (`<think>...</think>` then the action, as `srl_reward`), else -1."""
-    fmt = output_format or OutputFormat()
-    if think is not None and think != fmt.think:
-        fmt = OutputFormat(**{**fmt.__dict__, "think": think})
-    parsed = parse_response(completion_text(completion), fmt)
-    if not parsed.ok:
+    action = _action(completion, output_format, think)
+    if action is None:
         return FORMAT_PENALTY
-    return action_similarity(parsed.action, expert_action, structure=structure, shell=shell, **similarity_options)
+    return action_similarity(action, expert_action, structure=structure, shell=shell, **similarity_options)
 
 
 def get_action_reward(output_format: OutputFormat | None = None, *, structure: bool = False, shell: bool = False,

@@ -11,13 +11,12 @@ final/ (the trained model and tokenizer), plus config.json with the arguments it
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import random
 from typing import Any
 
-from srl.config import RLVRConfig, RunArguments, SFTStageConfig, SRLConfig
+from srl.config import RunArguments
 from srl.errors import InputError
 from srl.prompts import EVAL_SYSTEM_PROMPT, OutputFormat
 

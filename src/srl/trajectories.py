@@ -167,6 +167,29 @@ def read_records(source: Any, fmt: str | None = None) -> Iterator[Record]:
                          path=path)
 
 
+def read_mapping(path: str, known: set[str], what: str) -> dict[str, Any]:
+    """A YAML (or, by extension, JSON) file holding a mapping whose keys are all in `known`."""
+    if not os.path.exists(path):
+        raise InputError(f"no such {what}", path=path)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:
+        raise InputError(f"cannot parse: {e}".splitlines()[0], path=path) from None
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping with keys among {sorted(known)}", path=path)
+    for key in data:
+        if key not in known:
+            raise InputError(f"unknown key (expected one of {sorted(known)})", path=path, field=key)
+    return data
+
+
 # Field names per solution format: (problem field, solution field).
 DEFAULT_FIELDS = {
     "gsm8k": ("question", "answer"),
