@@ -36,13 +36,13 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from srl.errors import InputError
 from srl.instances import BuildSummary
 from srl.prompts import ThinkMode
-from srl.trajectories import Record, read_records, read_mapping
+from srl.trajectories import Record, read_mapping, read_records, read_string_fields
 
 AGENT_FORMATS = ("openai-tools", "swe-agent", "openhands", "chat")
 
@@ -703,11 +703,7 @@ class AgentTemplate:
     @classmethod
     def from_file(cls, path: str) -> "AgentTemplate":
         """Read a template file: YAML (or JSON by extension) with keys among the fields above."""
-        values = read_mapping(path, {f.name for f in fields(cls)}, "template file")
-        for key, value in values.items():
-            if not isinstance(value, str):
-                raise InputError("expected a string", path=path, field=key)
-        template = replace(cls(), **values)
+        template = read_string_fields(cls, path, "template file")
         try:  # fail now, not in the middle of a build
             template.system_text("x", "required", "y")
             template.task.format(task="", omitted="")

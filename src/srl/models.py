@@ -295,21 +295,18 @@ def _folder_size(folder: str) -> int:
 
 
 # --- loading ------------------------------------------------------------------------------------------------
-def load_model_and_tokenizer(name: str, *, bf16: bool = False, warm_up_rows: list[dict] | None = None,
-                             seed: int = 0, response_prefix: str = ""):
-    """(model, tokenizer) for training. bf16 weights when asked (and the hardware has it)."""
+def load_model_and_tokenizer(name: str, *, bf16: bool = False, seed: int = 0):
+    """(model, tokenizer) for training. bf16 weights when asked (and the hardware has it). `tiny` is built
+    fresh (random weights from `seed`); its supervised warm-up is the caller's (`srl.tiny.warm_up`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name)
     if path == TINY:
-        from srl.tiny import tiny_model, tiny_tokenizer, warm_up
+        from srl.tiny import tiny_model, tiny_tokenizer
 
         tokenizer = tiny_tokenizer()
-        model = tiny_model(tokenizer, seed=seed)
-        if warm_up_rows:
-            warm_up(model, tokenizer, warm_up_rows, seed=seed, response_prefix=response_prefix)
-        return model, tokenizer
+        return tiny_model(tokenizer, seed=seed), tokenizer
     dtype = torch.bfloat16 if bf16 else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)

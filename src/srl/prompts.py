@@ -12,7 +12,7 @@ The format check is configurable because small models rarely write the paper's t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Literal
 
 ThinkMode = Literal["required", "optional", "off"]
@@ -78,13 +78,9 @@ class PromptTemplate:
     def from_file(cls, path: str) -> "PromptTemplate":
         """Read a template file: YAML or JSON with keys among system, user, step, no_previous, title_hint."""
         from srl.errors import InputError
-        from srl.trajectories import read_mapping
+        from srl.trajectories import read_string_fields
 
-        data = read_mapping(path, {f.name for f in fields(cls)}, "template file")
-        for key, value in data.items():
-            if not isinstance(value, str):
-                raise InputError("expected a string", path=path, field=key)
-        template = replace(cls(), **data)
+        template = read_string_fields(cls, path, "template file")
         try:  # fail now, not in the middle of a build
             template.user.format(problem="", previous_steps="", step_number=1, title_hint="")
             template.step.format(number=1, text="")

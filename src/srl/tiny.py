@@ -112,15 +112,3 @@ def warm_up(model, tokenizer, rows: list[dict], steps: int = 60, lr: float = 3e-
         losses.append(loss.item())
     model.eval()
     return losses
-
-
-def save_tiny(path: str, warm_up_rows: list[dict] | None = None, warm_up_steps: int = 60, seed: int = 0,
-              response_prefix: str = "") -> str:
-    """Build the tiny tokenizer and model (optionally warmed up on `warm_up_rows`) and save both to `path`."""
-    tokenizer = tiny_tokenizer()
-    model = tiny_model(tokenizer, seed=seed)
-    if warm_up_rows:
-        warm_up(model, tokenizer, warm_up_rows, steps=warm_up_steps, seed=seed, response_prefix=response_prefix)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path

@@ -190,6 +190,17 @@ def read_mapping(path: str, known: set[str], what: str) -> dict[str, Any]:
     return data
 
 
+
+def read_string_fields(cls, path: str, what: str):
+    """`cls()` with the fields given in a YAML/JSON file replaced; every value must be a string."""
+    from dataclasses import fields, replace
+
+    values = read_mapping(path, {f.name for f in fields(cls)}, what)
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise InputError("expected a string", path=path, field=key)
+    return replace(cls(), **values)
+
 # Field names per solution format: (problem field, solution field).
 DEFAULT_FIELDS = {
     "gsm8k": ("question", "answer"),
