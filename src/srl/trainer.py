@@ -229,6 +229,7 @@ class SRLTrainer(GRPOTrainer):
         m["dynamic_sampling/filtered_fraction"].append(n_dropped / max(n_groups, 1))
         m["dynamic_sampling/cap_hit"].append(float(cap_hit))
         m["tokens_per_second"].append(tokens / max(seconds, 1e-9))
+        m["generated_tokens"].append(float(tokens))  # this step's completion tokens, every round included
         m["format_error_rate"].append(float((rewards == FORMAT_PENALTY).double().mean()))
         if step_index is not None:
             by_step = defaultdict(list)

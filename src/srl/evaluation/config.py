@@ -44,11 +44,15 @@ class EvalConfig:
     top_k: int = field(default=0, metadata={"help": "Top-k sampling for the k samples (0: off)."})
     max_new_tokens: int = field(default=512, metadata={
         "help": "Longest response, in tokens; a response cut there counts as truncated (and is scored as is)."})
-    batch_size: int = field(default=16, metadata={
-        "help": "Sequences generated together (left-padded; prompts of similar length are batched together)."})
-    dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
-        "help": "Weights' dtype for generation (bfloat16 only where the hardware runs it natively)."})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)."})
+    batch_size: int = field(default=64, metadata={
+        "help": "Sequences generated together (left-padded; prompts of similar length are batched together). "
+                "On CPU, tokens/s grows with the batch up to ~64 (docs/benchmarks.md)."})
+    dtype: Literal["auto", "float32", "bfloat16"] = field(default="auto", metadata={
+        "help": "Weights' dtype for generation: auto = bfloat16 where the hardware runs it natively (GPU, CPU "
+                "with AMX/AVX512-BF16), else float32 (bf16 is 2-6x slower than fp32 on an AVX2 CPU)."})
+    threads: int = field(default=0, metadata={
+        "help": "torch CPU threads (0: torch's default, one per core). Give each process its own cores: "
+                "two processes with 2 threads each on 2 cores run ~10x slower than with 1 each."})
     timeout: float = field(default=5.0, metadata={
         "help": "Time limit in seconds for checking one answer's equivalence (math-verify); over it = wrong."})
     problem_field: str | None = field(default=None, metadata={

@@ -146,6 +146,15 @@ def default_output_dir(cfg: EvalConfig, benchmark: str) -> str:
     return os.path.join("runs", "eval", f"{_slug(benchmark)}-{_slug(cfg.model)}")
 
 
+def use_bf16(dtype: str) -> bool:
+    """`--dtype auto`: bf16 only where the hardware runs it natively."""
+    if dtype == "auto":
+        from srl.models import bf16_supported
+
+        return bf16_supported()
+    return dtype == "bfloat16"
+
+
 def load_eval_problems(cfg: EvalConfig) -> tuple[list[Problem], int, str, str]:
     """(the evaluated problems, problems in the file, benchmark name, file path)."""
     path, spec = resolve_data(cfg.data)
@@ -172,7 +181,7 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
 
         check_model_name(cfg.model)
         model_path = resolve_model(cfg.model)
-        model, tokenizer = load_model_and_tokenizer(cfg.model, bf16=cfg.dtype == "bfloat16", seed=cfg.seed)
+        model, tokenizer = load_model_and_tokenizer(cfg.model, bf16=use_bf16(cfg.dtype), seed=cfg.seed)
     import torch
 
     if cfg.threads:

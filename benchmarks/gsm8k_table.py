@@ -1,0 +1,379 @@
+"""The paper's comparison, small: SmolLM2-135M-Instruct trained on GSM8K train solutions, five ways, evaluated
+on the same GSM8K test subset and a MATH-500 subset.
+
+    .venv/bin/python benchmarks/gsm8k_table.py --out runs/gsm8k_table
+
+Rows (the paper's Table 1 methods, at a size that fits 2 CPU cores):
+
+- base      the model as shipped, no training;
+- sft       TRL's SFTTrainer on whole expert solutions (ending in \\boxed{answer});
+- rlvr      GRPO with the outcome reward (1 if the final answer is right) and DAPO dynamic sampling;
+- srl       SRL: GRPO with the step-similarity reward on step-wise instances, dynamic sampling;
+- srl_rlvr  SRL for half the RL budget, then RLVR from that checkpoint for the other half;
+- sft_srl   (only with --rows ...,sft_srl) SRL starting from the SFT model: a format warm-up counts only here.
+
+Budget. The RL methods (rlvr, srl, srl_rlvr) get the same wall-clock budget (--rl_minutes) on the same
+number of CPU threads; srl_rlvr splits it in two halves. Every run also reports the tokens it generated.
+SFT gets --sft_minutes. Training stops at the first optimizer step past its budget.
+
+Model choice without the test set. A validation split of --validation_problems GSM8K *train* problems is held
+out before anything trains (the paper held out 60). Each run saves a checkpoint at half its budget and at the
+end; the one with the higher validation greedy accuracy is evaluated on the test subsets (a tie keeps the end).
+Hyper-parameters were set once, before looking at any test number, and are printed in the table's notes.
+
+Everything lands in --out: data/ (train and validation splits), <row>/ (run folders: metrics.jsonl, plots,
+completions.jsonl, checkpoints), eval/<row>/<name>/ (problems.jsonl, summary.json), results.json,
+table.md and table.png. A second call reuses every finished run and evaluation, so an interrupted table
+continues where it stopped (a training run cut in the middle starts again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+
+from transformers import TrainerCallback
+
+ROWS = ("base", "sft", "rlvr", "srl", "srl_rlvr", "sft_srl")
+LABELS = {"base": "base (no training)", "sft": "SFT", "rlvr": "RLVR", "srl": "SRL", "srl_rlvr": "SRL → RLVR",
+          "sft_srl": "SFT → SRL"}
+MARKS_FILE = "budget_marks.json"
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+def split_train(train_file: str, out: str, validation: int, train_problems: int, seed: int) -> tuple[str, str]:
+    """Hold out `validation` GSM8K train problems, keep `train_problems` others for training (seeded)."""
+    folder = os.path.join(out, "data")
+    train_path, val_path = os.path.join(folder, "train.jsonl"), os.path.join(folder, "validation.jsonl")
+    if os.path.exists(train_path) and os.path.exists(val_path):
+        return train_path, val_path
+    with open(train_file, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    order = list(range(len(lines)))
+    random.Random(seed).shuffle(order)
+    held, rest = order[:validation], order[validation:validation + train_problems]
+    os.makedirs(folder, exist_ok=True)
+    for path, idx in ((val_path, held), (train_path, rest)):
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(lines[i] if lines[i].endswith("\n") else lines[i] + "\n" for i in idx)
+        os.replace(path + ".tmp", path)
+    with open(os.path.join(folder, "SOURCE.md"), "w", encoding="utf-8") as f:
+        f.write(f"Split of {train_file} (GSM8K train) with seed {seed}: validation = {validation} problems, "
+                f"train = {len(rest)} other problems. Test problems never appear here.\n")
+    return train_path, val_path
+
+
+# --- training -----------------------------------------------------------------------------------------------
+class TimeBudget(TrainerCallback):
+    """Save a checkpoint at the first step past half the budget, and stop (saving) at the first step past it.
+    The steps are recorded in `marks_path` so the table knows which checkpoint is which."""
+
+    def __init__(self, seconds: float, marks_path: str):
+        self.seconds, self.marks_path = seconds, marks_path
+        self.start = time.time()
+        self.marks: dict[str, int] = {}  # half/end -> optimizer step
+        self.times: dict[str, float] = {}  # half/end -> seconds since the start of training
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.time() - self.start
+        for name, at in (("half", self.seconds / 2), ("end", self.seconds)):
+            if name not in self.marks and elapsed >= at:
+                self.marks[name] = state.global_step
+                self.times[name] = round(elapsed, 1)
+                control.should_save = True
+        if "end" in self.marks:
+            control.should_training_stop = True
+        if control.should_save:
+            with open(self.marks_path, "w", encoding="utf-8") as f:
+                json.dump({"steps": self.marks, "seconds": self.times}, f)
+        return control
+
+
+def train_run(stage: str, folder: str, model: str, train_path: str, minutes: float, flags: list[str]) -> dict:
+    """Train one stage for `minutes` of wall time; return {'half': path, 'end': path, 'seconds', 'tokens'}."""
+    from srl.cli import parse_stage
+    from srl.stages import run_stage
+
+    done = os.path.join(folder, "run.json")
+    if os.path.exists(done):
+        with open(done, encoding="utf-8") as f:
+            return json.load(f)
+    if os.path.exists(folder):  # a run cut in the middle: its budget is spoilt, start again
+        shutil.rmtree(folder)
+    argv = ["--preset", "cpu-small", "--model", model, "--train_data", train_path, "--output_dir", folder,
+            "--max_steps", "100000", "--save_steps", "100000", "--save_total_limit", "10",
+            "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--report_to", "none"] + flags
+    run, cfg = parse_stage(stage, argv)
+    print(f"[table] train {stage} -> {folder} ({minutes:g} min): srl train --stage {stage} {' '.join(argv)}",
+          flush=True)
+    os.makedirs(folder, exist_ok=True)
+    budget = TimeBudget(minutes * 60, os.path.join(folder, MARKS_FILE))
+    started = time.time()
+    run_stage(stage, run, cfg, callbacks=[budget], progress=False)
+    seconds = time.time() - started
+    marks = budget.marks
+    result = {"stage": stage, "model": model, "seconds": round(seconds, 1), "train_seconds": budget.times,
+              "steps": marks,
+              "command": f"srl train --stage {stage} {' '.join(argv)}", "minutes_budget": minutes,
+              "checkpoints": {name: os.path.join(folder, f"checkpoint-{step}") for name, step in marks.items()}}
+    result.update(run_metrics(os.path.join(folder, "metrics.jsonl")))
+    with open(done, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def run_metrics(path: str) -> dict:
+    """Totals and means over a run's metrics.jsonl: generated tokens, format-error rate, reward, filtering."""
+    from srl.reporting import read_metrics
+
+    rows = [r for r in read_metrics(path) if "loss" in r or "reward" in r]
+    if not rows:
+        return {}
+
+    def mean(key):
+        values = [r[key] for r in rows if key in r]
+        return sum(values) / len(values) if values else None
+
+    first = [r.get("reward") for r in rows[: max(1, len(rows) // 4)] if "reward" in r]
+    last = [r.get("reward") for r in rows[-max(1, len(rows) // 4):] if "reward" in r]
+    generated = [r["generated_tokens"] for r in rows if "generated_tokens" in r]
+    return {"generated_tokens": int(sum(generated)) if generated else None,
+            "format_error_rate": mean("format_error_rate"),
+            "filtered_fraction": mean("dynamic_sampling/filtered_fraction"),
+            "cap_hit_rate": mean("dynamic_sampling/cap_hit"), "mean_completion_length": mean("completions/mean_length"),
+            "reward_first_quarter": sum(first) / len(first) if first else None,
+            "reward_last_quarter": sum(last) / len(last) if last else None}
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------
+def evaluate_once(folder: str, **options) -> dict:
+    """`srl eval` with these options, into `folder`; reuse its summary.json if there."""
+    from srl.evaluation import EvalConfig, evaluate
+
+    path = os.path.join(folder, "summary.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    cfg = EvalConfig(output_dir=folder, **options)
+    flags = " ".join(f"--{k} {v}" for k, v in options.items())
+    print(f"[table] eval: srl eval {flags}", flush=True)
+    return evaluate(cfg, progress=False, print_table=False).summary
+
+
+def choose(candidates: dict[str, str], folder: str, val_path: str, args) -> tuple[str, dict]:
+    """The candidate checkpoint with the best validation greedy accuracy (ties: the later one)."""
+    scores = {}
+    for name in ("end", "half"):
+        if name not in candidates or not os.path.isdir(candidates[name]):
+            continue
+        if name == "half" and candidates.get("end") == candidates["half"]:
+            continue
+        s = evaluate_once(os.path.join(folder, f"validation-{name}"), model=candidates[name], data=val_path,
+                          limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
+                          batch_size=args.batch_size, threads=args.threads, seed=args.seed)
+        scores[name] = s["metrics"]["greedy_accuracy"]
+    best = max(scores, key=lambda n: (scores[n], n == "end"))
+    return best, scores
+
+
+def evaluate_row(model: str, folder: str, args) -> dict:
+    common = dict(model=model, batch_size=args.batch_size, threads=args.threads, seed=args.seed)
+    greedy = evaluate_once(os.path.join(folder, "gsm8k-greedy"), data="gsm8k", limit=args.test_problems,
+                           max_new_tokens=args.max_new_tokens, **common)
+    sampled = evaluate_once(os.path.join(folder, f"gsm8k-avg{args.k}"), data="gsm8k", limit=args.k_problems,
+                            greedy=False, k=args.k, temperature=args.temperature,
+                            max_new_tokens=args.max_new_tokens, **common)
+    math = evaluate_once(os.path.join(folder, "math500-greedy"), data="math500", limit=args.math_problems,
+                         max_new_tokens=args.math_max_new_tokens, **common)
+    return {"gsm8k_greedy": greedy["metrics"]["greedy_accuracy"],
+            f"gsm8k_avg@{args.k}": sampled["metrics"][f"avg@{args.k}"],
+            "math500_greedy": math["metrics"]["greedy_accuracy"],
+            "gsm8k_answer_rate": greedy["answer_rate"], "gsm8k_truncated": greedy["truncated_rate"],
+            "eval_seconds": sum(s["seconds"]["total"] for s in (greedy, sampled, math))}
+
+
+# --- the table ----------------------------------------------------------------------------------------------
+def run_table(args) -> dict:
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    train_path, val_path = split_train(args.train_file, out, args.validation_problems, args.train_problems, args.seed)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    common = ["--seed", str(args.seed)]
+    srl_flags = common + ["--think", args.think, "--learning_rate", str(args.srl_lr), "--num_generations", str(args.G),
+                          "--per_device_train_batch_size", str(args.G * args.prompts_per_step),
+                          "--max_completion_length", str(args.srl_max_completion_length)]
+    rlvr_flags = common + ["--learning_rate", str(args.rlvr_lr), "--num_generations", str(args.G),
+                           "--per_device_train_batch_size", str(args.G * args.prompts_per_step),
+                           "--max_completion_length", str(args.max_new_tokens)]
+    sft_flags = common + ["--learning_rate", str(args.sft_lr)]
+    results = {"settings": vars(args), "rows": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    results_path = os.path.join(out, "results.json")
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as f:
+            results["rows"] = json.load(f).get("rows", {})
+    t0 = time.time()
+    runs: dict[str, dict] = {}
+
+    def trained(name: str, stage: str, model: str, minutes: float, flags: list[str]) -> dict:
+        runs[name] = train_run(stage, os.path.join(out, name), model, train_path, minutes, flags)
+        return runs[name]
+
+    for row in rows:
+        if row not in ROWS:
+            sys.exit(f"gsm8k_table: unknown row '{row}' (expected one of {', '.join(ROWS)})")
+        started = time.time()
+        eval_dir = os.path.join(out, "eval", row)
+        if row == "base":
+            info, model, chosen = {}, args.model, "base"
+        else:
+            if row == "sft":
+                info = trained("sft", "sft", args.model, args.sft_minutes, sft_flags)
+            elif row == "rlvr":
+                info = trained("rlvr", "rlvr", args.model, args.rl_minutes, rlvr_flags)
+            elif row == "srl":
+                info = trained("srl", "srl", args.model, args.rl_minutes, srl_flags)
+            elif row == "srl_rlvr":  # SRL's half-budget checkpoint, then RLVR for the other half
+                srl = trained("srl", "srl", args.model, args.rl_minutes, srl_flags)
+                info = trained("srl_rlvr", "rlvr", srl["checkpoints"]["half"], args.rl_minutes / 2, rlvr_flags)
+                info = {**info, "srl_part": {"seconds": srl["train_seconds"]["half"], "steps": srl["steps"]["half"]}}
+            else:  # sft_srl
+                sft_model = results["rows"].get("sft", {}).get("model") or \
+                    trained("sft", "sft", args.model, args.sft_minutes, sft_flags)["checkpoints"]["end"]
+                info = trained("sft_srl", "srl", sft_model, args.rl_minutes, srl_flags)
+            chosen, val_scores = choose(info["checkpoints"], eval_dir, val_path, args)
+            model = info["checkpoints"][chosen]
+            info = {**info, "validation_greedy": val_scores, "chosen": chosen}
+        if row == "base":
+            val = evaluate_once(os.path.join(eval_dir, "validation-base"), model=model, data=val_path,
+                                limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
+                                batch_size=args.batch_size, threads=args.threads, seed=args.seed)
+            info = {"validation_greedy": {"base": val["metrics"]["greedy_accuracy"]}}
+        scores = evaluate_row(model, eval_dir, args)
+        results["rows"][row] = {"label": LABELS[row], **info, "start_model": info.get("model"), "model": model,
+                                **scores,
+                                "row_seconds": round(time.time() - started, 1)}
+        results["seconds"] = round(time.time() - t0, 1)
+        _write_json(results_path, results)
+        print(f"[table] {LABELS[row]}: " + json.dumps({k: scores[k] for k in list(scores)[:3]}), flush=True)
+    table = markdown_table(results, args)
+    _write_text(os.path.join(out, "table.md"), table)
+    plot_table(results, os.path.join(out, "table.png"), args)
+    print(table)
+    return results
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def markdown_table(results: dict, args) -> str:
+    k = args.k
+    lines = [f"| method | GSM8K greedy ({args.test_problems}) | GSM8K avg@{k} T={args.temperature:g} "
+             f"({args.k_problems}) | MATH-500 greedy ({args.math_problems}) | validation greedy "
+             f"({args.validation_eval_problems}) | answer found (GSM8K greedy) | checkpoint | train time | generated "
+             "tokens | format errors (SRL training) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row, r in results["rows"].items():
+        val = r.get("validation_greedy", {})
+        chosen = r.get("chosen", "base")
+        ckpt = "—" if row == "base" else f"{chosen} ({os.path.basename(r['model'])})"
+        train = "—" if row == "base" else \
+            f"{r['train_seconds'][chosen] / 60:.1f} min, {r['steps'][chosen]} steps"
+        if "srl_part" in r:
+            part = r["srl_part"]
+            train = f"SRL {part['seconds'] / 60:.1f} min, {part['steps']} steps + RLVR {train}"
+        tokens = "—" if not r.get("generated_tokens") else f"{r['generated_tokens']:,}"
+        if r.get("stage") == "srl":
+            fmt = _pct(r["format_error_rate"]) + "%"
+        else:  # the outcome reward has no format term; SFT generates nothing
+            fmt = "—"
+        lines.append(f"| {r['label']} | {_pct(r['gsm8k_greedy'])} | {_pct(r[f'gsm8k_avg@{k}'])} | "
+                     f"{_pct(r['math500_greedy'])} | {_pct(val.get(chosen))} | {_pct(r['gsm8k_answer_rate'])} | "
+                     f"{ckpt} | {train} | {tokens} | {fmt} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_table(results: dict, path: str, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(results["rows"].values())
+    metrics = [("gsm8k_greedy", f"GSM8K greedy (n={args.test_problems})"),
+               (f"gsm8k_avg@{args.k}", f"GSM8K avg@{args.k} (n={args.k_problems})"),
+               ("math500_greedy", f"MATH-500 greedy (n={args.math_problems})")]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(metrics)
+    for i, (key, label) in enumerate(metrics):
+        ax.bar([j + i * width for j in range(len(rows))], [100 * r[key] for r in rows], width, label=label)
+    ax.set_xticks([j + width for j in range(len(rows))], [r["label"] for r in rows])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{args.model}: SRL and baselines on GSM8K train, RL budget {args.rl_minutes:g} min each")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=120)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+
+
+def _write_json(path: str, data) -> None:
+    _write_text(path, json.dumps(data, indent=1, default=str))
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None) -> int:
+    from srl.evaluation.benchmarks import data_root
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/gsm8k_table", help="the table's folder")
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--train_file", default=os.path.join(data_root(), "gsm8k", "train.jsonl"))
+    p.add_argument("--rows", default="base,srl,rlvr,srl_rlvr,sft", help=f"comma-separated, from {', '.join(ROWS)}")
+    p.add_argument("--validation_problems", type=int, default=30, help="GSM8K train problems held out")
+    p.add_argument("--validation_eval_problems", type=int, default=15,
+                   help="validation problems each candidate checkpoint is scored on (a seeded subset)")
+    p.add_argument("--train_problems", type=int, default=500, help="GSM8K train problems to train on")
+    p.add_argument("--rl_minutes", type=float, default=10.0, help="wall-clock budget of each RL method")
+    p.add_argument("--sft_minutes", type=float, default=5.0)
+    p.add_argument("--think", default="optional", choices=["required", "optional", "off"],
+                   help="SRL output format (docs/format.md: `required` gives 0%% valid outputs on SmolLM2)")
+    p.add_argument("--G", type=int, default=4, help="rollouts per prompt")
+    p.add_argument("--prompts_per_step", type=int, default=4)
+    p.add_argument("--srl_max_completion_length", type=int, default=64, help="tokens per SRL rollout (one step)")
+    p.add_argument("--srl_lr", type=float, default=1e-5)
+    p.add_argument("--rlvr_lr", type=float, default=1e-5)
+    p.add_argument("--sft_lr", type=float, default=1e-5)
+    p.add_argument("--test_problems", type=int, default=40, help="GSM8K test subset, greedy")
+    p.add_argument("--k", type=int, default=4, help="samples per problem for avg@k")
+    p.add_argument("--k_problems", type=int, default=10, help="GSM8K test subset for avg@k (inside the greedy one)")
+    p.add_argument("--temperature", type=float, default=1.0, help="avg@k temperature (the paper: 1.0)")
+    p.add_argument("--math_problems", type=int, default=10, help="MATH-500 subset, greedy")
+    p.add_argument("--max_new_tokens", type=int, default=256, help="GSM8K answers (and RLVR rollouts)")
+    p.add_argument("--math_max_new_tokens", type=int, default=384)
+    p.add_argument("--batch_size", type=int, default=64, help="evaluation batch")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for evaluation")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    started = time.time()
+    run_table(args)
+    print(f"[table] done in {(time.time() - started) / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
