@@ -86,3 +86,39 @@ def test_console_script_help():
     assert result.returncode == 0 and "data build" in result.stdout
     result = subprocess.run([exe, "data", "build", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--include_last_step" in result.stdout and "--keep_calculator" in result.stdout
+
+
+def test_progress_outside_a_terminal_prints_plain_lines_at_an_interval(monkeypatch):
+    """In a log file rich shows nothing until the end; LineProgress prints a line at most every interval, and the
+    final count at the end."""
+    import io
+
+    from srl import cli_utils
+
+    clock = [0.0]
+    monkeypatch.setattr("time.time", lambda: clock[0])
+    out = io.StringIO()
+    progress = cli_utils.LineProgress(interval=30, stream=out)
+    task = progress.add_task("gsm8k: generating", total=40)
+    for _ in range(4):  # at t = 10, 20, 30, 40 s
+        clock[0] += 10
+        progress.advance(task, 10)
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    assert lines == ["gsm8k: generating 30/40 (75%) 30s elapsed, ~10s left",
+                     "gsm8k: generating 40/40 (100%) 40s elapsed"]
+
+
+def test_training_progress_line_carries_the_latest_status(monkeypatch):
+    import io
+
+    from srl import cli_utils
+
+    out = io.StringIO()
+    progress = cli_utils.LineProgress(interval=0, stream=out)
+    task = progress.add_task("srl", total=3, completed=0, status="")
+    progress.update(task, completed=1)  # step end: waits for the log line
+    progress.update(task, completed=1, status="reward 0.210")
+    progress.stop()
+    assert out.getvalue().splitlines() == [out.getvalue().splitlines()[0]]
+    assert out.getvalue().startswith("srl 1/3 (33%)") and out.getvalue().rstrip().endswith("reward 0.210")

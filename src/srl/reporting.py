@@ -67,14 +67,12 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from srl.cli_utils import console
+        from srl.cli_utils import make_progress
 
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                                 console=console(stderr=True))
+        self.progress = make_progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
         self.progress.start()
         self.task = self.progress.add_task(args.run_name or "training", total=state.max_steps,
                                            completed=state.global_step, status="")
@@ -90,7 +88,7 @@ class ProgressCallback(TrainerCallback):
                                ("format_error_rate", "format err"), ("loss", "loss")):
                 if isinstance(logs.get(key), (int, float)):
                     parts.append(f"{label} {logs[key]:.3f}")
-            self.progress.update(self.task, status="  ".join(parts))
+            self.progress.update(self.task, completed=state.global_step, status="  ".join(parts))
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress:
