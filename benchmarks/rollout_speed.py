@@ -13,8 +13,10 @@ Two workloads, both sampled at temperature 1.0 (top-p 1, top-k off: the trainer'
 - `srl`: SRL-length prompts (system prompt + problem + earlier steps, from the bundled GSM8K sample's
   step-wise instances, the longest ones), 8 prompts x G=8 = 64 sequences.
 
+The vLLM prefix cache is emptied before every call: what
+it shares is the G rollouts of one prompt (as in a training step, whose prompts are new), not earlier calls.
 Tokens/s = sampled tokens / wall time of the call (prefill included, as in a rollout); median of --repeats calls
-after a short warm-up call (8 tokens). Each backend runs in its own process (vLLM binds its OpenMP threads to the cores it
+after a short warm-up call (8 tokens, before the first cell). Each backend runs in its own process (vLLM binds its OpenMP threads to the cores it
 is given, which would also bind the other backend's). --cores sets the process's CPU affinity (`taskset`-style
 list); torch and vLLM then use one thread per core. Start-up (model load + engine start, with
 compilation for `vllm-compile`) is reported separately.
@@ -125,14 +127,16 @@ def run_worker(args) -> dict:
         def generate(prompts, new_tokens=args.new_tokens):
             params = SamplingParams(n=G, temperature=1.0, top_p=1.0, top_k=0, max_tokens=new_tokens,
                                     ignore_eos=True)
+            llm.reset_prefix_cache()  # only the sharing within one call counts (a training step's new prompts)
             outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
             return sum(len(o.token_ids) for out in outs for o in out.outputs)
     startup = time.perf_counter() - started
     result = {"backend": backend, "startup_s": round(startup, 1), "cells": {}}
     if backend != "hf":
         result["env"] = env
-    for name, prompts in workloads(tokenizer, args):
-        generate(prompts, 8)  # warm-up: every code path, few tokens
+    for i, (name, prompts) in enumerate(workloads(tokenizer, args)):
+        if i == 0:
+            generate(prompts, 8)  # warm-up: every code path, few tokens
         rates = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
@@ -141,7 +145,8 @@ def run_worker(args) -> dict:
         result["cells"][name] = {"tokens_per_s": round(statistics.median(rates), 1),
                                  "runs": [round(r, 1) for r in rates],
                                  "prompt_tokens": round(statistics.mean(map(len, prompts)))}
-        print(f"  {backend} {name}: {result['cells'][name]['tokens_per_s']} tokens/s", file=sys.stderr, flush=True)
+        print(f"  {backend} {name}: {result['cells'][name]['tokens_per_s']} tokens/s {result['cells'][name]['runs']}",
+              file=sys.stderr, flush=True)
     return result
 
 

@@ -175,8 +175,8 @@ def test_srl_eval_with_vllm_matches_hf(tmp_path):
 
 
 @needs_vllm
-@pytest.mark.parametrize("think_budget", [None, 4])
-def test_trainer_generates_with_vllm_and_syncs_after_every_step(tmp_path, think_budget):
+@pytest.mark.parametrize("think_budget,lora", [(None, False), (4, True)])
+def test_trainer_generates_with_vllm_and_syncs_after_every_step(tmp_path, think_budget, lora):
     from srl.config import SRLConfig
     from srl.instances import InstanceOptions, to_dataset, trajectory_instances
     from srl.prompts import OutputFormat
@@ -194,16 +194,23 @@ def test_trainer_generates_with_vllm_and_syncs_after_every_step(tmp_path, think_
                      seed=0, dataloader_pin_memory=False, disable_tqdm=True, logging_steps=1, backend="vllm",
                      think_budget=think_budget, dynamic_sampling=False)
     fmt = OutputFormat(think="optional") if think_budget else OutputFormat(think="off")
+    peft = None
+    if lora:
+        from peft import LoraConfig
+
+        peft = LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SRLTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=to_dataset(rows),
-                         processing_class=tokenizer, output_format=fmt)
+                         processing_class=tokenizer, output_format=fmt, peft_config=peft)
     assert trainer.backend == "vllm" and trainer.use_vllm
     trainer.train()
     assert trainer._last_loaded_step == 1  # synced before generating at steps 0 and 1
     ratios = [h["sampling/importance_sampling_ratio/mean"] for h in trainer.state.log_history
               if "sampling/importance_sampling_ratio/mean" in h]
     assert len(ratios) == 2 and all(abs(r - 1) < 0.01 for r in ratios)  # TRL's correction, engine == trainer
-    trainer.vllm_generation.sync_weights()  # the weights after the last step
+    trainer.vllm_generation.sync_weights()  # the weights after the last step (LoRA: merged)
     ids = prompt_ids(tokenizer)
     llm = trainer.vllm_generation.llm
     hf = hf_greedy(trainer.model.eval(), tokenizer, ids)
+    if lora:  # the adapters were trained, so the synced (merged) weights are not the base model's
+        assert any(p.abs().sum() > 0 for n, p in trainer.model.named_parameters() if "lora_B" in n)
     assert sum(a == b for a, b in zip(hf, vllm_greedy(llm, ids))) / len(ids) >= 0.9

@@ -93,6 +93,17 @@ def vllm_unavailable_reason() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _vllm_import_error() -> str | None:
+    """None if vLLM imports (with the CPU settings applied first), else the error in one line."""
+    configure_vllm_environment()
+    try:
+        import vllm  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - e.g. a torchvision built for another torch
+        return f"`import vllm` fails: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
 _said_fallback = False
 
 
@@ -104,7 +115,7 @@ def resolve_backend(requested: str, *, field: str = "backend") -> str:
         raise InputError(f"must be one of {', '.join(BACKENDS)}, not '{requested}'", field=field)
     if requested == "hf":
         return "hf"
-    reason = vllm_unavailable_reason()
+    reason = vllm_unavailable_reason() or _vllm_import_error()
     if reason is None:
         return "vllm"
     if requested == "vllm":
