@@ -124,6 +124,8 @@ def demo(argv: Sequence[str]) -> int:
                                                                     "40 for the tiny model).")
     parser.add_argument("--learning_rate", type=float, default=None, help="Default: 2e-6 (SmolLM2), 1e-3 (tiny).")
     parser.add_argument("--resume", action="store_true", help="Continue an interrupted demo.")
+    parser.add_argument("--backend", default="hf", choices=["hf", "vllm", "auto"],
+                        help="Generation backend (default hf; see `srl train --help`).")
     args = parser.parse_args(argv)
     from srl.build import DataConfig
     from srl.models import KNOWN_MODELS, check_model_name
@@ -150,7 +152,8 @@ def demo(argv: Sequence[str]) -> int:
     _quiet_libraries()
     run_dir = os.path.join(args.output_dir, "srl")
     flags = DEMO_FLAGS + ["--model", model, "--train_data", instances, "--max_steps", str(steps),
-                          "--learning_rate", str(lr), "--output_dir", run_dir] + (["--resume"] if args.resume else [])
+                          "--learning_rate", str(lr), "--output_dir", run_dir, "--backend", args.backend] + \
+        (["--resume"] if args.resume else [])
     run, cfg = parse_stage("srl", flags)
     from srl.stages import run_stage
 

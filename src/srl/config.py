@@ -17,6 +17,7 @@ from typing import Literal
 
 from trl import GRPOConfig, SFTConfig
 
+from srl.backends import BACKEND_HELP, BACKENDS, Backend
 from srl.errors import InputError
 
 
@@ -104,8 +105,11 @@ def _check_grpo(cfg) -> None:
     if cfg.think_budget is not None and cfg.max_completion_length is not None and \
             not 0 < cfg.think_budget < cfg.max_completion_length:
         raise InputError("must be between 1 and max_completion_length - 1", field="think_budget")
-    if cfg.think_budget is not None and cfg.use_vllm:
-        raise InputError("is not supported with vLLM generation yet", field="think_budget")
+    if cfg.backend not in BACKENDS:
+        raise InputError(f"must be one of {', '.join(BACKENDS)}, not '{cfg.backend}'", field="backend")
+    if cfg.backend == "vllm" and cfg.use_vllm:
+        raise InputError("--backend vllm runs its own colocated engine; TRL's --use_vllm is for --backend hf "
+                         "(e.g. a vLLM server on GPUs)", field="backend")
     if cfg.max_generation_rounds < 1:
         raise InputError("must be >= 1", field="max_generation_rounds")
 
@@ -129,6 +133,11 @@ class SRLConfig(GRPOConfig):
     think_budget: int | None = field(default=None, metadata={
         "help": "Close a monologue still open after this many completion tokens: `</think>` is forced (and masked "
                 "out of the loss) and the model writes its action in the remaining tokens. None: no budget."})
+    backend: Backend = field(default="hf", metadata={"help": BACKEND_HELP + " Training syncs the engine's weights "
+                                                     "after every optimizer step."})
+    vllm_compile: bool = field(default=False, metadata={
+        "help": "--backend vllm: let vLLM compile the model (torch.compile; minutes of start-up on a CPU) instead "
+                "of running it eagerly."})
     completions_to_log: int = field(default=4, metadata={
         "help": "Rows per logging step written to the run folder's completions table."})
 

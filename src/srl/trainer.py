@@ -32,6 +32,7 @@ from collections import defaultdict
 import torch
 from trl import GRPOTrainer
 
+from srl.backends import colocate_generation_class, resolve_backend
 from srl.generation import generate_with_think_budget
 from srl.prompts import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
@@ -55,11 +56,34 @@ class SRLTrainer(GRPOTrainer):
     def __init__(self, *args, output_format: OutputFormat | None = None, completions_path: str | None = None,
                  **kwargs):
         super().__init__(*args, **kwargs)
+        self.backend = self._start_backend()
         self.output_format = output_format or OutputFormat()
         self.completions_path = completions_path
         self._refill_drawn = 0  # prompts drawn from the refill stream so far (saved in checkpoints)
         self._round_rewards: torch.Tensor | None = None
         self._round_rows: list[dict] = []
+
+    # ------------------------------------------------------------------------------------------------------
+    # Generation backend (srl.backends): `hf` is TRL's transformers path; `vllm` is TRL's colocated vLLM path
+    # with an engine that runs on a CPU too. TRL then syncs weights after every optimizer step and applies its
+    # importance-sampling correction with the engine's log-probs, as with its own vLLM integration.
+    def _start_backend(self) -> str:
+        if self.args.use_vllm:  # TRL's own vLLM integration (e.g. a server on GPUs), configured by TRL's flags
+            return "trl-vllm"
+        backend = resolve_backend(self.args.backend)
+        if backend == "vllm":
+            args = self.args
+            self.vllm_generation = colocate_generation_class()(
+                model=self.model, accelerator=self.accelerator, processing_class=self.processing_class,
+                mode="colocate", max_model_length=args.vllm_max_model_length,
+                max_num_seqs=args.per_device_train_batch_size * args.steps_per_generation,
+                model_impl=args.vllm_model_impl, trust_remote_code=args.trust_remote_code,
+                repetition_penalty=self.repetition_penalty, temperature=self.temperature, top_p=self.top_p,
+                top_k=self.top_k, min_p=self.min_p, max_completion_length=self.max_completion_length, logprobs=0,
+                generation_kwargs=args.generation_kwargs, eos_token_ids=self.eos_token_ids, seed=args.seed,
+                enforce_eager=not args.vllm_compile)
+            self.use_vllm, self.vllm_mode, self._last_loaded_step = True, "colocate", -1
+        return backend
 
     # ------------------------------------------------------------------------------------------------------
     # Rewards: keep what TRL gathers, for the filter and the logs.
@@ -155,13 +179,13 @@ class SRLTrainer(GRPOTrainer):
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         """With `think_budget` N: a monologue still open after N tokens gets `</think>` forced (masked out of
         the loss) and the response continues up to `max_completion_length` tokens (srl.generation)."""
-        budget, total = self.args.think_budget, self.generation_config.max_new_tokens
+        budget, total = self.args.think_budget, self.max_completion_length
         if not budget or budget >= total or self.output_format.think == "off" or images is not None:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)
 
         def generate(ids, max_new_tokens):
-            with _max_new_tokens(self.generation_config, max_new_tokens):
+            with _max_new_tokens(self, max_new_tokens):
                 return super(SRLTrainer, self)._generate_single_turn(ids, None, multimodal_fields, num_generations,
                                                                      has_tool_images)
 
@@ -274,13 +298,16 @@ class SRLTrainer(GRPOTrainer):
 
 
 @contextlib.contextmanager
-def _max_new_tokens(generation_config, n: int):
-    before = generation_config.max_new_tokens
-    generation_config.max_new_tokens = n
+def _max_new_tokens(trainer, n: int):
+    """Generate at most `n` tokens within this block, whichever backend generates."""
+    engine = trainer.vllm_generation if trainer.use_vllm else trainer.generation_config
+    field = "max_completion_length" if trainer.use_vllm else "max_new_tokens"
+    before = getattr(engine, field)
+    setattr(engine, field, n)
     try:
         yield
     finally:
-        generation_config.max_new_tokens = before
+        setattr(engine, field, before)
 
 
 def _last_content(prompt) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from srl.answers import ANSWER_MODES
+from srl.backends import BACKEND_HELP, BACKENDS, Backend
 from srl.errors import InputError
 
 PAPER_SYSTEM_PROMPT = "paper"  # the value of --system_prompt that selects `srl.prompts.EVAL_SYSTEM_PROMPT`
@@ -77,6 +78,9 @@ class EvalConfig:
                 "default, if any), or the text itself."})
     user_template: str = field(default="{problem}", metadata={
         "help": "The user turn; `{problem}` is replaced by the problem."})
+    backend: Backend = field(default="hf", metadata={
+        "help": BACKEND_HELP + " With vllm, --batch_size is raised to at least 256 (the engine schedules the "
+                               "sequences itself) and --threads is ignored (the engine uses this process's cores)."})
 
     def __post_init__(self):
         def positive(name: str, allow_zero: bool = False):
@@ -111,3 +115,5 @@ class EvalConfig:
         for name in ("model", "data"):
             if not str(getattr(self, name) or "").strip():
                 raise InputError("empty", field=name)
+        if self.backend not in BACKENDS:
+            raise InputError(f"must be one of {', '.join(BACKENDS)}, not '{self.backend}'", field="backend")

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from srl.backends import VLLMGenerator, resolve_backend
 from srl.errors import InputError
 from srl.evaluation.benchmarks import Problem, benchmark_name, load_problems, resolve_data, select_subset
 from srl.evaluation.config import NO_SYSTEM_PROMPT, PAPER_SYSTEM_PROMPT, EvalConfig
@@ -32,6 +33,7 @@ from srl.evaluation.metrics import (avg_at_k, greedy_accuracy, mean_pass_at_k, p
                                     use_number_fallback)
 
 PROBLEMS_FILE = "problems.jsonl"
+VLLM_MIN_BATCH = 256  # with vLLM, sequences handed over at once (it batches them itself, continuously)
 SUMMARY_FILE = "summary.json"
 
 
@@ -175,16 +177,24 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
     if write and os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise InputError("exists and is not a folder", path=output_dir, field="output_dir")
 
-    model_path = cfg.model
+    model_path, checkpoint = cfg.model, None  # checkpoint: the folder the model was loaded from, if any
     if model is None or tokenizer is None:
         from srl.models import check_model_name, load_model_and_tokenizer, resolve_model
 
         check_model_name(cfg.model)
         model_path = resolve_model(cfg.model)
+        checkpoint = model_path if os.path.isdir(model_path) else None
         model, tokenizer = load_model_and_tokenizer(cfg.model, bf16=use_bf16(cfg.dtype), seed=cfg.seed)
     import torch
 
-    if cfg.threads:
+    generate = generate_fn or generate_batch
+    batch_size = cfg.batch_size
+    if generate_fn is None and resolve_backend(cfg.backend) == "vllm":
+        generate = VLLMGenerator(model, tokenizer, model_path=checkpoint,
+                                 dtype="bfloat16" if use_bf16(cfg.dtype) else "float32", seed=cfg.seed,
+                                 end_ids=end_token_ids(tokenizer, model))
+        batch_size = max(batch_size, VLLM_MIN_BATCH)
+    elif cfg.threads:
         torch.set_num_threads(cfg.threads)
     model.eval()
     loaded = time.time()
@@ -200,7 +210,6 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
 
     greedy: list[dict | None] = [None] * len(problems)
     samples: list[list[dict | None]] = [[None] * cfg.k for _ in problems]
-    generate = generate_fn or generate_batch
     gen_seconds = score_seconds = 0.0
     tokens = 0
     total = sum(len(jobs) for _, jobs, _ in passes)
@@ -210,7 +219,7 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
         for name, jobs, sampling in passes:
             if sampling:
                 torch.manual_seed(cfg.seed)
-            for batch in _batches(jobs, cfg.batch_size):
+            for batch in _batches(jobs, batch_size):
                 t0 = time.time()
                 outs = generate(model, tokenizer, [j.ids for j in batch], max_new_tokens=cfg.max_new_tokens,
                                 do_sample=sampling, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
