@@ -39,6 +39,8 @@ import time
 
 from transformers import TrainerCallback
 
+from srl.evaluation.runner import write_json_atomic
+
 ROWS = ("base", "sft", "rlvr", "srl", "srl_rlvr", "sft_srl")
 LABELS = {"base": "base (no training)", "sft": "SFT", "rlvr": "RLVR", "srl": "SRL", "srl_rlvr": "SRL → RLVR",
           "sft_srl": "SFT → SRL"}
@@ -92,8 +94,7 @@ class TimeBudget(TrainerCallback):
         if "end" in self.marks:
             control.should_training_stop = True
         if control.should_save:
-            with open(self.marks_path, "w", encoding="utf-8") as f:
-                json.dump({"steps": self.marks, "seconds": self.times}, f)
+            write_json_atomic(self.marks_path, {"steps": self.marks, "seconds": self.times})
         return control
 
 
@@ -125,8 +126,7 @@ def train_run(stage: str, folder: str, model: str, train_path: str, minutes: flo
               "command": f"srl train --stage {stage} {' '.join(argv)}", "minutes_budget": minutes,
               "checkpoints": {name: os.path.join(folder, f"checkpoint-{step}") for name, step in marks.items()}}
     result.update(run_metrics(os.path.join(folder, "metrics.jsonl")))
-    with open(done, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    write_json_atomic(done, result)  # the run's completion marker: never half-written
     return result
 
 
@@ -261,7 +261,7 @@ def run_table(args) -> dict:
                                 **scores,
                                 "row_seconds": round(time.time() - started, 1)}
         results["seconds"] = round(time.time() - t0, 1)
-        _write_json(results_path, results)
+        write_json_atomic(results_path, results)
         print(f"[table] {LABELS[row]}: " + json.dumps({k: scores[k] for k in list(scores)[:3]}), flush=True)
     table = markdown_table(results, args)
     _write_text(os.path.join(out, "table.md"), table)
@@ -323,10 +323,6 @@ def plot_table(results: dict, path: str, args) -> None:
     fig.savefig(path + ".tmp.png", dpi=120)
     plt.close(fig)
     os.replace(path + ".tmp.png", path)
-
-
-def _write_json(path: str, data) -> None:
-    _write_text(path, json.dumps(data, indent=1, default=str))
 
 
 def _write_text(path: str, text: str) -> None:

@@ -107,12 +107,17 @@ def _vllm_import_error() -> str | None:
 _said_fallback = False
 
 
+def check_backend(value: str, *, field: str = "backend") -> None:
+    """A one-line `InputError` unless `value` is a backend name."""
+    if value not in BACKENDS:
+        raise InputError(f"must be one of {', '.join(BACKENDS)}, not '{value}'", field=field)
+
+
 def resolve_backend(requested: str, *, field: str = "backend") -> str:
     """`hf` or `vllm` for the requested backend. `vllm` where it cannot run is an `InputError`; `auto` falls
     back to `hf` and says why, once per process."""
     global _said_fallback
-    if requested not in BACKENDS:
-        raise InputError(f"must be one of {', '.join(BACKENDS)}, not '{requested}'", field=field)
+    check_backend(requested, field=field)
     if requested == "hf":
         return "hf"
     reason = vllm_unavailable_reason() or _vllm_import_error()

@@ -17,7 +17,7 @@ from typing import Literal
 
 from trl import GRPOConfig, SFTConfig
 
-from srl.backends import BACKEND_HELP, BACKENDS, Backend
+from srl.backends import BACKEND_HELP, Backend, check_backend
 from srl.errors import InputError
 
 
@@ -105,8 +105,7 @@ def _check_grpo(cfg) -> None:
     if cfg.think_budget is not None and cfg.max_completion_length is not None and \
             not 0 < cfg.think_budget < cfg.max_completion_length:
         raise InputError("must be between 1 and max_completion_length - 1", field="think_budget")
-    if cfg.backend not in BACKENDS:
-        raise InputError(f"must be one of {', '.join(BACKENDS)}, not '{cfg.backend}'", field="backend")
+    check_backend(cfg.backend)
     if cfg.backend == "vllm" and cfg.use_vllm:
         raise InputError("--backend vllm runs its own colocated engine; TRL's --use_vllm is for --backend hf "
                          "(e.g. a vLLM server on GPUs)", field="backend")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from srl.answers import ANSWER_MODES
-from srl.backends import BACKEND_HELP, BACKENDS, Backend
+from srl.backends import BACKEND_HELP, Backend, check_backend
 from srl.errors import InputError
 
 PAPER_SYSTEM_PROMPT = "paper"  # the value of --system_prompt that selects `srl.prompts.EVAL_SYSTEM_PROMPT`
@@ -115,5 +115,4 @@ class EvalConfig:
         for name in ("model", "data"):
             if not str(getattr(self, name) or "").strip():
                 raise InputError("empty", field=name)
-        if self.backend not in BACKENDS:
-            raise InputError(f"must be one of {', '.join(BACKENDS)}, not '{self.backend}'", field="backend")
+        check_backend(self.backend)
