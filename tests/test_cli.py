@@ -122,3 +122,36 @@ def test_training_progress_line_carries_the_latest_status(monkeypatch):
     progress.stop()
     assert out.getvalue().splitlines() == [out.getvalue().splitlines()[0]]
     assert out.getvalue().startswith("srl 1/3 (33%)") and out.getvalue().rstrip().endswith("reward 0.210")
+
+
+def test_build_never_destroys_user_data(tmp_path, gsm8k_sample, capsys):
+    """Issue 12 item 0: an --output that is not a previous output of ours is refused (exit 2, one line) and left
+    exactly as it was — a user's folder holding the input file, a folder of other files, a non-instance file, the
+    input itself. Our own outputs (files and `datasets` folders) are replaced on a rerun."""
+    import shutil
+
+    user_dir = tmp_path / "mydata"
+    user_dir.mkdir()
+    inp = user_dir / "train.jsonl"
+    shutil.copy(gsm8k_sample, inp)
+    other_dir = tmp_path / "notes"
+    other_dir.mkdir()
+    (other_dir / "todo.txt").write_text("keep me")
+    other_file = tmp_path / "results.jsonl"
+    other_file.write_text('{"score": 1}\n')
+    for target, input_path in [(user_dir, inp), (other_dir, gsm8k_sample), (other_file, gsm8k_sample),
+                               (inp, inp)]:
+        before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+        code, _, err = run(["data", "build", "--input", str(input_path), "--format", "gsm8k", "--output",
+                            str(target)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "output" in err, (target, err)
+        after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+        assert after == before, target
+    # our own outputs are rebuilt in place: a folder (`datasets`) and a file
+    for name in ["ds", "inst.jsonl", "inst.parquet"]:
+        out = tmp_path / name
+        for _ in range(2):
+            code, _, err = run(["data", "build", "--input", gsm8k_sample, "--format", "gsm8k", "--output", str(out),
+                                "--limit", "3"], capsys)
+            assert code == 0, err
+    assert (tmp_path / "ds" / "srl_instances.json").exists()

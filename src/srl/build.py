@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from srl.agents import AGENT_FORMATS
 from srl.errors import InputError
-from srl.instances import BuildSummary, InstanceOptions, build_instances, write_rows
+from srl.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
 from srl.prompts import PromptTemplate
 from srl.trajectories import load_trajectories, read_records
 
@@ -174,6 +174,7 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
 def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildSummary:
     """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
     `progress` is called once per trajectory read."""
+    check_output_target(cfg.output, [cfg.input, cfg.exclude, cfg.template, cfg.chat_config])
     summary = BuildSummary()
 
     def counted():

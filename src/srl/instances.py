@@ -19,12 +19,14 @@ reward and the logs need:
 from __future__ import annotations
 
 import os
+import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from srl.errors import InputError
 from srl.prompts import PromptTemplate, ThinkMode
 from srl.trajectories import Trajectory
 
@@ -136,6 +138,70 @@ def to_dataset(rows: Iterable[dict[str, Any]]):
     return datasets.Dataset.from_list(list(rows))
 
 
+INSTANCE_FOLDER_MARKER = "srl_instances.json"  # written into every `datasets` folder we build: "this one is ours"
+_DATASET_FOLDER_FILES = re.compile(r"(dataset_info\.json|state\.json|data-\d+-of-\d+\.arrow|dataset_dict\.json)$")
+
+
+def check_output_target(path: str, inputs: Iterable[str | None] = ()) -> None:
+    """Refuse (InputError, before any work starts) to write instances where that would destroy user data.
+
+    Overwritten are only: nothing, an empty file, or a previous output of ours — a `.jsonl`/`.json`/`.parquet`
+    file of instance rows (fields `prompt` and `expert_step`) or a `datasets` folder holding our marker file and
+    nothing but the dataset's own files. Never an input of the build, nor a folder that contains one."""
+    import json
+
+    target = os.path.abspath(path)
+    for source in inputs:
+        if not source:
+            continue
+        source = os.path.abspath(source)
+        if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
+            raise InputError("is (or contains) an input of this build; choose another output", path=path,
+                             field="output")
+    if not os.path.lexists(path):
+        return
+    ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        if ext in (".jsonl", ".json", ".parquet"):
+            raise InputError(f"is a folder, but a {ext} file was asked for; choose another output", path=path,
+                             field="output")
+        names = os.listdir(path)
+        if not names:
+            return
+        others = [n for n in names if n != INSTANCE_FOLDER_MARKER and not _DATASET_FOLDER_FILES.match(n)]
+        if INSTANCE_FOLDER_MARKER not in names or others:
+            raise InputError("exists and is not a dataset folder written by `srl data build`; refusing to replace "
+                             "it (remove it yourself or choose another output)", path=path, field="output")
+        return
+    if not os.path.isfile(path):
+        raise InputError("exists and is not a regular file; choose another output", path=path, field="output")
+    if os.path.getsize(path) == 0:
+        return
+    if ext not in (".jsonl", ".json", ".parquet"):
+        raise InputError("exists and is a file; a folder output (`datasets.save_to_disk`) would replace it: remove "
+                         "it yourself or choose another output", path=path, field="output")
+    ours = False
+    try:
+        if ext == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = set(pq.read_schema(path).names)
+            ours = {"prompt", "expert_step"} <= names
+        else:
+            with open(path, encoding="utf-8") as f:
+                head = f.read(1 << 20)
+            if ext == ".jsonl":
+                first = json.loads(head.split("\n", 1)[0])
+                ours = isinstance(first, dict) and {"prompt", "expert_step"} <= set(first)
+            else:
+                ours = head.lstrip().startswith("[") and '"expert_step"' in head and '"prompt"' in head
+    except Exception:  # unreadable or not instance rows: not ours, refused below
+        ours = False
+    if not ours:
+        raise InputError("exists and is not an instances file written by `srl data build`; refusing to overwrite "
+                         "it (remove it yourself or choose another output)", path=path, field="output")
+
+
 def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
     """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically: into a
     temporary file beside `path`, renamed at the end, so a failed build leaves nothing behind. Returns the count."""
@@ -169,7 +235,10 @@ def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
                 ds.to_parquet(tmp_file)
             else:
                 ds.save_to_disk(tmp)
+                with open(os.path.join(tmp, INSTANCE_FOLDER_MARKER), "w", encoding="utf-8") as f:
+                    json.dump({"written_by": "srl data build", "rows": count}, f)
         if tmp:
+            check_output_target(path)  # still ours (or gone) right before it is replaced
             if os.path.isdir(path):
                 shutil.rmtree(path)
             os.replace(tmp, path)
