@@ -100,6 +100,8 @@ class DataConfig:
     def __post_init__(self):
         if self.format == "regex" and not self.pattern:
             raise InputError("--format regex needs --pattern", field="pattern")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("must be >= 1 (leave it out to read everything)", field="limit")
         if self.max_previous_steps is not None and self.max_previous_steps < 0:
             raise InputError("must be >= 0", field="max_previous_steps")
         if self.observation_tokens is not None and not self.tokenizer:
@@ -189,8 +191,24 @@ def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildS
         rows = build_agent_instances(counted(), cfg.agent_options(), summary, max_chars=cfg.max_chars)
     else:
         rows = build_instances(counted(), cfg.instance_options(), summary)
-    write_rows(rows, cfg.output)
+    write_rows(_not_empty(rows, cfg, summary), cfg.output)
     return summary
+
+
+def _not_empty(rows, cfg: DataConfig, summary: BuildSummary):
+    """`rows`, raising (so that the writer leaves nothing behind) when there are none: an empty output is
+    always a mistake worth one clear line."""
+    any_row = False
+    for row in rows:
+        any_row = True
+        yield row
+    if any_row:
+        return
+    if summary.read == 0:
+        raise InputError("no records: the input is empty", path=cfg.input)
+    reasons = ", ".join(f"{reason} ({n})" for reason, n in summary.skipped.most_common(3)) or "no steps"
+    raise InputError(f"0 instances: every one of the {summary.read} trajectories was skipped — {reasons}; is "
+                     f"--format {cfg.format} right?", path=cfg.input)
 
 
 def count_input_rows(path: str) -> int | None:

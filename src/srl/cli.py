@@ -67,6 +67,8 @@ def data_show(argv: Sequence[str]) -> int:
     parser.add_argument("--start", type=int, default=0, help="Index of the first instance shown (default 0).")
     parser.add_argument("--system", action="store_true", help="Also print the system prompt.")
     args = parser.parse_args(argv)
+    if args.num < 1 or args.start < 0:
+        raise InputError("-n must be >= 1 and --start >= 0", field="num" if args.num < 1 else "start")
 
     from rich.panel import Panel
 

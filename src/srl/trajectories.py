@@ -83,6 +83,16 @@ class Record:
         return value
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_error(e: ValueError) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"invalid JSON: {e.msg} (column {e.colno})"
+    return f"invalid JSON: {e}"
+
+
 def _read_jsonl(path: str) -> Iterator[Record]:
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
@@ -94,9 +104,9 @@ def _read_jsonl(path: str) -> Iterator[Record]:
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=line_no) from None
+                data = json.loads(line, parse_constant=_refuse_constant)  # NaN, Infinity: not JSON
+            except ValueError as e:
+                raise InputError(_json_error(e), path=path, line=line_no) from None
             if not isinstance(data, dict):
                 raise InputError(f"expected a JSON object, got {type(data).__name__}", path=path, line=line_no)
             yield Record(data, path, line_no)
@@ -111,9 +121,9 @@ def _read_json(path: str) -> Iterator[Record]:
         line_no = raw.count(b"\n", 0, e.start) + 1
         raise InputError(f"not UTF-8 (byte 0x{raw[e.start]:02x})", path=path, line=line_no) from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=e.lineno) from None
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as e:
+        raise InputError(_json_error(e), path=path, line=getattr(e, "lineno", None)) from None
     if isinstance(data, dict):  # {"data": [...]} or a single record
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
         data = lists[0] if len(lists) == 1 else [data]
