@@ -238,15 +238,37 @@ def test_timeout_is_respected_on_a_slow_expression():
 
 
 def test_timeout_is_respected_when_math_verify_hangs(monkeypatch):
-    def hang(predicted, gold):
-        time.sleep(30)
-        return True
+    """The checking process is killed when it does not answer in time (here: one that never answers)."""
+    import subprocess
+    import sys
 
-    monkeypatch.setattr(answers, "_math_verify_equal", hang)
+    def hanging_process():
+        return subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    worker = answers._VerifyWorker()
+    monkeypatch.setattr(worker, "_spawn", hanging_process)
+    monkeypatch.setattr(answers, "_worker", worker)
+    assert answers_match("1", "2", timeout=30) is False  # start-up (not timed)
     start = time.monotonic()
     assert answers_match("x+1", "1+x", timeout=0.3) is False
     assert time.monotonic() - start < 2.0
     assert answers_match("72.0", "72", timeout=0.3)  # the fast path does not need math-verify
+
+
+def test_timeout_is_respected_without_a_checking_process(monkeypatch):
+    """Where no child process can run, the main thread's SIGALRM timer still bounds a hanging check."""
+    def hang(predicted, gold):
+        time.sleep(30)
+        return True
+
+    worker = answers._VerifyWorker()
+    worker._failed = True
+    monkeypatch.setattr(answers, "_worker", worker)
+    monkeypatch.setattr(answers, "_math_verify_equal", hang)
+    start = time.monotonic()
+    assert answers_match("x+1", "1+x", timeout=0.3) is False
+    assert time.monotonic() - start < 2.0
 
 
 def test_an_earlier_alarm_is_restored():

@@ -49,3 +49,64 @@ def test_bad_input_is_one_line_exit_2_nothing_left(name, files, argv, message, t
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before, name  # nothing written, nothing removed, no temporary file left
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".srl-tmp")]
+
+
+# --- rewards stay bounded on the campaign's monsters (issue 12 item 7) -----------------------------------------
+MONSTERS = [r"9^{9^{9^{9}}}", r"(10^{10})!", r"10!!!!!!!!", r"\binom{100000}{50000}", r"\binom{2^{20}}{2^{19}}",
+            r"\Gamma(10^{10})", r"9999!", r"(9!)!", "(" * 600 + "1" + ")" * 600]
+# The reward's limit is 0.5 s (`srl.rewards.ANSWER_TIMEOUT`); the bound below leaves room for a loaded machine
+# while still catching the failures seen before the fix (5 s on the main thread, > 60 s off it).
+BOUND_S = 2.0
+
+
+def _timed_rewards():
+    import time
+
+    from srl.answers import answers_match
+    from srl.rewards import outcome_reward, srl_reward
+
+    slowest = (0.0, "")
+    for monster in MONSTERS:
+        for completion, gold in [(f"so \\boxed{{{monster}}}", "72"), ("\\boxed{72}", monster)]:
+            # untimed: waits until the checking process is up (a check that ran out of time killed the last one;
+            # its spare may still be starting on a loaded machine)
+            assert answers_match("x+1", "1+x", timeout=60)
+            start = time.perf_counter()
+            value = outcome_reward(completion, gold)
+            slowest = max(slowest, (time.perf_counter() - start, monster[:20]))
+            assert value == 0.0
+    start = time.perf_counter()
+    assert 0.0 <= srl_reward("a" * 1_000_000, "a" * 999_999 + "b", think="off", autojunk=False) <= 1.0
+    return max(slowest, (time.perf_counter() - start, "1e6 characters, autojunk off"))
+
+
+def test_rewards_are_bounded_on_the_main_thread():
+    seconds, case = _timed_rewards()
+    assert seconds < BOUND_S, case
+
+
+def test_rewards_are_bounded_off_the_main_thread():
+    import threading
+
+    from srl.answers import answers_match
+
+    result = {}
+
+    def run():
+        result["slowest"] = _timed_rewards()
+        result["equal"] = answers_match("0.5", "\\frac{1}{2}", timeout=5)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive() and result["slowest"][0] < BOUND_S and result["equal"], result
+
+
+def test_a_reward_never_raises_on_an_unprintable_object():
+    from srl.rewards import outcome_reward, srl_reward
+
+    class Evil:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert srl_reward(Evil(), "x") == -1.0 and outcome_reward(Evil(), "1") == 0.0 and outcome_reward("1", Evil()) == 0.0

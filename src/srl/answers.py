@@ -205,7 +205,14 @@ _HUGE_NUMBER_RE = re.compile(
     r"(?:\^|\*\*)\s*[{(]?\s*[-+]?\s*\d{6,}"
     r"|(?:\^|\*\*)\s*(?:\{[^{}]*|\([^()]*)(?:\^|\*\*)"
     r"|(?:\d{5,}|[)}\]])\s*!"
+    r"|(?:!\s*){3,}"  # 10!!!!!!!!: multifactorials that sympy expands for a minute
+    r"|\\binom\s*\{?\s*\d{4,}|\\binom\s*\{[^{}]*\^"  # \binom{100000}{50000}, \binom{2^{20}}{...}
 )
+# math-verify runs in a child process that is killed when a check runs out of time: the only limit that holds
+# everywhere (a SIGALRM timer exists only in the main thread, and it cannot stop sympy inside one long C call such
+# as `9999!` or `\Gamma(10^{10})`: measured 3 s past a 0.5 s timer). Started on first use; its start-up (~1-3 s)
+# is paid once and not counted in `timeout`.
+WORKER_START_TIMEOUT = 120.0
 
 _PLAIN_NUMBER_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _SCIENTIFIC_RE = re.compile(r"(?P<mantissa>[-+]?(?:\d+(?:\.\d*)?|\.\d+))[eE](?P<exponent>[-+]?\d+)")
@@ -314,6 +321,89 @@ def _with_alarm(seconds: float, fn, *args) -> bool | None:
             signal.setitimer(signal.ITIMER_REAL, remaining, old_interval)
 
 
+class _VerifyWorker:
+    """math-verify in a child process (`python -c ...`, so nothing of the parent's `__main__` is re-run), asked
+    one pair at a time over pipes (JSON lines) and killed when an answer takes longer than its time limit. A spare
+    process is started beside it, so that the check after a kill does not wait for a fresh start-up."""
+
+    def __init__(self):
+        self._proc = None
+        self._spare = None
+        self._failed = False
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _spawn():
+        import subprocess
+        import sys
+
+        return subprocess.Popen([sys.executable, "-c", "from srl.answers import _serve; _serve()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                bufsize=1)
+
+    def _start(self) -> bool:
+        """Make the spare (or a new process) the worker once it says it is ready, and start a new spare."""
+        if self._failed:
+            return False
+        self._proc, self._spare = self._spare or self._spawn(), None
+        if _read_line(self._proc, WORKER_START_TIMEOUT) != "ready":
+            self._kill(self._proc)
+            self._proc, self._failed = None, True
+            logging.getLogger("srl").warning("the answer-checking process did not start: answers are checked in "
+                                             "this process, under a SIGALRM timer where possible")
+            return False
+        self._spare = self._spawn()
+        return True
+
+    @staticmethod
+    def _kill(proc):
+        proc.kill()
+        proc.wait()
+
+    def check(self, predicted: str, gold: str, timeout: float) -> bool | None:
+        """The verdict, False when out of time, None when no worker process can run here."""
+        import json
+
+        with self._lock:
+            if (self._proc is None or self._proc.poll() is not None) and not self._start():
+                return None
+            self._proc.stdin.write(json.dumps([predicted, gold]) + "\n")
+            self._proc.stdin.flush()
+            reply = _read_line(self._proc, timeout)
+            if reply is None:  # out of time: kill it; the next check uses the spare
+                self._kill(self._proc)
+                self._proc = None
+                return False
+            return reply == "true"
+
+
+def _read_line(proc, timeout: float) -> str | None:
+    """A line from `proc`'s stdout within `timeout` seconds, else None."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else None
+
+
+_worker = _VerifyWorker()
+
+
+def _serve():
+    """The worker's loop: a JSON pair per line in, `true`/`false` per line out."""
+    import json
+    import sys
+
+    _load_math_verify()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        try:
+            predicted, gold = json.loads(line)
+            result = _math_verify_equal(predicted, gold)
+        except BaseException:
+            result = False
+        print("true" if result else "false", flush=True)
+
+
 def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> bool:
     """Whether the `predicted` final answer is equivalent to the `gold` one.
 
@@ -321,10 +411,12 @@ def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> boo
     number (`72` = `72.0`, `1,000` = `1000`). Otherwise math-verify decides: both are wrapped in `\\boxed{}`
     (or `$...$` when their braces are unbalanced), parsed, and compared with `verify(gold, predicted)`.
 
-    The whole check is limited to `timeout` seconds with a SIGALRM timer when called from the main thread
-    (math-verify's own timeouts use `signal.alarm` too, which only works there, so they are switched off).
-    In any other thread, or with `timeout=None`, there is no timer: answers longer than `MAX_UNGUARDED_CHARS`
-    or with huge literal exponents are refused instead. Answers longer than `MAX_ANSWER_CHARS` never match.
+    Answers that could make sympy compute a gigantic number (huge exponents, towers, factorials of brackets,
+    multifactorials, big binomials) are refused at once, and answers longer than `MAX_ANSWER_CHARS` never match.
+    The rest is limited to `timeout` seconds by running math-verify in a child process that is killed when time
+    runs out (in any thread; math-verify's own `signal.alarm` timeouts are switched off). Where no child process
+    can run, a SIGALRM timer is used in the main thread. With `timeout=None` (or neither possible) there is no
+    timer: answers longer than `MAX_UNGUARDED_CHARS` are refused instead.
 
     Never raises: bad input, parse failures and timeouts all give False.
 
@@ -353,14 +445,16 @@ def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> boo
 
         if len(predicted) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
             return False
-        if timeout is not None and timeout > 0 and _can_use_signals():
-            result = _with_alarm(float(timeout), _math_verify_equal, predicted, gold)
+        if _HUGE_NUMBER_RE.search(predicted) or _HUGE_NUMBER_RE.search(gold):
+            return False  # refused at once rather than computed until the time limit
+        if timeout is not None and timeout > 0:
+            result = _worker.check(predicted, gold, float(timeout))
+            if result is None and _can_use_signals():  # no worker process here: a timer, as good as it gets
+                result = _with_alarm(float(timeout), _math_verify_equal, predicted, gold)
             if result is not None:
                 return result
-        # No timer: bound the input instead.
+        # No time limit asked for (or none could be set): bound the input instead.
         if len(predicted) > MAX_UNGUARDED_CHARS or len(gold) > MAX_UNGUARDED_CHARS:
-            return False
-        if _HUGE_NUMBER_RE.search(predicted) or _HUGE_NUMBER_RE.search(gold):
             return False
         return _math_verify_equal(predicted, gold)
     except (Exception, _TimedOut):  # never raise: a reward function must not crash the trainer

@@ -49,22 +49,34 @@ def srl_reward(completion: str | list, expert_step: str, *, output_format: Outpu
         think: shortcut overriding `output_format.think`.
         method, autojunk, normalize_whitespace: passed to `srl.similarity.similarity`.
     """
-    action = _action(completion, output_format, think)
+    try:
+        action = _action(completion, output_format, think)
+    except Exception:  # an object that cannot even be read as text: not a well-formed response
+        return FORMAT_PENALTY
     if action is None:
         return FORMAT_PENALTY
     return similarity(action, expert_step if isinstance(expert_step, str) else "", method=method,
                       autojunk=autojunk, normalize_whitespace=normalize_whitespace)
 
 
-def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "auto", timeout: float = 5.0) -> float:
+# A reward call must stay cheap on any model output (issue 12): the answer check gets at most this many seconds.
+ANSWER_TIMEOUT = 0.5
+
+
+def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "auto",
+                   timeout: float = ANSWER_TIMEOUT) -> float:
     """1.0 if the answer in the completion (`\\boxed{}` or GSM8K `#### n`) is equivalent to `final_answer`
     (checked with math-verify within `timeout` seconds), else 0.0."""
     if final_answer is None:
         return 0.0
-    predicted = extract_answer(completion_text(completion), mode=mode)
+    try:
+        predicted = extract_answer(completion_text(completion), mode=mode)
+        final_answer = str(final_answer)
+    except Exception:  # unreadable completion or answer: no answer
+        return 0.0
     if predicted is None:
         return 0.0
-    return 1.0 if answers_match(predicted, str(final_answer), timeout=timeout) else 0.0
+    return 1.0 if answers_match(predicted, final_answer, timeout=timeout) else 0.0
 
 
 def action_similarity(predicted: str, expert: str, *, structure: bool = False, shell: bool = False,
@@ -116,7 +128,10 @@ def action_reward(completion: str | list, expert_action: str, *, output_format: 
                   **similarity_options: Any) -> float:
     """The SRL reward of an agent action: `action_similarity(action, expert_action, ...)` in [0, 1] when the
     response follows the format (`<think>...</think>` then the action, as `srl_reward`), else -1."""
-    action = _action(completion, output_format, think)
+    try:
+        action = _action(completion, output_format, think)
+    except Exception:
+        return FORMAT_PENALTY
     if action is None:
         return FORMAT_PENALTY
     return action_similarity(action, expert_action, structure=structure, shell=shell, **similarity_options)
@@ -147,7 +162,7 @@ def get_step_reward(output_format: OutputFormat | None = None, **similarity_opti
     return step_similarity
 
 
-def get_answer_reward(mode: str = "auto", timeout: float = 5.0) -> Callable:
+def get_answer_reward(mode: str = "auto", timeout: float = ANSWER_TIMEOUT) -> Callable:
     """A TRL reward function `f(completions, final_answer, **kwargs) -> list[float]` (the RLVR reward)."""
 
     def answer(completions: list, final_answer: list[str], **kwargs: Any) -> list[float]:

@@ -29,7 +29,9 @@ Options of :func:`similarity`:
   instead of costing seconds. It is exact when neither string exceeds ``max_chars``. For ``"indel"`` it
   is a lower bound of the exact value (an LCS cannot grow when a string is cut); for ``"difflib"`` it
   usually is one too, but not always: difflib's greedy matching is not monotone under truncation (on
-  random small-alphabet strings, cutting ``a`` raises M in about 1% of cases).
+  random small-alphabet strings, cutting ``a`` raises M in about 1% of cases). Without autojunk difflib's
+  work grows with the product of the lengths, so ``max_chars`` is then at most :data:`NO_AUTOJUNK_MAX_CHARS`
+  (3,000: a worst-case pair, all one character, takes ~0.1 s; 20,000 took 6 s).
 
 Inputs that are not ``str`` (``None`` from a failed parse, say) score 0.0; no ``str`` input raises.
 
@@ -46,7 +48,9 @@ from __future__ import annotations
 import difflib as _stdlib_difflib
 from collections.abc import Callable, Sequence
 
-__all__ = ["BACKEND", "MATCHERS", "INDEL_BACKEND", "similarity", "similarity_many", "matched_size", "lcs_length"]
+NO_AUTOJUNK_MAX_CHARS = 3000
+
+__all__ = ["NO_AUTOJUNK_MAX_CHARS", "BACKEND", "MATCHERS", "INDEL_BACKEND", "similarity", "similarity_many", "matched_size", "lcs_length"]
 
 # --------------------------------------------------------------------------------------- backends --
 # A matcher maps (a, b, autojunk) to M, the total size of SequenceMatcher(None, a, b).get_matching_blocks().
@@ -211,6 +215,8 @@ def similarity(
     strings of at most ``max_chars`` characters. Non-``str`` inputs give 0.0.
     """
     _check(method, max_chars)
+    if not autojunk and method == "difflib":
+        max_chars = min(max_chars, NO_AUTOJUNK_MAX_CHARS)
     if not isinstance(predicted, str) or not isinstance(expert, str):
         return 0.0
     a, la = _prepare(predicted, normalize_whitespace, max_chars)
@@ -235,6 +241,8 @@ def similarity_many(
     (difflib's ``b2j``) is built once for all of them.
     """
     _check(method, max_chars)
+    if not autojunk and method == "difflib":
+        max_chars = min(max_chars, NO_AUTOJUNK_MAX_CHARS)
     if not isinstance(expert, str):
         return [0.0] * len(predictions)
     b, lb = _prepare(expert, normalize_whitespace, max_chars)
