@@ -7,7 +7,7 @@ Run from the repository root (after `make install`, or `.venv/bin/pip install -e
 
 What is timed (wall clock, median of `--repeats` runs, each into a fresh temporary folder):
 
-1. `srl.build.build(DataConfig(input, output=".../instances.jsonl", format="gsm8k"))`: the function behind
+1. `srl.data.build.build(DataConfig(input, output=".../instances.jsonl", format="gsm8k"))`: the function behind
    `srl data build`, end to end: read the JSONL, cut every solution into steps, make the N-1 instances per
    solution, write them as JSONL (atomically).
 2. The same with a folder as output (`datasets.Dataset.save_to_disk`).
@@ -38,9 +38,9 @@ TARGET_SECONDS = 10.0
 
 
 def timed_build(input_path: str, output_name: str) -> tuple[float, float, object, int]:
-    """(wall seconds, CPU seconds of this process, BuildSummary, bytes written) of one `srl.build.build` into a
+    """(wall seconds, CPU seconds of this process, BuildSummary, bytes written) of one `srl.data.build.build` into a
     fresh temporary folder."""
-    from srl.build import DataConfig, build
+    from srl.data.build import DataConfig, build
 
     tmp = tempfile.mkdtemp(prefix="srl-build-speed-")
     try:
@@ -62,8 +62,8 @@ def _size(path: str) -> int:
 
 def breakdown(input_path: str) -> list[tuple[str, float]]:
     """Untimed-by-the-median pass through the parts of a build: read + split, instances, write JSONL."""
-    from srl.instances import InstanceOptions, build_instances, write_rows
-    from srl.trajectories import load_trajectories
+    from srl.data.instances import InstanceOptions, build_instances, write_rows
+    from srl.data.trajectories import load_trajectories
 
     parts = []
     start = time.perf_counter()
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(args.input):
         raise SystemExit(f"no such file: {args.input} (pass the GSM8K train JSONL as the first argument)")
 
-    import srl.build  # noqa: F401  (imports are not part of the timed builds)
+    import srl.data.build  # noqa: F401  (imports are not part of the timed builds)
     import datasets
 
     datasets.disable_progress_bars()

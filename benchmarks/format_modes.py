@@ -17,14 +17,14 @@ import time
 
 import torch
 
-from srl.generation import generate_with_think_budget
-from srl.instances import InstanceOptions, trajectory_instances
+from srl.generation.think_budget import generate_with_think_budget
+from srl.data.instances import InstanceOptions, trajectory_instances
 from srl.models import load_model_and_tokenizer
-from srl.prompts import OutputFormat, parse_response
+from srl.data.prompts import OutputFormat, parse_response
 from srl.rewards import srl_reward
-from srl.sampling import informative_groups
-from srl.stages import BUNDLED_GSM8K
-from srl.trajectories import load_trajectories
+from srl.training.sampling import informative_groups
+from srl.training.stages import BUNDLED_GSM8K
+from srl.data.trajectories import load_trajectories
 
 MODES = {
     "required (paper)": dict(think="required"),

@@ -101,7 +101,7 @@ class TimeBudget(TrainerCallback):
 def train_run(stage: str, folder: str, model: str, train_path: str, minutes: float, flags: list[str]) -> dict:
     """Train one stage for `minutes` of wall time; return {'half': path, 'end': path, 'seconds', 'tokens'}."""
     from srl.cli import parse_stage
-    from srl.stages import run_stage
+    from srl.training.stages import run_stage
 
     done = os.path.join(folder, "run.json")
     if os.path.exists(done):
@@ -132,7 +132,7 @@ def train_run(stage: str, folder: str, model: str, train_path: str, minutes: flo
 
 def run_metrics(path: str) -> dict:
     """Totals and means over a run's metrics.jsonl: generated tokens, format-error rate, reward, filtering."""
-    from srl.reporting import read_metrics
+    from srl.training.reporting import read_metrics
 
     rows = [r for r in read_metrics(path) if "loss" in r or "reward" in r]
     if not rows:

@@ -86,14 +86,14 @@ def backends():
     except ImportError:
         print("cydifflib not installed: skipped", file=sys.stderr)
     try:
-        from srl import _difflib
+        from srl.rewards import _difflib
 
-        out["srl._difflib.ratio (C)"] = _difflib.ratio
+        out["srl.rewards._difflib.ratio (C)"] = _difflib.ratio
     except ImportError:
-        print("srl._difflib not compiled: skipped", file=sys.stderr)
-    from srl import similarity as S
+        print("srl.rewards._difflib not compiled: skipped", file=sys.stderr)
+    from srl.rewards import text_similarity as S
 
-    out[f"srl.similarity() [{S.BACKEND}]"] = lambda a, b, j: S.similarity(a, b, autojunk=j)
+    out[f"srl.rewards.text_similarity() [{S.BACKEND}]"] = lambda a, b, j: S.similarity(a, b, autojunk=j)
     return out
 
 

@@ -64,8 +64,8 @@ def parse_cores(spec: str) -> set[int]:
 
 def srl_prompts(tokenizer, n: int) -> list[list[int]]:
     """The n longest step-wise SRL prompts of the bundled GSM8K sample (token ids, assistant turn opened)."""
-    from srl.config import RunArguments
-    from srl.stages import srl_rows
+    from srl.training.config import RunArguments
+    from srl.training.stages import srl_rows
 
     rows = srl_rows(RunArguments(think="optional"))
     ids = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in rows]
@@ -116,7 +116,7 @@ def run_worker(args) -> dict:
         def generate(prompts, new_tokens=args.new_tokens):
             return hf_generate(model, tokenizer, prompts, new_tokens)
     else:
-        from srl.backends import configure_vllm_environment, make_llm
+        from srl.generation.vllm import configure_vllm_environment, make_llm
 
         env = configure_vllm_environment()
         from vllm import SamplingParams

@@ -63,13 +63,13 @@ from transformers import PrinterCallback, TrainerCallback, set_seed  # noqa: E40
 from transformers.utils import logging as hf_logging  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from srl.config import SRLConfig  # noqa: E402
-from srl.instances import InstanceOptions, to_dataset, trajectory_instances  # noqa: E402
-from srl.prompts import OutputFormat  # noqa: E402
+from srl.training.config import SRLConfig  # noqa: E402
+from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances  # noqa: E402
+from srl.data.prompts import OutputFormat  # noqa: E402
 from srl.rewards import get_step_reward  # noqa: E402
-from srl.sampling import informative_groups  # noqa: E402
+from srl.training.sampling import informative_groups  # noqa: E402
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer, warm_up  # noqa: E402
-from srl.trainer import SRLTrainer  # noqa: E402
+from srl.training.trainer import SRLTrainer  # noqa: E402
 
 hf_logging.set_verbosity_error()
 FMT = OutputFormat(think="off")

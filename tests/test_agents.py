@@ -1,4 +1,4 @@
-"""Agentic SRL (srl.agents): readers of agent trajectories, canonical actions, instances, the action reward,
+"""Agentic SRL (srl.data.agents): readers of agent trajectories, canonical actions, instances, the action reward,
 `srl data build --format openai-tools|swe-agent|openhands|chat`, and a short SRL run on the result."""
 
 import doctest
@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-import srl.agents
-from srl.agents import (AgentOptions, AgentStep, AgentTrajectory, ChatFormat, ToolCall, agent_instances,
+import srl.data.agents
+from srl.data.agents import (AgentOptions, AgentStep, AgentTrajectory, ChatFormat, ToolCall, agent_instances,
                         normalize_shell, parse_action, read_agent_trajectories, render_action, truncate_chars,
                         truncate_tokens)
 from srl.cli import main
@@ -36,7 +36,7 @@ def targets(path, fmt, **kw):
 
 
 def test_module_doctests():
-    assert doctest.testmod(srl.agents).failed == 0
+    assert doctest.testmod(srl.data.agents).failed == 0
 
 
 # --- the three real sample formats, against hand-read rows --------------------------------------------------
@@ -219,7 +219,7 @@ def test_sharegpt_chat_with_pattern_flag_only(tmp_path):
 
 # --- extractors and the canonical form -----------------------------------------------------------------------
 def turn_actions(text, fmt="chat", **kw):
-    from srl.agents import FORMATS, Turn, EXTRACTORS
+    from srl.data.agents import FORMATS, Turn, EXTRACTORS
 
     chat = ChatFormat(**kw) if kw else FORMATS[fmt]
     for name in chat.actions:

@@ -1,4 +1,4 @@
-"""Final-answer extraction and checking (`srl.answers`) on real rows of tests/data (see tests/data/SOURCE.md).
+"""Final-answer extraction and checking (`srl.data.answers`) on real rows of tests/data (see tests/data/SOURCE.md).
 
 Every expected value below was checked by hand against the source rows."""
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import srl.answers as answers
-from srl.answers import (
+import srl.data.answers as answers
+from srl.data.answers import (
     MAX_UNGUARDED_CHARS,
     answers_match,
     extract_answer,

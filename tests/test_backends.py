@@ -1,4 +1,4 @@
-"""Generation backends (srl.backends): choosing one, and — where vLLM is installed and runs — that the vLLM engine
+"""Generation backends (srl.generation.vllm): choosing one, and — where vLLM is installed and runs — that the vLLM engine
 agrees with transformers: greedy outputs, weights after a sync, and the engine's log-probs.
 
 The vLLM tests share one engine over a tiny local Llama (head size 32, which vLLM's CPU attention supports),
@@ -10,8 +10,8 @@ import os
 import pytest
 import torch
 
-from srl import backends
-from srl.backends import resolve_backend, vllm_unavailable_reason
+from srl.generation import vllm as backends
+from srl.generation.vllm import resolve_backend, vllm_unavailable_reason
 from srl.errors import InputError
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer
 
@@ -34,7 +34,7 @@ def test_auto_falls_back_to_hf_once_with_the_reason(monkeypatch, caplog):
 
 
 def test_bad_backend_is_an_input_error_naming_the_field():
-    from srl.config import SRLConfig
+    from srl.training.config import SRLConfig
     from srl.evaluation import EvalConfig
 
     with pytest.raises(InputError, match="field 'backend': must be one of hf, vllm, auto"):
@@ -177,10 +177,10 @@ def test_srl_eval_with_vllm_matches_hf(tmp_path):
 @needs_vllm
 @pytest.mark.parametrize("think_budget,lora", [(None, False), (4, True)])
 def test_trainer_generates_with_vllm_and_syncs_after_every_step(tmp_path, think_budget, lora):
-    from srl.config import SRLConfig
-    from srl.instances import InstanceOptions, to_dataset, trajectory_instances
-    from srl.prompts import OutputFormat
-    from srl.trainer import SRLTrainer
+    from srl.training.config import SRLConfig
+    from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances
+    from srl.data.prompts import OutputFormat
+    from srl.training.trainer import SRLTrainer
 
     tokenizer = tiny_tokenizer()
     model = tiny_model(tokenizer, hidden_size=128)

@@ -93,7 +93,7 @@ def test_progress_outside_a_terminal_prints_plain_lines_at_an_interval(monkeypat
     final count at the end."""
     import io
 
-    from srl import cli_utils
+    from srl.cli import utils as cli_utils
 
     clock = [0.0]
     monkeypatch.setattr("time.time", lambda: clock[0])
@@ -112,7 +112,7 @@ def test_progress_outside_a_terminal_prints_plain_lines_at_an_interval(monkeypat
 def test_training_progress_line_carries_the_latest_status(monkeypatch):
     import io
 
-    from srl import cli_utils
+    from srl.cli import utils as cli_utils
 
     out = io.StringIO()
     progress = cli_utils.LineProgress(interval=0, stream=out)

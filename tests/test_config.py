@@ -28,8 +28,8 @@ def warm_imports():
     """Import what a run imports before it loads a model, so that the timings below measure the checks only."""
     import datasets  # noqa: F401
 
-    import srl.reporting  # noqa: F401
-    import srl.stages  # noqa: F401
+    import srl.training.reporting  # noqa: F401
+    import srl.training.stages  # noqa: F401
 
     parse_stage("srl", ["--output_dir", "unused", *OK])
 

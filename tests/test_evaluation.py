@@ -14,7 +14,7 @@ from srl.evaluation import (BENCHMARKS, EvalConfig, Generation, avg_at_k, evalua
                             greedy_accuracy, load_problems, mean_pass_at_k, pass_at_k, pass_k_values,
                             resolve_data, score_response, select_subset)
 from srl.errors import InputError
-from srl.trajectories import read_records
+from srl.data.trajectories import read_records
 
 HERE = os.path.dirname(__file__)
 DATA = os.path.join(HERE, "data")
@@ -251,7 +251,7 @@ def test_srl_eval_tiny_end_to_end(tmp_path, capsys):
 
 
 def test_paper_prompt_by_default(tmp_path):
-    from srl.prompts import EVAL_SYSTEM_PROMPT
+    from srl.data.prompts import EVAL_SYSTEM_PROMPT
 
     seen = []
 

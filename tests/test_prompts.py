@@ -1,6 +1,6 @@
 import pytest
 
-from srl.prompts import SYSTEM_PROMPT, OutputFormat, PromptTemplate, completion_text, parse_response
+from srl.data.prompts import SYSTEM_PROMPT, OutputFormat, PromptTemplate, completion_text, parse_response
 from srl.errors import InputError
 
 REQUIRED = OutputFormat()

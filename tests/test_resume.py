@@ -12,9 +12,9 @@ import time
 import torch
 from safetensors.torch import load_file
 
-from srl.instances import InstanceOptions, trajectory_instances, write_rows
+from srl.data.instances import InstanceOptions, trajectory_instances, write_rows
 from srl.tiny import synthetic_trajectories
-from srl.trainer import COMPLETE_MARKER, last_complete_checkpoint
+from srl.training.trainer import COMPLETE_MARKER, last_complete_checkpoint
 
 STEPS = 8
 

@@ -21,11 +21,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from srl.instances import InstanceOptions, build_instances, trajectory_instances
-from srl.prompts import OutputFormat
+from srl.data.instances import InstanceOptions, build_instances, trajectory_instances
+from srl.data.prompts import OutputFormat
 from srl.rewards import (FORMAT_PENALTY, REWARDS, answer_reward, get_answer_reward, get_step_reward,
                          outcome_reward, srl_reward, step_similarity_reward)
-from srl.trajectories import load_trajectories
+from srl.data.trajectories import load_trajectories
 
 HERE = os.path.dirname(__file__)
 PAIRS_FILE = os.path.join(HERE, "data", "gsm8k_steps_pairs.jsonl")
@@ -160,7 +160,7 @@ def test_default_is_the_papers_required_format_and_think_overrides_it():
 
 
 def test_similarity_options_are_passed_through():
-    from srl.similarity import similarity
+    from srl.rewards.text_similarity import similarity
 
     predicted, expert = PAIRS[1]["predicted"], PAIRS[1]["expert"]
     completion = f"<think>t</think>{predicted}"
@@ -355,7 +355,7 @@ def test_a_million_characters_is_fast(name):
         assert isinstance(value, float) and -1.0 <= value <= 1.0
 
 
-# Degenerate repetitions of a box command with no brace after it: `srl.answers.extract_boxed` once matched a
+# Degenerate repetitions of a box command with no brace after it: `srl.data.answers.extract_boxed` once matched a
 # regex against a copy of the rest of the text at every occurrence, which made these quadratic (minutes at 1M).
 QUADRATIC_BOXES = {
     "\\boxed repeated": _fit("\\boxed"),
@@ -451,7 +451,7 @@ def test_step_reward_factory_options():
     assert solution([f"<think>t</think><solution>{a}</solution>" for a in actions], experts, **kwargs) \
         == [ratio(a, e) for a, e in zip(actions, experts)]
     indel = get_step_reward(OFF, method="indel")
-    from srl.similarity import similarity
+    from srl.rewards.text_similarity import similarity
 
     assert indel(actions, experts) == [similarity(a, e, method="indel") for a, e in zip(actions, experts)]
 

@@ -1,6 +1,6 @@
 import torch
 
-from srl.sampling import concat_rows, group_std, informative_groups, take_rows, trim_padding
+from srl.training.sampling import concat_rows, group_std, informative_groups, take_rows, trim_padding
 
 
 def test_population_std_and_filter():

@@ -1,4 +1,4 @@
-"""srl.similarity: the step-similarity core of the SRL reward.
+"""srl.rewards.text_similarity: the step-similarity core of the SRL reward.
 
 The C extension, cydifflib and the stdlib must give bit-identical floats (==, never approx) on every input.
 """
@@ -14,17 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from srl import similarity as S
-from srl.similarity import similarity, similarity_many
+from srl.rewards import text_similarity as S
+from srl.rewards.text_similarity import similarity, similarity_many
 
 HERE = os.path.dirname(__file__)
 PAIRS_FILE = os.path.join(HERE, "data", "gsm8k_steps_pairs.jsonl")
 
 try:
-    from srl import _difflib as c_difflib
+    from srl.rewards import _difflib as c_difflib
 except ImportError:  # pragma: no cover - the extension is optional at install time
     c_difflib = None
-needs_c = pytest.mark.skipif(c_difflib is None, reason="srl._difflib (optional C extension) is not compiled")
+needs_c = pytest.mark.skipif(c_difflib is None, reason="srl.rewards._difflib (optional C extension) is not compiled")
 
 
 def stdlib_ratio(a, b, autojunk=True):
@@ -37,7 +37,7 @@ def all_ratios(a, b, autojunk):
     for name, matched in S.MATCHERS.items():
         out[name] = S._ratio(matched(a, b, autojunk), len(a) + len(b))
     if c_difflib is not None:
-        out["srl._difflib.ratio"] = c_difflib.ratio(a, b, autojunk)
+        out["srl.rewards._difflib.ratio"] = c_difflib.ratio(a, b, autojunk)
     return out
 
 
@@ -49,7 +49,7 @@ def assert_identical(a, b, autojunk):
 
 
 def test_backend_is_the_c_extension_when_compiled():
-    assert S.BACKEND == ("srl._difflib" if c_difflib is not None else "cydifflib")
+    assert S.BACKEND == ("srl.rewards._difflib" if c_difflib is not None else "cydifflib")
     assert "difflib" in S.MATCHERS and "cydifflib" in S.MATCHERS
 
 
@@ -63,7 +63,7 @@ def test_every_backend_through_the_public_api(monkeypatch):
 
 
 def test_falls_back_to_cydifflib_without_the_extension():
-    code = "import sys; sys.modules['srl._difflib'] = None; from srl import similarity as S; print(S.BACKEND)"
+    code = "import sys; sys.modules['srl.rewards._difflib'] = None; from srl.rewards import text_similarity as S; print(S.BACKEND)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "cydifflib"
 

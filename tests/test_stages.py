@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from srl.cli import DEMO_DATA as BUNDLED_GSM8K, main
-from srl.instances import InstanceOptions, trajectory_instances, write_rows
+from srl.data.instances import InstanceOptions, trajectory_instances, write_rows
 from srl.tiny import synthetic_trajectories
-from srl.trainer import COMPLETE_MARKER
+from srl.training.trainer import COMPLETE_MARKER
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -234,8 +234,8 @@ def test_pipeline_runs_srl_then_rlvr_in_one_folder(pipeline_run, gsm8k_file):
 def test_pipeline_srl_builds_instances_from_gsm8k(pipeline_run, gsm8k_file):
     """The SRL stage cut the GSM8K solutions into step-wise instances on the fly: every logged row is one of the
     first 8 (--max_train_samples) instances `srl data build` would make from the file."""
-    from srl.instances import build_instances
-    from srl.trajectories import load_trajectories
+    from srl.data.instances import build_instances
+    from srl.data.trajectories import load_trajectories
 
     out, _ = pipeline_run
     built = list(build_instances(list(load_trajectories(gsm8k_file, "gsm8k")), InstanceOptions(think="off")))[:8]
@@ -274,7 +274,7 @@ def test_pipeline_resume_skips_finished_stages(pipeline_run, capsys, monkeypatch
 # --- srl pipeline: argument routing (no training: run_stage is replaced by a recorder) ------------------------
 @pytest.fixture
 def recorded_stages(monkeypatch, tmp_path):
-    import srl.stages
+    import srl.training.stages
 
     calls = []
 
@@ -282,7 +282,7 @@ def recorded_stages(monkeypatch, tmp_path):
         calls.append((stage, run, cfg))
         return os.path.join(cfg.output_dir, "final")
 
-    monkeypatch.setattr(srl.stages, "run_stage", fake_run_stage)
+    monkeypatch.setattr(srl.training.stages, "run_stage", fake_run_stage)
     return calls
 
 

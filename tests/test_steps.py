@@ -1,4 +1,4 @@
-"""Step splitters (`srl.steps`) on real rows of tests/data (see tests/data/SOURCE.md).
+"""Step splitters (`srl.data.steps`) on real rows of tests/data (see tests/data/SOURCE.md).
 
 The expected steps below were read and checked by hand against the source rows.
 """
@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from srl.answers import extract_boxed, extract_gsm8k
-from srl.steps import SPLITTERS, Split, split, split_gsm8k, split_list, split_math, split_numbered, split_regex
-from srl.trajectories import Step
+from srl.data.answers import extract_boxed, extract_gsm8k
+from srl.data.steps import SPLITTERS, Split, split, split_gsm8k, split_list, split_math, split_numbered, split_regex
+from srl.data.trajectories import Step
 
 HERE = os.path.dirname(__file__)
 DATA = os.path.join(HERE, "data")

@@ -8,12 +8,12 @@ import re
 import pytest
 import torch
 
-from srl.config import SRLConfig
-from srl.instances import InstanceOptions, to_dataset, trajectory_instances
-from srl.prompts import OutputFormat
+from srl.training.config import SRLConfig
+from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances
+from srl.data.prompts import OutputFormat
 from srl.rewards import get_step_reward
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer, warm_up
-from srl.trainer import SRLTrainer
+from srl.training.trainer import SRLTrainer
 
 FMT = OutputFormat(think="off")
 

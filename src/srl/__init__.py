@@ -1,8 +1,19 @@
 """supervised-rl: Supervised Reinforcement Learning (Deng et al., arXiv 2510.25992) on the Hugging Face stack.
 
-The package reads top to bottom like the method:
+The package reads top to bottom like the method; each subpackage only imports the ones above it:
 
-    trajectories -> steps -> instances -> prompts -> rewards -> sampling -> trainer -> stages -> evaluation -> cli
+    srl.errors, srl.io        one exception for bad input; records with file:line errors, YAML, atomic writers
+    srl.data                  expert trajectories -> steps -> step-wise instances (prompts, agents, build)
+    srl.rewards               step similarity, answer equivalence, output format, the reward functions
+    srl.generation            hf and vLLM generation, the think budget
+    srl.training              configs, dynamic sampling, SRLTrainer (TRL), checkpoints, reports, stages
+    srl.evaluation            benchmarks, scoring, the `srl eval` run
+    srl.models, srl.tiny      known models (conversion, loading), tiny local test models
+    srl.cli                   the `srl` command (library code never imports it)
 """
 
+from srl import _moved
+
 __version__ = "0.1.0"
+
+_moved.install()

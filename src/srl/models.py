@@ -346,7 +346,7 @@ def models_command(argv) -> int:
 
     from rich.table import Table
 
-    from srl.cli_utils import console
+    from srl.cli.utils import console
 
     parser = argparse.ArgumentParser(prog="srl models", description="Known small models (use the name as "
                                      "--model) and where they are. The cache folder is $SRL_MODEL_CACHE, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from srl.trajectories import Step, Trajectory
+from srl.data.trajectories import Step, Trajectory
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -47,7 +47,7 @@ def tiny_tokenizer(extra_text: list[str] | None = None, vocab_size: int = 512):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from srl.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_NO_THINK
+    from srl.data.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_NO_THINK
 
     corpus = [SYSTEM_PROMPT, SYSTEM_PROMPT_NO_THINK, "Problem:\nSolution so far:\n(no steps yet)\nWrite step only.",
               "<think> </think>"] + [t.problem + " " + " ".join(s.text for s in t.steps)

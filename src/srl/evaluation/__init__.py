@@ -7,7 +7,7 @@
 - `config`: `EvalConfig`, every option documented (also the CLI flags).
 - `benchmarks`: reading a benchmark (problem + gold answer from an answer field, a GSM8K `#### n` solution or a
   `\\boxed{}` solution), known benchmark names, the seeded `--limit` subset.
-- `metrics`: scoring one response (`srl.answers` extraction and equivalence), greedy accuracy, avg@k, pass@k.
+- `metrics`: scoring one response (`srl.data.answers` extraction and equivalence), greedy accuracy, avg@k, pass@k.
 - `runner`: prompts, batched generation, the run, problems.jsonl / summary.json and the summary table.
 """
 

@@ -1,6 +1,6 @@
 """Reading a math benchmark: each record becomes a `Problem` (id, problem text, gold answer).
 
-Any file `srl.trajectories.read_records` reads works (.jsonl, .json, .parquet, a `datasets` folder). The gold
+Any file `srl.data.trajectories.read_records` reads works (.jsonl, .json, .parquet, a `datasets` folder). The gold
 answer is, in order of preference:
 
 1. the `--answer_field` value (default `answer`, when the record has one): a plain answer (`27.0`, `\\frac{14}{3}`),
@@ -21,9 +21,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from srl.answers import extract_boxed, extract_gsm8k
+from srl.data.answers import extract_boxed, extract_gsm8k
 from srl.errors import InputError
-from srl.trajectories import Record, read_records
+from srl.data.trajectories import Record, read_records
 
 GOLD_KINDS = ("plain", "gsm8k", "boxed")
 

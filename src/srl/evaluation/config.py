@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from srl.answers import ANSWER_MODES
-from srl.backends import BACKEND_HELP, Backend, check_backend
+from srl.data.answers import ANSWER_MODES
+from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
 from srl.errors import InputError
 
-PAPER_SYSTEM_PROMPT = "paper"  # the value of --system_prompt that selects `srl.prompts.EVAL_SYSTEM_PROMPT`
+PAPER_SYSTEM_PROMPT = "paper"  # the value of --system_prompt that selects `srl.data.prompts.EVAL_SYSTEM_PROMPT`
 NO_SYSTEM_PROMPT = "none"
 
 

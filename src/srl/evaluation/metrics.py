@@ -1,7 +1,7 @@
 """Scoring one response, and the benchmark metrics.
 
-- `score_response(response, gold)`: the answer extracted from a response (`srl.answers.extract_answer`) and
-  whether it is equivalent to the gold one (`srl.answers.answers_match`, with a time limit).
+- `score_response(response, gold)`: the answer extracted from a response (`srl.data.answers.extract_answer`) and
+  whether it is equivalent to the gold one (`srl.data.answers.answers_match`, with a time limit).
 - `greedy_accuracy(flags)`: the fraction of problems whose greedy answer is right.
 - `avg_at_k(samples)`: the mean, over problems, of the fraction of right answers among its k samples (the
   paper's Avg@32: the expected accuracy of one sample).
@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from srl.answers import answers_match, extract_answer
+from srl.data.answers import answers_match, extract_answer
 
 
 @dataclass(frozen=True)

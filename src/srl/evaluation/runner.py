@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from srl.backends import VLLMGenerator, resolve_backend
+from srl.generation.vllm import VLLMGenerator, resolve_backend
 from srl.errors import InputError
 from srl.evaluation.benchmarks import Problem, benchmark_name, load_problems, resolve_data, select_subset
 from srl.evaluation.config import NO_SYSTEM_PROMPT, PAPER_SYSTEM_PROMPT, EvalConfig
@@ -58,7 +58,7 @@ class EvalResult:
 # --- prompts ------------------------------------------------------------------------------------------------
 def system_prompt_text(value: str) -> str | None:
     """The system message for `--system_prompt`: `paper` -> the paper's evaluation prompt, `none` -> None."""
-    from srl.prompts import EVAL_SYSTEM_PROMPT
+    from srl.data.prompts import EVAL_SYSTEM_PROMPT
 
     if value == PAPER_SYSTEM_PROMPT:
         return EVAL_SYSTEM_PROMPT
@@ -213,7 +213,7 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
     gen_seconds = score_seconds = 0.0
     tokens = 0
     total = sum(len(jobs) for _, jobs, _ in passes)
-    from srl.cli_utils import progress_bar
+    from srl.cli.utils import progress_bar
 
     with (progress_bar(f"{benchmark}: generating", total) if progress else _no_progress()) as advance:
         for name, jobs, sampling in passes:
@@ -339,7 +339,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     """The summary as a rich table on stdout."""
     from rich.table import Table
 
-    from srl.cli_utils import console
+    from srl.cli.utils import console
 
     title = (f"{summary['benchmark']}: {summary['model']} — {summary['problems']} of "
              f"{summary['problems_in_file']} problems")

@@ -1,5 +1,5 @@
 /*
- * srl._difflib -- an exact, fast difflib.SequenceMatcher(None, a, b).ratio() for two str.
+ * srl.rewards._difflib -- an exact, fast difflib.SequenceMatcher(None, a, b).ratio() for two str.
  *
  * This is a line-by-line transcription of CPython 3.11+ Lib/difflib.py for isjunk=None on code
  * points, so the result is bit-identical to the stdlib on every input:
@@ -515,7 +515,7 @@ PyDoc_STRVAR(module_doc,
 "optional). See the comment at the top of src/srl/_difflib.c for the correspondence with difflib.py.");
 
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "srl._difflib", module_doc, -1, methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "srl.rewards._difflib", module_doc, -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

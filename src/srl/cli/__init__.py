@@ -11,15 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from srl.cli_utils import console, make_parser, parse, progress_bar, run_guarded
+from srl.cli.utils import console, make_parser, parse, progress_bar, run_guarded
 from srl.errors import InputError
 
-DEMO_DATA = os.path.join(os.path.dirname(__file__), "data", "gsm8k_train_sample.jsonl")
+DEMO_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "gsm8k_train_sample.jsonl")
 
 
 # --- srl data build -----------------------------------------------------------------------------------------
 def data_build(argv: Sequence[str]) -> int:
-    from srl.build import DataConfig
+    from srl.data.build import DataConfig
 
     parser = make_parser("srl data build", "Cut expert solutions into steps and write the step-wise instances "
                                            "(N steps -> N-1 instances: problem + steps 1..k-1 -> step k).",
@@ -30,8 +30,8 @@ def data_build(argv: Sequence[str]) -> int:
 
 
 def run_build(cfg):
-    """Build with a progress bar, print the summary, return it (`srl.instances.BuildSummary`)."""
-    from srl.build import build, count_input_rows
+    """Build with a progress bar, print the summary, return it (`srl.data.instances.BuildSummary`)."""
+    from srl.data.build import build, count_input_rows
 
     total = count_input_rows(cfg.input)
     if total is not None and cfg.limit is not None:
@@ -72,7 +72,7 @@ def data_show(argv: Sequence[str]) -> int:
 
     from rich.panel import Panel
 
-    from srl.trajectories import read_records
+    from srl.data.trajectories import read_records
 
     out = console()
     shown = 0
@@ -129,7 +129,7 @@ def demo(argv: Sequence[str]) -> int:
     parser.add_argument("--backend", default="hf", choices=["hf", "vllm", "auto"],
                         help="Generation backend (default hf; see `srl train --help`).")
     args = parser.parse_args(argv)
-    from srl.build import DataConfig
+    from srl.data.build import DataConfig
     from srl.models import KNOWN_MODELS, check_model_name
 
     out = console()
@@ -157,7 +157,7 @@ def demo(argv: Sequence[str]) -> int:
                           "--learning_rate", str(lr), "--output_dir", run_dir, "--backend", args.backend] + \
         (["--resume"] if args.resume else [])
     run, cfg = parse_stage("srl", flags)
-    from srl.stages import run_stage
+    from srl.training.stages import run_stage
 
     run_stage("srl", run, cfg)
     _print_run_summary(run_dir)
@@ -165,7 +165,7 @@ def demo(argv: Sequence[str]) -> int:
 
 
 def _print_run_summary(run_dir: str) -> None:
-    from srl.reporting import read_metrics
+    from srl.training.reporting import read_metrics
 
     rows = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "reward" in r]
     out = console()
@@ -179,13 +179,13 @@ def _print_run_summary(run_dir: str) -> None:
 
 
 # --- srl train / srl pipeline ------------------------------------------------------------------------------
-RECIPES = os.path.join(os.path.dirname(__file__), "recipes")
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes")
 STAGES = ("srl", "rlvr", "sft")
 
 
 def preset_values(stage: str):
     """`--preset NAME` loads recipes/NAME_<stage>.yaml as defaults."""
-    from srl.cli_utils import _load_yaml_config
+    from srl.cli.utils import _load_yaml_config
 
     def load(name: str) -> dict:
         path = os.path.join(RECIPES, f"{name}_{stage}.yaml")
@@ -197,7 +197,7 @@ def preset_values(stage: str):
 
 
 def stage_parser(stage: str):
-    from srl.config import STAGE_CONFIGS, RunArguments
+    from srl.training.config import STAGE_CONFIGS, RunArguments
 
     return make_parser(f"srl train --stage {stage}", f"Train the {stage} stage. Options come from --preset, "
                                                      "--config run.yaml and flags (flags win).",
@@ -229,7 +229,7 @@ def train(argv: Sequence[str]) -> int:
         return 0
     _quiet_libraries()
     run, cfg = parse_stage(stage, argv)
-    from srl.stages import run_stage
+    from srl.training.stages import run_stage
 
     final = run_stage(stage, run, cfg)
     if cfg.process_index == 0:
@@ -245,8 +245,8 @@ def pipeline(argv: Sequence[str]) -> int:
         print(pipeline.__doc__.strip() + "\n\nExample: srl pipeline --output_dir runs/pipe --preset cpu-small "
               "--srl.max_steps 20 --rlvr.max_steps 10\n\nStage options: see `srl train --stage srl --help`.")
         return 0
-    from srl.cli_utils import _load_yaml_config
-    from srl.stages import run_stage
+    from srl.cli.utils import _load_yaml_config
+    from srl.training.stages import run_stage
 
     config_path, argv = _pop_flag(argv, "config", "")
     out, argv = _pop_flag(argv, "output_dir", "runs/pipeline")

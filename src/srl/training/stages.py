@@ -16,26 +16,26 @@ import os
 import random
 from typing import Any
 
-from srl.config import RunArguments
+from srl.training.config import RunArguments
 from srl.errors import InputError
-from srl.prompts import EVAL_SYSTEM_PROMPT, OutputFormat
+from srl.data.prompts import EVAL_SYSTEM_PROMPT, OutputFormat
 
 logger = logging.getLogger("srl")
 
-BUNDLED_GSM8K = os.path.join(os.path.dirname(__file__), "data", "gsm8k_train_sample.jsonl")
+BUNDLED_GSM8K = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "gsm8k_train_sample.jsonl")
 INSTANCE_COLUMNS = ("prompt", "expert_step")
 
 
 # --- data ---------------------------------------------------------------------------------------------------
 def _is_instances_file(path: str) -> bool:
-    from srl.trajectories import read_records
+    from srl.data.trajectories import read_records
 
     first = next(iter(read_records(path)), None)
     return first is not None and all(c in first.data for c in INSTANCE_COLUMNS)
 
 
 def _trajectories(run: RunArguments):
-    from srl.trajectories import load_trajectories
+    from srl.data.trajectories import load_trajectories
 
     path = run.train_data or BUNDLED_GSM8K
     fmt = "gsm8k" if run.data_format in ("auto", "instances") else run.data_format
@@ -55,8 +55,8 @@ def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
 
 def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
     """Step-wise instances for the SRL stage: read from an instances file, or built from solutions."""
-    from srl.instances import InstanceOptions, build_instances
-    from srl.trajectories import read_records
+    from srl.data.instances import InstanceOptions, build_instances
+    from srl.data.trajectories import read_records
 
     path = run.train_data or BUNDLED_GSM8K
     if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
@@ -72,7 +72,7 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
 
 def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
     """Whole problems with their final answer, in the paper's evaluation prompt."""
-    from srl.trajectories import read_records
+    from srl.data.trajectories import read_records
 
     path = run.train_data or BUNDLED_GSM8K
     problems = {}
@@ -138,7 +138,7 @@ def _peft_config(run: RunArguments):
 
 def prepare_output_dir(cfg, run: RunArguments) -> str | None:
     """Check the run folder and return the checkpoint to resume from (None: start fresh)."""
-    from srl.trainer import complete_checkpoints, last_complete_checkpoint
+    from srl.training.trainer import complete_checkpoints, last_complete_checkpoint
 
     out = cfg.output_dir
     if run.resume:
@@ -157,7 +157,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     import datasets
 
     from srl.models import check_model_name, load_model_and_tokenizer
-    from srl.reporting import MetricsFileCallback, ProgressCallback
+    from srl.training.reporting import MetricsFileCallback, ProgressCallback
 
     check_model_name(run.model)
     resume_from = prepare_output_dir(cfg, run)
@@ -177,7 +177,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
                          "on a machine without GPUs pass --use_cpu true", field="use_cpu")
     os.makedirs(cfg.output_dir, exist_ok=True)
     if cfg.process_index == 0:
-        from srl.trainer import write_json_atomic
+        from srl.training.trainer import write_json_atomic
 
         write_json_atomic(os.path.join(cfg.output_dir, f"config_{stage}.json"),
                           {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
@@ -203,7 +203,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, peft_config=_peft_config(run), callbacks=cbs)
     else:
-        from srl.trainer import SRLTrainer
+        from srl.training.trainer import SRLTrainer
 
         trainer = SRLTrainer(model=model, reward_funcs=_rewards(stage, run), args=cfg, train_dataset=train_ds,
                              eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_peft_config(run),

@@ -1,6 +1,6 @@
 """Expert trajectories: the data model and the loaders that read them from files or `datasets`.
 
-A trajectory is one expert solution of one problem, already cut into ordered steps (see `srl.steps` for the
+A trajectory is one expert solution of one problem, already cut into ordered steps (see `srl.data.steps` for the
 splitters). Records come from JSONL, JSON (a list of objects), parquet, a `datasets` folder saved with
 `save_to_disk`, or an in-memory `datasets.Dataset`; the field names are configurable.
 
@@ -226,7 +226,7 @@ def load_trajectories(source: Any, fmt: str, *, problem_field: str | None = None
                       id_field: str | None = None, system_field: str | None = None,
                       max_chars: int = 50_000, file_type: str | None = None,
                       **split_options: Any) -> Iterator[Trajectory]:
-    """Read records from `source` and cut each solution into steps with the `fmt` splitter of `srl.steps`.
+    """Read records from `source` and cut each solution into steps with the `fmt` splitter of `srl.data.steps`.
 
     Args:
         source: a path or a `datasets.Dataset` (see `read_records`).
@@ -238,7 +238,7 @@ def load_trajectories(source: Any, fmt: str, *, problem_field: str | None = None
         max_chars: a problem, solution or step longer than this is an error (the input is probably broken).
         split_options: passed to the splitter (e.g. `keep_calculator=True`, `unit="paragraph"`, `pattern=...`).
     """
-    from srl.steps import split, split_list
+    from srl.data.steps import split, split_list
 
     if fmt not in DEFAULT_FIELDS:
         raise ValueError(f"unknown format '{fmt}' (expected one of {', '.join(DEFAULT_FIELDS)})")

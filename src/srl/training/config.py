@@ -17,7 +17,7 @@ from typing import Literal
 
 from trl import GRPOConfig, SFTConfig
 
-from srl.backends import BACKEND_HELP, Backend, check_backend
+from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
 from srl.errors import InputError
 
 

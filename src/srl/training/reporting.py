@@ -69,7 +69,7 @@ class ProgressCallback(TrainerCallback):
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from srl.cli_utils import make_progress
+        from srl.cli.utils import make_progress
 
         self.progress = make_progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"))

@@ -1,6 +1,6 @@
 """Final answers: pull them out of a solution and decide whether two of them are the same.
 
-Shared by the step splitters (`srl.steps` reads the expert's final answer) and by the outcome reward and the
+Shared by the step splitters (`srl.data.steps` reads the expert's final answer) and by the outcome reward and the
 evaluation (is the model's answer right?).
 
 Extraction:

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from srl.agents import AGENT_FORMATS
+from srl.data.agents import AGENT_FORMATS
 from srl.errors import InputError
-from srl.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
-from srl.prompts import PromptTemplate
-from srl.trajectories import load_trajectories, read_records
+from srl.data.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
+from srl.data.prompts import PromptTemplate
+from srl.data.trajectories import load_trajectories, read_records
 
 
 @dataclass
@@ -117,7 +117,7 @@ class DataConfig:
 
     def chat_format(self):
         """The agent format: the built-in preset, or the --chat_config file, with the flags on top."""
-        from srl.agents import FORMATS, ChatFormat
+        from srl.data.agents import FORMATS, ChatFormat
 
         overrides = {"messages_field": self.messages_field, "action_pattern": self.action_pattern,
                      "resolved_field": self.resolved_field, "command_tool": self.command_tool}
@@ -126,7 +126,7 @@ class DataConfig:
         return replace(FORMATS[self.format], **{k: v for k, v in overrides.items() if v is not None})
 
     def agent_options(self):
-        from srl.agents import AgentOptions, AgentTemplate
+        from srl.data.agents import AgentOptions, AgentTemplate
 
         template = AgentTemplate.from_file(self.template) if self.template else AgentTemplate()
         return AgentOptions(last_pairs=self.last_pairs, observation_chars=self.observation_chars,
@@ -154,7 +154,7 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
     """The trajectories of `cfg.input`; excluded problems come out as `("skip", reason)` for the summary."""
     excluded = _excluded_problems(cfg)
     if cfg.is_agent:
-        from srl.agents import read_agent_trajectories
+        from srl.data.agents import read_agent_trajectories
 
         trajectories = read_agent_trajectories(cfg.input, cfg.chat_format(), resolved_only=cfg.resolved_only,
                                                problem_field=cfg.problem_field, system_field=cfg.system_field,
@@ -186,7 +186,7 @@ def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildS
             yield item
 
     if cfg.is_agent:
-        from srl.agents import build_agent_instances
+        from srl.data.agents import build_agent_instances
 
         rows = build_agent_instances(counted(), cfg.agent_options(), summary, max_chars=cfg.max_chars)
     else:

@@ -7,7 +7,7 @@ step, generation, gradient accumulation, DDP/DeepSpeed/FSDP — is TRL's and tra
 Dynamic sampling, per generation batch of P prompts x G rollouts (P = `generation_batch_size / G`):
 
 1. TRL generates and scores the batch; its rewards are gathered over all processes.
-2. Groups whose population reward std is <= ε are dropped (`srl.sampling.informative_groups`). The decision is
+2. Groups whose population reward std is <= ε are dropped (`srl.training.sampling.informative_groups`). The decision is
    taken on the gathered rewards, so every process takes the same one, even when one prompt's G rollouts are
    spread over several processes.
 3. While fewer than P informative groups are kept, fresh prompts are drawn (a seeded stream over the training
@@ -32,11 +32,11 @@ from collections import defaultdict
 import torch
 from trl import GRPOTrainer
 
-from srl.backends import colocate_generation_class, resolve_backend
-from srl.generation import generate_with_think_budget
-from srl.prompts import OutputFormat, completion_text, parse_response
+from srl.generation.vllm import colocate_generation_class, resolve_backend
+from srl.generation.think_budget import generate_with_think_budget
+from srl.data.prompts import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
-from srl.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
+from srl.training.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
 
 logger = logging.getLogger("srl")
 
@@ -64,7 +64,7 @@ class SRLTrainer(GRPOTrainer):
         self._round_rows: list[dict] = []
 
     # ------------------------------------------------------------------------------------------------------
-    # Generation backend (srl.backends): `hf` is TRL's transformers path; `vllm` is TRL's colocated vLLM path
+    # Generation backend (srl.generation.vllm): `hf` is TRL's transformers path; `vllm` is TRL's colocated vLLM path
     # with an engine that runs on a CPU too. TRL then syncs weights after every optimizer step and applies its
     # importance-sampling correction with the engine's log-probs, as with its own vLLM integration.
     def _start_backend(self) -> str:
@@ -178,7 +178,7 @@ class SRLTrainer(GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         """With `think_budget` N: a monologue still open after N tokens gets `</think>` forced (masked out of
-        the loss) and the response continues up to `max_completion_length` tokens (srl.generation)."""
+        the loss) and the response continues up to `max_completion_length` tokens (srl.generation.think_budget)."""
         budget, total = self.args.think_budget, self.max_completion_length
         if not budget or budget >= total or self.output_format.think == "off" or images is not None:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.errors import InputError
-from srl.prompts import PromptTemplate, ThinkMode
-from srl.trajectories import Trajectory
+from srl.data.prompts import PromptTemplate, ThinkMode
+from srl.data.trajectories import Trajectory
 
 MIN_STEPS = 2
 
@@ -79,7 +79,7 @@ class BuildSummary:
 def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOptions()) -> list[dict[str, Any]]:
     """The step-wise instances of one trajectory (empty if it has fewer than 2 steps).
 
-    >>> from srl.trajectories import Step
+    >>> from srl.data.trajectories import Step
     >>> t = Trajectory("t1", "What is 2+3*4?", [Step("3*4 = 12."), Step("2 + 12 = 14."), Step("The answer is 14.")])
     >>> [(r["step_index"], r["expert_step"]) for r in trajectory_instances(t)]
     [(1, '3*4 = 12.'), (2, '2 + 12 = 14.')]

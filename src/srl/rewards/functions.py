@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from srl.answers import answers_match, extract_answer
-from srl.prompts import OutputFormat, ThinkMode, completion_text, parse_response
-from srl.similarity import similarity
+from srl.data.answers import answers_match, extract_answer
+from srl.data.prompts import OutputFormat, ThinkMode, completion_text, parse_response
+from srl.rewards.text_similarity import similarity
 
 FORMAT_PENALTY = -1.0
 
@@ -47,7 +47,7 @@ def srl_reward(completion: str | list, expert_step: str, *, output_format: Outpu
         expert_step: the expert's step that the action is compared with.
         output_format: the format to check (default: the paper's, `think="required"`).
         think: shortcut overriding `output_format.think`.
-        method, autojunk, normalize_whitespace: passed to `srl.similarity.similarity`.
+        method, autojunk, normalize_whitespace: passed to `srl.rewards.text_similarity.similarity`.
     """
     try:
         action = _action(completion, output_format, think)
@@ -82,16 +82,16 @@ def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "au
 def action_similarity(predicted: str, expert: str, *, structure: bool = False, shell: bool = False,
                       **similarity_options: Any) -> float:
     """Similarity in [0, 1] of a predicted agent action to the expert's, both in the canonical form of
-    `srl.agents` (`<function=NAME>` calls, or a plain command). Nothing is ever executed.
+    `srl.data.agents` (`<function=NAME>` calls, or a plain command). Nothing is ever executed.
 
     Args:
         structure: compare structure first: the tool names of the calls must match exactly and in order
             (else 0.0), then the arguments are compared (the predicted parameters put in the expert's order,
             so order does not matter; the mean over calls). A call against a plain command scores 0.0; two
             plain commands are compared as text.
-        shell: normalise shell whitespace first (`srl.agents.normalize_action`: plain commands and `command`
+        shell: normalise shell whitespace first (`srl.data.agents.normalize_action`: plain commands and `command`
             parameters; quoted strings and indentation are kept).
-        similarity_options: `method`, `autojunk`, `normalize_whitespace` of `srl.similarity.similarity`.
+        similarity_options: `method`, `autojunk`, `normalize_whitespace` of `srl.rewards.text_similarity.similarity`.
 
     Default (both off): the paper's similarity of the two action texts.
 
@@ -102,7 +102,7 @@ def action_similarity(predicted: str, expert: str, *, structure: bool = False, s
     >>> action_similarity("<function=bash>\\n<parameter=command>ls -a</parameter>\\n</function>", expert, shell=True)
     1.0
     """
-    from srl.agents import ToolCall, normalize_action, parse_action
+    from srl.data.agents import ToolCall, normalize_action, parse_action
 
     if not isinstance(predicted, str) or not isinstance(expert, str):
         return 0.0

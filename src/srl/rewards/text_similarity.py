@@ -4,7 +4,7 @@ The SRL paper scores a predicted step ``a`` against the expert step ``b`` with
 ``difflib.SequenceMatcher(None, a, b).ratio()`` where M is the total size of difflib's matching blocks.
 This module computes that value, bit-identically, with the fastest backend available:
 
-1. ``srl._difflib``: the package's own C extension (a transcription of CPython's difflib.py, about 50x
+1. ``srl.rewards._difflib``: the package's own C extension (a transcription of CPython's difflib.py, about 50x
    faster than the stdlib on ~450-character steps);
 2. ``cydifflib``: a Cython port of difflib (a dependency of the package; ~3x faster);
 3. ``difflib``: the standard library.
@@ -73,14 +73,14 @@ except ImportError:  # pragma: no cover - cydifflib is a declared dependency
     _cydifflib = None
 
 try:
-    from srl import _difflib as _c_difflib
+    from srl.rewards import _difflib as _c_difflib
 
-    MATCHERS["srl._difflib"] = _c_difflib.matched
+    MATCHERS["srl.rewards._difflib"] = _c_difflib.matched
 except ImportError:  # the optional extension was not compiled
     _c_difflib = None
 
-#: Name of the difflib backend in use: "srl._difflib", "cydifflib" or "difflib".
-BACKEND: str = next(name for name in ("srl._difflib", "cydifflib", "difflib") if name in MATCHERS)
+#: Name of the difflib backend in use: "srl.rewards._difflib", "cydifflib" or "difflib".
+BACKEND: str = next(name for name in ("srl.rewards._difflib", "cydifflib", "difflib") if name in MATCHERS)
 _matched = MATCHERS[BACKEND]
 
 try:
@@ -252,7 +252,7 @@ def similarity_many(
         values = [_indel(a, b, la + lb) for a, la in kept]
     else:
         texts = [a for a, _ in kept]
-        if BACKEND == "srl._difflib":
+        if BACKEND == "srl.rewards._difflib":
             sizes = _c_difflib.matched_many(texts, b, autojunk)
         else:
             sizes = [_matched(a, b, autojunk) for a in texts]

@@ -78,7 +78,7 @@ class PromptTemplate:
     def from_file(cls, path: str) -> "PromptTemplate":
         """Read a template file: YAML or JSON with keys among system, user, step, no_previous, title_hint."""
         from srl.errors import InputError
-        from srl.trajectories import read_string_fields
+        from srl.data.trajectories import read_string_fields
 
         template = read_string_fields(cls, path, "template file")
         try:  # fail now, not in the middle of a build

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from srl.errors import InputError
-from srl.instances import BuildSummary
-from srl.prompts import ThinkMode
-from srl.trajectories import Record, read_mapping, read_records, read_string_fields
+from srl.data.instances import BuildSummary
+from srl.data.prompts import ThinkMode
+from srl.data.trajectories import Record, read_mapping, read_records, read_string_fields
 
 AGENT_FORMATS = ("openai-tools", "swe-agent", "openhands", "chat")
 
@@ -604,7 +604,7 @@ def read_agent_trajectories(source: Any, fmt: str | ChatFormat = "chat", *, reso
                             problem_field: str | None = None, system_field: str | None = None,
                             id_field: str | None = None, file_type: str | None = None
                             ) -> Iterator[AgentTrajectory | tuple[str, str]]:
-    """Agent trajectories of `source` (a path or `datasets.Dataset`, see `srl.trajectories.read_records`).
+    """Agent trajectories of `source` (a path or `datasets.Dataset`, see `srl.data.trajectories.read_records`).
 
     Args:
         fmt: a built-in format name (`AGENT_FORMATS`) or a `ChatFormat`.

@@ -1,6 +1,6 @@
 """Step splitters: cut an expert solution into the ordered actions y_1 .. y_N that SRL learns to predict.
 
-Every splitter takes the solution as written and returns a `Split`: the steps (`srl.trajectories.Step`, with a
+Every splitter takes the solution as written and returns a `Split`: the steps (`srl.data.trajectories.Step`, with a
 title when the format has one) and the final answer when the text states one. They are pure functions.
 
     format      splitter          what a step is
@@ -21,8 +21,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from srl.answers import extract_answer, extract_boxed, extract_gsm8k
-from srl.trajectories import Step
+from srl.data.answers import extract_answer, extract_boxed, extract_gsm8k
+from srl.data.trajectories import Step
 
 __all__ = [
     "Split",
