@@ -270,6 +270,11 @@ def _load_math_verify():
 
         for name in ("math_verify.parser", "math_verify.grader"):
             logging.getLogger(name).addFilter(_DropTimeoutDisabledWarning())
+        # The first LaTeX parse builds the parser and the first symbolic comparison initialises sympy (~1 s in
+        # all): done here, outside any time limit, so that they never cost a real check its time.
+        for gold, predicted in (("$\\frac{1}{2}$", "$0.5$"), ("$x^{2}+1$", "$1+x^2$")):
+            math_verify.verify(math_verify.parse(gold, parsing_timeout=None),
+                               math_verify.parse(predicted, parsing_timeout=None), timeout_seconds=None)
         _math_verify = math_verify
     return _math_verify
 
@@ -324,11 +329,12 @@ def _with_alarm(seconds: float, fn, *args) -> bool | None:
 class _VerifyWorker:
     """math-verify in a child process (`python -c ...`, so nothing of the parent's `__main__` is re-run), asked
     one pair at a time over pipes (JSON lines) and killed when an answer takes longer than its time limit. A spare
-    process is started beside it, so that the check after a kill does not wait for a fresh start-up."""
+    process is kept starting beside it, so that a check after a kill rarely waits for a fresh start-up."""
 
     def __init__(self):
         self._proc = None
         self._spare = None
+        self._dead = []
         self._failed = False
         self._lock = threading.Lock()
 
@@ -337,35 +343,47 @@ class _VerifyWorker:
         import subprocess
         import sys
 
-        return subprocess.Popen([sys.executable, "-c", "from srl.answers import _serve; _serve()"],
+        return subprocess.Popen([sys.executable, "-c", f"from {__name__} import _serve; _serve()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 bufsize=1)
 
-    def _start(self) -> bool:
-        """Make the spare (or a new process) the worker once it says it is ready, and start a new spare."""
+    def ready(self, wait: bool) -> bool:
+        """Whether a worker is up; if not, promote the spare once it says it is ready (waiting for that only if
+        `wait`), and start a new spare. False when none is ready (yet) or none can run here."""
         if self._failed:
             return False
-        self._proc, self._spare = self._spare or self._spawn(), None
-        if _read_line(self._proc, WORKER_START_TIMEOUT) != "ready":
-            self._kill(self._proc)
-            self._proc, self._failed = None, True
+        if self._proc is not None and self._proc.poll() is None:
+            return True
+        self._reap()
+        if self._spare is None:
+            self._spare = self._spawn()
+        line = _read_line(self._spare, WORKER_START_TIMEOUT if wait else 0.0)
+        if line is None and not wait:
+            return False  # still starting
+        if line != "ready":
+            self._kill(self._spare)
+            self._spare, self._failed = None, True
             logging.getLogger("srl").warning("the answer-checking process did not start: answers are checked in "
                                              "this process, under a SIGALRM timer where possible")
             return False
-        self._spare = self._spawn()
+        self._proc, self._spare = self._spare, self._spawn()
         return True
 
-    @staticmethod
-    def _kill(proc):
+    def _kill(self, proc):
+        """Kill without waiting (a process busy in C can take ~0.3 s to go); reaped at the next start."""
         proc.kill()
-        proc.wait()
+        self._dead.append(proc)
+
+    def _reap(self):
+        self._dead = [p for p in self._dead if p.poll() is None]
 
     def check(self, predicted: str, gold: str, timeout: float) -> bool | None:
-        """The verdict, False when out of time, None when no worker process can run here."""
+        """The verdict, False when out of time, None when no worker is ready: in the main thread the caller then
+        uses a SIGALRM timer rather than wait for a start-up; elsewhere this waits for one."""
         import json
 
         with self._lock:
-            if (self._proc is None or self._proc.poll() is not None) and not self._start():
+            if not self.ready(wait=not _can_use_signals()):
                 return None
             self._proc.stdin.write(json.dumps([predicted, gold]) + "\n")
             self._proc.stdin.flush()
@@ -377,15 +395,22 @@ class _VerifyWorker:
             return reply == "true"
 
 
+_worker = _VerifyWorker()
+
+
+def start_answer_checker(wait: bool = False) -> bool:
+    """Start the process that checks answers under a time limit now rather than at the first check (the RLVR
+    reward does this when it is made); with `wait`, return once it is ready. False if none can run here."""
+    with _worker._lock:
+        return _worker.ready(wait)
+
+
 def _read_line(proc, timeout: float) -> str | None:
     """A line from `proc`'s stdout within `timeout` seconds, else None."""
     import select
 
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     return proc.stdout.readline().strip() if ready else None
-
-
-_worker = _VerifyWorker()
 
 
 def _serve():
@@ -449,7 +474,8 @@ def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> boo
             return False  # refused at once rather than computed until the time limit
         if timeout is not None and timeout > 0:
             result = _worker.check(predicted, gold, float(timeout))
-            if result is None and _can_use_signals():  # no worker process here: a timer, as good as it gets
+            if result is None and _can_use_signals():  # no worker process (yet): a timer, as good as it gets
+                _load_math_verify()  # outside the timer: an import cut by an alarm would leave sympy half-built
                 result = _with_alarm(float(timeout), _math_verify_equal, predicted, gold)
             if result is not None:
                 return result

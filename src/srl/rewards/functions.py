@@ -59,8 +59,11 @@ def srl_reward(completion: str | list, expert_step: str, *, output_format: Outpu
                       autojunk=autojunk, normalize_whitespace=normalize_whitespace)
 
 
-# A reward call must stay cheap on any model output (issue 12): the answer check gets at most this many seconds.
-ANSWER_TIMEOUT = 0.5
+# A reward call must stay cheap on any model output (issue 12). Answers that could make sympy compute a gigantic
+# number are refused up front (< 1 ms: every input of the bad-input campaign); anything else math-verify chews on
+# is cut at this many seconds. 0.5 s rejected correct answers (`x^2` = `x^{2}`) on a 2-core machine running 6x
+# more CPU work than cores; real checks take ~10-50 ms.
+ANSWER_TIMEOUT = 1.0
 
 
 def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "auto",
