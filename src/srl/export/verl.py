@@ -247,7 +247,7 @@ actor_rollout_ref:
     path: {q(cfg.model)}
   actor:
     optim:
-      lr: {cfg.learning_rate!r}  # paper: 5e-7
+      lr: {_yaml_float(cfg.learning_rate)}  # paper: 5e-7
       lr_warmup_steps: 0  # paper: no warm-up
     ppo_mini_batch_size: {cfg.prompts_per_update}  # PROMPTS per optimizer step; verl multiplies by rollout.n
     ppo_micro_batch_size_per_gpu: {cfg.micro_batch_size_per_gpu}
@@ -255,14 +255,14 @@ actor_rollout_ref:
     use_kl_loss: false  # paper: no KL term
     kl_loss_coef: 0.0
     entropy_coeff: 0
-    clip_ratio_low: {cfg.clip_ratio_low!r}
-    clip_ratio_high: {cfg.clip_ratio_high!r}
+    clip_ratio_low: {_yaml_float(cfg.clip_ratio_low)}
+    clip_ratio_high: {_yaml_float(cfg.clip_ratio_high)}
     grad_clip: 1.0  # paper: 1.0
     loss_agg_mode: token-mean  # TRL's default loss_type "dapo" also averages over the batch's tokens
   rollout:
     name: {cfg.rollout_engine}
     n: {cfg.rollout_n}  # G (paper: 8)
-    temperature: {cfg.temperature!r}  # paper: 1.0
+    temperature: {_yaml_float(cfg.temperature)}  # paper: 1.0
     top_p: 1.0
     tensor_model_parallel_size: {cfg.rollout_tensor_parallel}
     log_prob_micro_batch_size_per_gpu: {cfg.micro_batch_size_per_gpu}
@@ -300,6 +300,13 @@ trainer:
   experiment_name: {q(f"{stage}-{os.path.basename(os.path.normpath(cfg.output))}")}
   logger: [console]
 """
+
+
+def _yaml_float(x: float) -> str:
+    """A float every YAML reader reads as one: `5e-07` is a string to YAML 1.1 (PyYAML), `5.0e-07` is not."""
+    text = repr(float(x))
+    mantissa, _, exponent = text.partition("e")
+    return f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else text
 
 
 def run_script(cfg: ExportConfig, has_val: bool) -> str:
