@@ -194,3 +194,29 @@ def test_bad_options_exit_2_before_writing(tmp_path, instances, capsys, flags, f
     code, out = export(tmp_path, "--input", instances, *flags)
     err = capsys.readouterr().err
     assert code == 2 and not out.exists() and field in err and len(err.strip().splitlines()) == 1
+
+
+def test_agent_instances_score_with_the_action_reward(tmp_path):
+    """Agent instances (SWE-Gym OpenHands trajectories): the action-reward options travel in `extra_info`, and the
+    exported `compute_score` gives `action_reward` with them (tool name must match, shell whitespace normalised)."""
+    from srl.rewards import action_reward
+
+    source = os.path.join(os.path.dirname(__file__), "data", "swe", "swe-gym_openhands_sampled_trajectories.rows.json")
+    inst = tmp_path / "agent.jsonl"
+    assert main(["data", "build", "--format", "openhands", "--input", source, "--output", str(inst)]) == 0
+    code, out = export(tmp_path, "--input", str(inst), "--action_structure", "true", "--action_shell", "true",
+                       "--ability", "agent")
+    assert code == 0
+    rows = rows_of(out / "train.parquet")
+    assert rows and rows[0]["ability"] == "agent" and rows[0]["extra_info"]["action_structure"] is True
+    compute_score = load_reward_module(out)
+    scores = set()
+    for i, row in enumerate(rows[:40]):
+        expert, other = row["reward_model"]["ground_truth"], rows[(i + 1) % len(rows)]["reward_model"]["ground_truth"]
+        for text in (f"<think>next</think>\n{expert}", f"<think>t</think>{other}", expert,
+                     f"<think>t</think>{expert.replace('=', '= ', 1)}"):
+            got = compute_score("srl_step", text, expert, row["extra_info"])
+            want = action_reward(text, expert, structure=True, shell=True)
+            assert got["score"] == want, (text, got, want)
+            scores.add(want)
+    assert -1.0 in scores and 1.0 in scores and len(scores) > 3
