@@ -234,7 +234,8 @@ defaults:
   - _self_
 
 data:
-  train_batch_size: {cfg.prompts_per_batch}  # prompts per step (paper: {PAPER_BATCH_PROMPTS[stage]}); x rollout.n = {cfg.prompts_per_batch * cfg.rollout_n} completions
+  # PROMPTS a step (paper: {PAPER_BATCH_PROMPTS[stage]}) x rollout.n = {cfg.prompts_per_batch * cfg.rollout_n} rollouts
+  train_batch_size: {cfg.prompts_per_batch}
   max_prompt_length: {cfg.max_prompt_length}  # tokens
   max_response_length: {response}  # tokens (not reported by the paper)
   filter_overlong_prompts: true  # verl drops longer prompts (it prints the dataset length after filtering)
@@ -315,7 +316,7 @@ def run_script(cfg: ExportConfig, has_val: bool) -> str:
     return f"""\
 #!/usr/bin/env bash
 # verl {VERL_VERSION}: `srl train --stage {cfg.stage}` on a GPU cluster. Written by `srl data export --to verl`.
-#   bash run_srl.sh [Hydra overrides...]     e.g.  bash run_srl.sh trainer.n_gpus_per_node=4 trainer.logger=[console,wandb]
+#   bash run_srl.sh [Hydra overrides...]   e.g. bash run_srl.sh trainer.n_gpus_per_node=4 trainer.logger=[console,wandb]
 # Needs, in the Python that runs verl: verl=={VERL_VERSION} (with vLLM or SGLang), and srl for the reward, installed
 # without its dependencies so that verl's own pins stay:  pip install --no-deps supervised-rl
 #   pip install 'math-verify[antlr4_13_2]>=0.7'
@@ -376,9 +377,9 @@ def export(cfg: ExportConfig) -> ExportSummary:
     tmp = tempfile.mkdtemp(prefix=".srl-export-", dir=parent)
     try:
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the folder from the other users of a cluster
-        for split, split_rows_ in splits.items():
-            if split_rows_:
-                _write_parquet(split_rows_, os.path.join(tmp, f"{split}.parquet"))
+        for split, part in splits.items():
+            if part:
+                _write_parquet(part, os.path.join(tmp, f"{split}.parquet"))
         shutil.copyfile(REWARD_TEMPLATE, os.path.join(tmp, "srl_reward.py"))
         with open(os.path.join(tmp, "srl_verl.yaml"), "w", encoding="utf-8") as f:
             f.write(config_yaml(cfg, bool(val)))
