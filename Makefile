@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # verl's own code reads `srl data export --to verl` output and scores 720 real completions (separate venv
-# .venv-verl, created on the first run; about 3 min install + 2 min check on 2 CPU cores). Not part of `make test`.
+# .venv-verl, created on the first run; install 3-9 min + check 2.5 min on 2 busy CPU cores). Not part of `make test`.
 verl-check: $(STAMP)
 	SRL_PYTHON=$(PY) bash scripts/verl_check.sh
 
