@@ -321,9 +321,16 @@ def eval_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def data_export(argv: Sequence[str]) -> int:
+    from srl.cli_export import main as export_main
+
+    return export_main(argv)
+
+
 COMMANDS = {
     ("data", "build"): (data_build, "cut expert solutions into steps and write step-wise instances"),
     ("data", "show"): (data_show, "print a few instances"),
+    ("data", "export"): (data_export, "write data, reward and run script for verl (--to verl)"),
     ("train",): (train, "train one stage: --stage srl|rlvr|sft"),
     ("pipeline",): (pipeline, "SRL then RLVR from the SRL model, one run folder"),
     ("demo",): (demo, "the embedded default run"),
