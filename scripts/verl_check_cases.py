@@ -82,9 +82,9 @@ def main(work: str) -> None:
     import torch
 
     from srl.cli import main as srl_main
-    from srl.config import RunArguments
-    from srl.sampling import informative_groups
-    from srl.stages import BUNDLED_GSM8K, _rewards
+    from srl.training.config import RunArguments
+    from srl.training.sampling import informative_groups
+    from srl.training.stages import BUNDLED_GSM8K, _rewards
     from srl.tiny import tiny_tokenizer
 
     os.makedirs(work, exist_ok=True)

@@ -322,7 +322,7 @@ def eval_command(argv: Sequence[str]) -> int:
 
 
 def data_export(argv: Sequence[str]) -> int:
-    from srl.cli_export import main as export_main
+    from srl.cli.export import main as export_main
 
     return export_main(argv)
 

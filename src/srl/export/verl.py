@@ -158,8 +158,8 @@ def reward_options(cfg: ExportConfig) -> dict[str, Any]:
 
 def read_rows(cfg: ExportConfig) -> list[dict[str, Any]]:
     """The rows `srl train --stage {srl,rlvr}` would train on, read with the same code."""
-    from srl.config import RunArguments
-    from srl.stages import STAGE_ROWS
+    from srl.training.config import RunArguments
+    from srl.training.stages import STAGE_ROWS
 
     run = RunArguments(train_data=cfg.input, data_format=cfg.data_format, think=cfg.think)
     return STAGE_ROWS[cfg.stage](run)
@@ -191,7 +191,7 @@ def verl_row(row: dict[str, Any], index: int, split: str, cfg: ExportConfig) -> 
 def _check_think(rows: list[dict[str, Any]], cfg: ExportConfig) -> None:
     """A prompt without the monologue (built with --think off) scored with --think required gives -1 to every
     response: refuse that before a cluster learns nothing from it."""
-    from srl.prompts import SYSTEM_PROMPT_NO_THINK
+    from srl.data.prompts import SYSTEM_PROMPT_NO_THINK
 
     if cfg.stage != "srl" or cfg.think != "required":
         return
@@ -205,7 +205,7 @@ def _check_think(rows: list[dict[str, Any]], cfg: ExportConfig) -> None:
 
 def split_rows(rows: list[dict[str, Any]], cfg: ExportConfig) -> tuple[list, list]:
     """Train and validation rows, holding out whole problems as `srl train --validation_problems` does."""
-    from srl.stages import _split_validation
+    from srl.training.stages import _split_validation
 
     if cfg.validation_fraction <= 0:
         return rows, []

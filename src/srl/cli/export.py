@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from srl import cli_utils
+from srl.cli import utils as cli_utils
 
 
 def make_parser():
