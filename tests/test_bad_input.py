@@ -33,6 +33,26 @@ CASES = [
      ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/in.jsonl"], "field 'output'"),
     ("data show -n -1", {"in.jsonl": json.dumps(GOOD) + "\n"}, ["data", "show", "{tmp}/in.jsonl", "-n", "-1"],
      "field 'num'"),
+    # srl train: refused at parse time or on the data, before a model loads, and nothing written
+    ("learning rate -1", {}, ["train", "--stage", "srl", "--learning_rate", "-1", "--output_dir", "{tmp}/run"],
+     "field 'learning_rate'"),
+    ("batch size 0", {}, ["train", "--stage", "srl", "--per_device_train_batch_size", "0", "--output_dir",
+                          "{tmp}/run"], "field 'per_device_train_batch_size'"),
+    ("max completion length 0", {}, ["train", "--stage", "srl", "--max_completion_length", "0", "--output_dir",
+                                     "{tmp}/run"], "field 'max_completion_length'"),
+    ("max steps -5", {}, ["train", "--stage", "sft", "--max_steps", "-5", "--output_dir", "{tmp}/run"],
+     "field 'max_steps'"),
+    ("output_dir is a file", {"run": "x"}, ["train", "--stage", "srl", "--output_dir", "{tmp}/run"],
+     "field 'output_dir'"),
+    ("model config.json invalid", {"model/config.json": "{not json"},
+     ["train", "--stage", "srl", "--model", "{tmp}/model", "--output_dir", "{tmp}/run"], "config.json"),
+    ("expert_step null", {"inst.jsonl": json.dumps({"prompt": [{"role": "user", "content": "q"}],
+                                                    "expert_step": None}) + "\n"},
+     ["train", "--stage", "srl", "--train_data", "{tmp}/inst.jsonl", "--output_dir", "{tmp}/run"],
+     "inst.jsonl:1: field 'expert_step'"),
+    ("prompt of the wrong type", {"inst.jsonl": json.dumps({"prompt": 5, "expert_step": "x"}) + "\n"},
+     ["train", "--stage", "srl", "--train_data", "{tmp}/inst.jsonl", "--output_dir", "{tmp}/run"],
+     "inst.jsonl:1: field 'prompt'"),
 ]
 
 

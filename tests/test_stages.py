@@ -338,3 +338,34 @@ def test_srl_with_lora_saves_an_adapter(instances_file, tmp_path, capsys):
     assert code == 0, err
     assert (out / "final" / "adapter_config.json").exists()  # PEFT saved the LoRA adapter, not full weights
     assert json.loads((out / "final" / "adapter_config.json").read_text())["r"] == 4
+
+
+def test_resume_of_a_finished_run_trains_nothing(srl_run, instances_file, capsys, monkeypatch):
+    """Issue 12: `--resume` on a finished run once trained step max_steps + 1 and overwrote final/."""
+    import srl.models
+
+    final = os.path.join(srl_run, "final")
+    before = {name: open(os.path.join(final, name), "rb").read() for name in os.listdir(final)}
+    metrics_before = open(os.path.join(srl_run, "metrics.jsonl")).read()
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished run loaded a model")
+
+    monkeypatch.setattr(srl.models, "load_model_and_tokenizer", no_loading)
+    code, _, err = run_cli(["train", "--stage", "srl", "--train_data", instances_file, *TINY, *RL, "--max_steps", "2",
+                            "--output_dir", srl_run, "--resume"], capsys)
+    assert code == 0, err
+    assert {name: open(os.path.join(final, name), "rb").read() for name in os.listdir(final)} == before
+    assert open(os.path.join(srl_run, "metrics.jsonl")).read() == metrics_before
+
+
+def test_a_final_folder_without_its_marker_is_not_finished(tmp_path):
+    """A `final/` cut off while being written (no completeness marker, written last) does not count as done."""
+    from srl.training.stages import finished_model
+
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "config.json").write_text("{}")
+    assert finished_model(str(tmp_path)) is None
+    (final / COMPLETE_MARKER).write_text("{}")
+    assert finished_model(str(tmp_path)) == str(final)

@@ -105,9 +105,19 @@ def check_model_name(name: str) -> None:
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise InputError("not a folder (expected save_pretrained output)", path=name, field="model")
-        if not os.path.exists(os.path.join(path, "config.json")):
+        config = os.path.join(path, "config.json")
+        if not os.path.exists(config):
             raise InputError("a folder without config.json is not a model (expected save_pretrained output)",
                              path=name, field="model")
+        import json
+
+        try:
+            with open(config, encoding="utf-8") as f:
+                parsed = json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise InputError(f"unreadable ({e})", path=config, field="model") from None
+        if not isinstance(parsed, dict) or "model_type" not in parsed:
+            raise InputError("has no model_type: not a transformers model config", path=config, field="model")
         return
     if looks_local:
         raise InputError("no such model folder", path=name, field="model")

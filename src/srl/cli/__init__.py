@@ -246,7 +246,7 @@ def pipeline(argv: Sequence[str]) -> int:
               "--srl.max_steps 20 --rlvr.max_steps 10\n\nStage options: see `srl train --stage srl --help`.")
         return 0
     from srl.cli.utils import _load_yaml_config
-    from srl.training.stages import run_stage
+    from srl.training.stages import finished_model, run_stage
 
     config_path, argv = _pop_flag(argv, "config", "")
     out, argv = _pop_flag(argv, "output_dir", "runs/pipeline")
@@ -262,8 +262,8 @@ def pipeline(argv: Sequence[str]) -> int:
         forced = ["--output_dir", os.path.join(out, stage)] + (["--model", model_dir] if model_dir else [])
         run, cfg = parse_stage(stage, shared + per_stage[stage] + forced,
                                [(config_path, values)] if values else [])
-        final = os.path.join(cfg.output_dir, "final")
-        if run.resume and os.path.exists(os.path.join(final, "config.json")):
+        final = finished_model(cfg.output_dir)
+        if run.resume and final:
             console().print(f"{stage}: already finished ({final}), skipped")
         else:
             console().print(f"[bold]pipeline[/]: stage {stage} → {cfg.output_dir}")
@@ -345,6 +345,19 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _quiet_known_library_notices() -> None:
+    """Hide the notices every run would print before its first line of its own (`--verbose` shows them): TRL's
+    warning that the installed vLLM (0.32, the CPU build we install) is newer than its tested range, and vLLM's
+    note that Triton has no CPU backend. An error then stays the one line it is meant to be."""
+    import warnings
+
+    import logging
+
+    warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions", category=UserWarning)
+    logging.getLogger("vllm.triton_utils.importing").addFilter(
+        lambda record: "doesn't include CPU backend" not in record.getMessage())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -355,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"srl {__version__}")
         return 0
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    if not verbose:
+        _quiet_known_library_notices()
     for words, (fn, _) in COMMANDS.items():
         if tuple(argv[:len(words)]) == words:
             return run_guarded(fn, argv[len(words):])

@@ -97,7 +97,30 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _check_common(cfg) -> None:
+    """Checks every stage shares, at parse time: before a model loads or anything is written."""
+    import math
+    import os
+
+    if not (cfg.learning_rate > 0 and math.isfinite(cfg.learning_rate)):
+        raise InputError("must be > 0", field="learning_rate")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(cfg, name) < 1:
+            raise InputError("must be >= 1", field=name)
+    if cfg.max_steps == 0 or cfg.max_steps < -1:
+        raise InputError("must be >= 1 (or -1: train --num_train_epochs epochs)", field="max_steps")
+    if cfg.num_train_epochs <= 0:
+        raise InputError("must be > 0", field="num_train_epochs")
+    if cfg.output_dir and os.path.exists(cfg.output_dir) and not os.path.isdir(cfg.output_dir):
+        raise InputError("exists and is not a folder", path=cfg.output_dir, field="output_dir")
+    for name in ("max_completion_length", "max_length"):
+        value = getattr(cfg, name, None)
+        if value is not None and value < 1:
+            raise InputError("must be >= 1", field=name)
+
+
 def _check_grpo(cfg) -> None:
+    _check_common(cfg)
     if cfg.num_generations is not None and cfg.num_generations < 2:
         raise InputError("must be >= 2: GRPO compares a prompt's G rollouts with each other", field="num_generations")
     if cfg.dynamic_sampling_eps < 0:
@@ -188,6 +211,7 @@ class SFTStageConfig(SFTConfig):
     output_dir: str | None = field(default="runs/sft", metadata={"help": "The run folder."})
 
     def __post_init__(self):
+        _check_common(self)
         _default_precision(self)
         super().__post_init__()
 

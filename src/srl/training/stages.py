@@ -53,6 +53,30 @@ def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
     return [x for x in items if key(x) not in held], [x for x in items if key(x) in held]
 
 
+def _check_instance(rec) -> None:
+    """One line naming file, line and field for an instance the trainer could not use (or would train on an
+    empty target with)."""
+    for column in INSTANCE_COLUMNS:
+        if column not in rec.data:
+            raise rec.error("missing: the SRL stage needs step-wise instances (srl data build)", column)
+    step = rec.data["expert_step"]
+    if not isinstance(step, str) or not step.strip():
+        raise rec.error(f"must be a non-empty string, got {json_type(step)}", "expert_step")
+    prompt = rec.data["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise rec.error("empty", "prompt")
+        return
+    if not isinstance(prompt, list) or not prompt or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in prompt):
+        raise rec.error("must be a string or a list of chat messages {role: str, content: str}", "prompt")
+
+
+def json_type(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
 def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
     """Step-wise instances for the SRL stage: read from an instances file, or built from solutions."""
     from srl.data.instances import InstanceOptions, build_instances
@@ -62,9 +86,7 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
     if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
         rows = []
         for rec in read_records(path):
-            for column in INSTANCE_COLUMNS:
-                if column not in rec.data:
-                    raise rec.error("missing: the SRL stage needs step-wise instances (srl data build)", column)
+            _check_instance(rec)
             rows.append(rec.data)
         return rows
     return list(build_instances(_trajectories(run), InstanceOptions(think=run.think)))
@@ -152,13 +174,26 @@ def prepare_output_dir(cfg, run: RunArguments) -> str | None:
     return None
 
 
+def finished_model(output_dir: str) -> str | None:
+    """`<output_dir>/final` if a stage finished there: its completeness marker is written after every file of
+    the model, so a `final/` cut off while being written does not count."""
+    from srl.training.trainer import COMPLETE_MARKER
+
+    final = os.path.join(output_dir, "final")
+    return final if os.path.exists(os.path.join(final, COMPLETE_MARKER)) else None
+
+
 def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = None, progress: bool = True) -> str:
-    """Train one stage and return the folder of the final model (`<output_dir>/final`)."""
+    """Train one stage and return the folder of the final model (`<output_dir>/final`). With `run.resume`, a
+    stage that already finished in `output_dir` is not trained again."""
     import datasets
 
     from srl.models import check_model_name, load_model_and_tokenizer
     from srl.training.reporting import MetricsFileCallback, ProgressCallback
 
+    if run.resume and (final := finished_model(cfg.output_dir)):
+        logger.warning("--resume: %s already finished (%s); nothing to do", stage, final)
+        return final
     check_model_name(run.model)
     resume_from = prepare_output_dir(cfg, run)
     rows = STAGE_ROWS[stage](run)
@@ -175,13 +210,6 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     if launched > 1 and cfg.world_size == 1:
         raise InputError(f"launched as {launched} processes but each would train alone on the same folder; "
                          "on a machine without GPUs pass --use_cpu true", field="use_cpu")
-    os.makedirs(cfg.output_dir, exist_ok=True)
-    if cfg.process_index == 0:
-        from srl.training.trainer import write_json_atomic
-
-        write_json_atomic(os.path.join(cfg.output_dir, f"config_{stage}.json"),
-                          {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
-
     warm = None
     if run.model == "tiny" and stage != "sft":  # a random model must first learn to write something step-like
         warm = [r for r in train_rows if "expert_step" in r] or None
@@ -214,9 +242,20 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
 
         trainer.remove_callback(HFProgress)
         trainer.remove_callback(PrinterCallback)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    if cfg.process_index == 0:  # written once the model has loaded: a run that fails before leaves nothing
+        from srl.training.trainer import write_json_atomic
+
+        write_json_atomic(os.path.join(cfg.output_dir, f"config_{stage}.json"),
+                          {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
     trainer.train(resume_from_checkpoint=resume_from)
     final = os.path.join(cfg.output_dir, "final")
     trainer.save_model(final)
     if trainer.accelerator.is_main_process:
+        from srl.training.trainer import COMPLETE_MARKER, write_json_atomic
+
         tokenizer.save_pretrained(final)
+        write_json_atomic(os.path.join(final, COMPLETE_MARKER), {"stage": stage,
+                                                                 "global_step": trainer.state.global_step})
+    trainer.accelerator.wait_for_everyone()
     return final
