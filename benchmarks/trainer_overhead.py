@@ -65,7 +65,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from srl.training.config import SRLConfig  # noqa: E402
 from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances  # noqa: E402
-from srl.data.prompts import OutputFormat  # noqa: E402
+from srl.rewards.format import OutputFormat  # noqa: E402
 from srl.rewards import get_step_reward  # noqa: E402
 from srl.training.sampling import informative_groups  # noqa: E402
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer, warm_up  # noqa: E402

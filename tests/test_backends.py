@@ -179,7 +179,7 @@ def test_srl_eval_with_vllm_matches_hf(tmp_path):
 def test_trainer_generates_with_vllm_and_syncs_after_every_step(tmp_path, think_budget, lora):
     from srl.training.config import SRLConfig
     from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances
-    from srl.data.prompts import OutputFormat
+    from srl.rewards.format import OutputFormat
     from srl.training.trainer import SRLTrainer
 
     tokenizer = tiny_tokenizer()

@@ -15,7 +15,8 @@ import yaml
 
 import srl.models
 import srl.tiny
-from srl.cli import RECIPES, main, parse_stage
+from srl.cli import main
+from srl.cli.train import RECIPES, parse_stage
 from srl.errors import InputError
 
 OK = ["--model", "tiny", "--think", "off", "--use_cpu", "true", "--bf16", "false", "--num_generations", "4",

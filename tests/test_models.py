@@ -11,6 +11,7 @@ import os
 import pytest
 
 from srl import models
+from srl.cli.models import models_command
 from srl.errors import InputError
 
 SMOL = "smollm2-135m-instruct"
@@ -144,6 +145,6 @@ def test_tiny_still_works():
 
 
 def test_models_command_prints_the_table(capsys):
-    assert models.models_command([]) == 0
+    assert models_command([]) == 0
     out = capsys.readouterr().out
     assert SMOL in out and "Apache-2.0" in out

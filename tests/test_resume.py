@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from srl.data.instances import InstanceOptions, trajectory_instances, write_rows
 from srl.tiny import synthetic_trajectories
-from srl.training.trainer import COMPLETE_MARKER, last_complete_checkpoint
+from srl.training.checkpoints import COMPLETE_MARKER, last_complete_checkpoint
 
 STEPS = 8
 

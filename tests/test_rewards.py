@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from srl.data.instances import InstanceOptions, build_instances, trajectory_instances
-from srl.data.prompts import OutputFormat
+from srl.rewards.format import OutputFormat
 from srl.rewards import (FORMAT_PENALTY, REWARDS, answer_reward, get_answer_reward, get_step_reward,
                          outcome_reward, srl_reward, step_similarity_reward)
 from srl.data.trajectories import load_trajectories

