@@ -17,6 +17,7 @@ import random
 from typing import Any
 
 from srl.data import BUNDLED_GSM8K
+from srl.data.build import instance_rows, iter_trajectories
 from srl.io import write_json
 from srl.training.checkpoints import complete_checkpoints, last_complete_checkpoint
 from srl.training.config import RunArguments
@@ -38,11 +39,12 @@ def _is_instances_file(path: str) -> bool:
 
 
 def _trajectories(run: RunArguments):
-    from srl.data.trajectories import load_trajectories
-
-    path = run.train_data or BUNDLED_GSM8K
-    fmt = "gsm8k" if run.data_format in ("auto", "instances") else run.data_format
-    return list(load_trajectories(path, fmt))
+    """The expert trajectories of --train_data, read with the run's data options (as `srl data build` reads them)."""
+    cfg = run.data_config()
+    if cfg.is_agent:
+        raise InputError("the rlvr and sft stages train on solutions with a final answer, not agent trajectories",
+                         field="data_format")
+    return [t for t in iter_trajectories(cfg) if not isinstance(t, tuple)]
 
 
 def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
@@ -57,8 +59,8 @@ def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
 
 
 def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
-    """Step-wise instances for the SRL stage: read from an instances file, or built from solutions."""
-    from srl.data.instances import InstanceOptions, build_instances
+    """Step-wise instances for the SRL stage: read from an instances file, or built from solutions with the run's
+    data options, by the same code as `srl data build` (`srl.data.build.instance_rows`)."""
     from srl.io import read_records
 
     path = run.train_data or BUNDLED_GSM8K
@@ -70,7 +72,7 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
                     raise rec.error("missing: the SRL stage needs step-wise instances (srl data build)", column)
             rows.append(rec.data)
         return rows
-    return list(build_instances(_trajectories(run), InstanceOptions(think=run.think)))
+    return list(instance_rows(run.data_config()))
 
 
 def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
@@ -155,20 +157,22 @@ def prepare_output_dir(cfg, run: RunArguments) -> str | None:
 
 def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = None, progress: bool = True) -> str:
     """Train one stage and return the folder of the final model (`<output_dir>/final`)."""
-    import datasets
-
-    from srl.models import check_model_name, load_model_and_tokenizer
-    from srl.training.reporting import MetricsFileCallback, ProgressCallback
+    from srl.models import check_model_name
 
     check_model_name(run.model)
     resume_from = prepare_output_dir(cfg, run)
-    rows = STAGE_ROWS[stage](run)
+    rows = STAGE_ROWS[stage](run)  # bad training data is refused here, before anything heavy is imported
     if run.max_train_samples:
         rows = rows[: run.max_train_samples]
     if not rows:
         raise InputError("no training rows", path=run.train_data or BUNDLED_GSM8K, field="train_data")
     train_rows, eval_rows = _split_validation(rows, lambda r: r.get("trajectory_id"), run.validation_problems,
                                               cfg.seed)
+    import datasets
+
+    from srl.models import load_model_and_tokenizer
+    from srl.training.reporting import MetricsFileCallback, ProgressCallback
+
     train_ds = datasets.Dataset.from_list(train_rows)
     eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
 
