@@ -1,8 +1,23 @@
 """`SRLTrainer`: TRL's `GRPOTrainer` plus the paper's dynamic sampling, extended at TRL's generation seam.
 
-It overrides `_generate_and_score_completions` (TRL's maintainers' advice for changing what a batch holds) and
-`_calculate_rewards` (only to keep the rewards it already gathers). Everything else — the loss, the optimizer
-step, generation, gradient accumulation, DDP/DeepSpeed/FSDP — is TRL's and transformers' own.
+Everything but the methods below — the loss, the optimizer step, generation, gradient accumulation,
+DDP/DeepSpeed/FSDP — is TRL's and transformers' own. The TRL methods it overrides (tests/test_trainer_seams.py
+fails when the pinned TRL no longer has one of them, or when this list misses one):
+
+- `__init__`: starts the generation backend (srl.generation.vllm) and SRL's state.
+- `_generate_and_score_completions`: dynamic sampling, below (TRL's maintainers' advice for changing what a batch
+  holds).
+- `_calculate_rewards`: keeps the rewards TRL computes (and gathers), for the filter and the completions table.
+- `_tokenize_prompts`: a pre-filled `<think>` at the start of the response (--think_prefill).
+- `_generate`: the think budget's forced tokens go into TRL's `tool_mask` (in context, out of the loss).
+- `_generate_single_turn`: the think budget (srl.generation.think_budget).
+- `log`: the run folder's completions.jsonl (prompt tail, expert step, parsed action, reward). TRL's own
+  `log_completions` is not used for it: it prints a table to the console at every logging step, writes one
+  parquet file per step under completions/, and has no parsed action; and the format-error rate is counted here
+  over every generation round from the rewards already gathered, for any reward function, where TRL's
+  `log_metric` would only reach our own reward functions.
+- `_save_checkpoint`: the complete marker, and rotation only after it (srl.training.checkpoints).
+- `_load_from_checkpoint`: the refill stream's position, from the marker.
 
 Dynamic sampling, per generation batch of P prompts x G rollouts (P = `generation_batch_size / G`):
 
