@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.srl-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-slow install clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The slow tests (training runs, vLLM engines, model conversion), left out of `make test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -103,6 +103,7 @@ def vllm_greedy(llm, ids, n=12):
                                                                    use_tqdm=False)]
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_greedy_outputs_agree_with_transformers(engine, record_property):
     llm, model, tokenizer = engine
@@ -114,6 +115,7 @@ def test_greedy_outputs_agree_with_transformers(engine, record_property):
     assert agree >= 0.9  # float32 on both sides: a rare near-tie may still flip
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_weight_sync_changes_and_restores_the_outputs(engine):
     llm, model, tokenizer = engine
@@ -136,6 +138,7 @@ def test_weight_sync_changes_and_restores_the_outputs(engine):
     assert vllm_greedy(llm, ids) == before
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_engine_logprobs_match_recomputed_ones(engine):
     from vllm import SamplingParams
@@ -158,6 +161,7 @@ def test_engine_logprobs_match_recomputed_ones(engine):
     assert worst < 1e-3, worst  # float32 (bf16 would need ~5e-2)
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_srl_eval_with_vllm_matches_hf(tmp_path):
     from srl.evaluation import EvalConfig, evaluate
@@ -174,6 +178,7 @@ def test_srl_eval_with_vllm_matches_hf(tmp_path):
         assert a["greedy"]["tokens"] == b["greedy"]["tokens"] and a["greedy"]["response"] == b["greedy"]["response"]
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 @pytest.mark.parametrize("think_budget,lora", [(None, False), (4, True)])
 def test_trainer_generates_with_vllm_and_syncs_after_every_step(tmp_path, think_budget, lora):

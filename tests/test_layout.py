@@ -162,3 +162,21 @@ def test_one_atomic_writer_and_one_yaml_reader():
         with open(path, encoding="utf-8") as f:
             found += [f"{module}:{i}: {line.strip()}" for i, line in enumerate(f, 1) if pattern.search(line)]
     assert not found, "use srl.io (atomic_path / atomic_open / write_* / read_mapping):\n" + "\n".join(found)
+
+
+def test_doctest_modules_import_nothing_heavy():
+    """conftest.py collects the doctests of the modules that have some, importing them at collection: that must
+    stay cheap and free of side effects (no TRL, vLLM, transformers or datasets)."""
+    import subprocess
+    import sys
+
+    with_doctests = sorted(m for m, path in MODULES.items() if ">>>" in open(path, encoding="utf-8").read())
+    assert {"srl.data.steps", "srl.rewards.answers", "srl.rewards.text_similarity", "srl.training.sampling",
+            "srl.evaluation.metrics"} <= set(with_doctests)
+    code = ("import importlib, sys\n"
+            f"for m in {with_doctests!r}: importlib.import_module(m)\n"
+            "print(sorted(k for k in ('trl', 'vllm', 'transformers', 'datasets') if k in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": SRC})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout

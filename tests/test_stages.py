@@ -17,6 +17,8 @@ from srl.data.instances import InstanceOptions, trajectory_instances, write_rows
 from srl.tiny import synthetic_trajectories
 from srl.training.checkpoints import COMPLETE_MARKER
 
+pytestmark = pytest.mark.slow  # every stage trains the tiny model end to end (minutes in all)
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # The settings of tests/test_resume.py, shortened: 2 steps, few warm-up steps, at most 2 generation rounds.

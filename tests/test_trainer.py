@@ -109,6 +109,7 @@ def test_logs_format_rate_reward_by_step_and_speed(tmp_path):
     assert "reward" in last and "reward_std" in last
 
 
+@pytest.mark.slow  # trains until the reward rises
 def test_srl_learns_on_the_synthetic_task(tmp_path):
     """Fixed seed: the mean step reward of the last fifth of a short run exceeds the first fifth's. The tiny
     model is first warmed up for 20 supervised steps so it writes step-shaped text (think="off" format)."""
