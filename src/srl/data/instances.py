@@ -22,7 +22,7 @@ import os
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,23 +113,33 @@ def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOp
     return rows
 
 
+def counted_rows(items: Iterable, summary: BuildSummary, rows_of: Callable[[Any], list[dict[str, Any]]],
+                 skip_reason: Callable[[Any], str | None]) -> Iterator[dict[str, Any]]:
+    """The rows of many trajectories (`rows_of(trajectory)`), counting in `summary` what was read and why anything
+    was skipped: `("skip", reason)` items from a loader, and trajectories for which `skip_reason` gives a reason."""
+    for traj in items:
+        summary.read += 1
+        reason = traj[1] if isinstance(traj, tuple) else skip_reason(traj)
+        if reason:
+            summary.skipped[reason] += 1
+            continue
+        rows = rows_of(traj)
+        summary.steps_per_trajectory.append(len(traj.steps))
+        summary.instances += len(rows)
+        yield from rows
+
+
 def build_instances(trajectories: Iterable[Trajectory | tuple[str, Any]], options: InstanceOptions = InstanceOptions(),
                     summary: BuildSummary | None = None) -> Iterator[dict[str, Any]]:
     """Instances of many trajectories, counting in `summary` what was read and why anything was skipped.
     Items may also be `("skip", reason)` tuples from a loader, which are counted and dropped."""
-    summary = summary if summary is not None else BuildSummary()
-    for traj in trajectories:
-        summary.read += 1
-        if isinstance(traj, tuple):
-            summary.skipped[traj[1]] += 1
-            continue
-        if len(traj.steps) < MIN_STEPS:
-            summary.skipped["no steps" if not traj.steps else "only 1 step"] += 1
-            continue
-        rows = trajectory_instances(traj, options)
-        summary.steps_per_trajectory.append(len(traj.steps))
-        summary.instances += len(rows)
-        yield from rows
+    def too_short(traj: Trajectory) -> str | None:
+        if len(traj.steps) >= MIN_STEPS:
+            return None
+        return "no steps" if not traj.steps else "only 1 step"
+
+    return counted_rows(trajectories, summary if summary is not None else BuildSummary(),
+                        lambda traj: trajectory_instances(traj, options), too_short)
 
 
 def to_dataset(rows: Iterable[dict[str, Any]]):

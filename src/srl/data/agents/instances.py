@@ -12,7 +12,7 @@ from typing import Any
 
 from srl.data.agents.actions import parse_action
 from srl.data.agents.records import AgentStep, AgentTrajectory  # noqa: F401  (AgentStep: used by the doctest)
-from srl.data.instances import BuildSummary
+from srl.data.instances import BuildSummary, counted_rows
 from srl.data.prompts import ThinkMode
 from srl.errors import InputError
 from srl.io import read_string_fields
@@ -264,19 +264,12 @@ def build_agent_instances(items: Iterable[AgentTrajectory | tuple[str, str]], op
     """Instances of many trajectories, counting in `summary` what was read
     and why anything was skipped: `("skip", reason)` items, trajectories without any action, and (with
     `max_chars`) trajectories with an action longer than that."""
-    summary = summary if summary is not None else BuildSummary()
-    for traj in items:
-        summary.read += 1
-        if isinstance(traj, tuple):
-            summary.skipped[traj[1]] += 1
-            continue
+    def skip_reason(traj: AgentTrajectory) -> str | None:
         if not traj.steps:
-            summary.skipped["no actions"] += 1
-            continue
+            return "no actions"
         if max_chars is not None and any(len(s.action) > max_chars for s in traj.steps):
-            summary.skipped[f"an action over {max_chars:,} characters (--max_chars)"] += 1
-            continue
-        rows = agent_instances(traj, options)
-        summary.steps_per_trajectory.append(len(traj.steps))
-        summary.instances += len(rows)
-        yield from rows
+            return f"an action over {max_chars:,} characters (--max_chars)"
+        return None
+
+    return counted_rows(items, summary if summary is not None else BuildSummary(),
+                        lambda traj: agent_instances(traj, options), skip_reason)
