@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from srl.generation import vllm as backends
+from srl.models import plain_weights
 from srl.generation.vllm import resolve_backend, vllm_unavailable_reason
 from srl.errors import InputError
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer
@@ -127,14 +128,14 @@ def test_weight_sync_changes_and_restores_the_outputs(engine):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 0.5)
-        backends.sync_weights(llm, backends.plain_weights(model))
+        backends.sync_weights(llm, plain_weights(model))
         after = vllm_greedy(llm, ids)
         assert after != before
         hf = hf_greedy(model, tokenizer, ids)
         assert sum(a == b for a, b in zip(hf, after)) / len(ids) >= 0.9  # the engine runs the new weights
     finally:
         model.load_state_dict(original)
-        backends.sync_weights(llm, backends.plain_weights(model))
+        backends.sync_weights(llm, plain_weights(model))
     assert vllm_greedy(llm, ids) == before
 
 

@@ -25,7 +25,8 @@ def built_by_data_build(tmp_path, flags):
 
 def test_train_builds_the_instances_data_build_writes(tmp_path):
     template = tmp_path / "template.yaml"
-    template.write_text("user: \"Task: {problem}\\nSo far:\\n{previous_steps}\\nNext: step {step_number}.{title_hint}\"\n")
+    template.write_text('user: "Task: {problem}\\nSo far:\\n{previous_steps}\\n'
+                        'Next: step {step_number}.{title_hint}"\n')
     flags = ["--format", "numbered", "--title_hint", "true", "--max_previous_steps", "1", "--template", str(template),
              "--think", "optional"]
     expected = built_by_data_build(tmp_path, flags)

@@ -21,6 +21,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from srl.errors import InputError
 from srl.io import atomic_path, file_lock, write_json
@@ -190,27 +192,45 @@ def _parse_gguf_once():
         gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
 
 
-def save_plain(model, tokenizer, folder: str) -> None:
-    """Save a GGUF-loaded model as a plain float32 safetensors model (a GGUF-loaded model refuses
-    `save_pretrained`): a fresh model built from its config minus `quantization_config`, given its weights."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def plain_weights(model) -> Iterable[tuple[str, Any]]:
+    """(name, tensor) of a model's weights under the names of its Hugging Face checkpoint (no PEFT wrapper;
+    adapters must already be merged by the caller)."""
+    for name, param in model.named_parameters():
+        yield name.removeprefix("base_model.model.").replace(".base_layer", ""), param.data
 
-    config = copy.deepcopy(model.config)
+
+def save_plain(model, tokenizer, folder: str, weights: Iterable[tuple[str, Any]] | None = None) -> None:
+    """Save `model` as a plain Hugging Face checkpoint in `folder`: its config (without the `quantization_config`
+    a GGUF-loaded model keeps), generation config, one safetensors file of its current weights (tied weights
+    once, as transformers saves them) and the tokenizer. The package's one save function: it converts a known
+    model to the cache (a GGUF-loaded model refuses `save_pretrained`) and hands the trainer's weights to a vLLM
+    engine (`srl.generation.vllm.save_for_engine`). `weights`: (name, tensor) pairs to save instead of the
+    model's own (e.g. with LoRA adapters merged)."""
+    from safetensors.torch import save_file
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = copy.deepcopy(base.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    with torch.device("meta"):  # no random init of 134M parameters that are overwritten right after
-        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict(), strict=True, assign=True)
-    plain.tie_weights()
-    generation = copy.deepcopy(model.generation_config)
-    generation._from_model_config = False
-    plain.generation_config = generation
-    plain.save_pretrained(folder)
-    max_positions = getattr(config, "max_position_embeddings", None)
+    config.save_pretrained(folder)
+    if getattr(base, "generation_config", None) is not None:
+        generation = copy.deepcopy(base.generation_config)
+        generation._from_model_config = False
+        generation.save_pretrained(folder)
+    tensors, seen = {}, set()
+    for name, tensor in (weights if weights is not None else plain_weights(model)):
+        if tensor.data_ptr() in seen:  # tied embeddings: saved once, as in the checkpoint
+            continue
+        seen.add(tensor.data_ptr())
+        tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
+    save_file(tensors, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+    max_positions, kept = getattr(config, "max_position_embeddings", None), tokenizer.model_max_length
     if max_positions and tokenizer.model_max_length > max_positions:
-        tokenizer.model_max_length = max_positions
-    tokenizer.save_pretrained(folder)
+        tokenizer.model_max_length = max_positions  # saved so; the caller's tokenizer is left as it was
+    try:
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.model_max_length = kept
 
 
 def convert_known_model(name: str) -> str:

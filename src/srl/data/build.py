@@ -92,8 +92,8 @@ class DataConfig(DataOptions):
 
     input: str = field(kw_only=True, metadata={
         "help": "Expert solutions: .jsonl, .json, .parquet or a `datasets` folder."})
-    output: str = field(kw_only=True, metadata={"help": "Where to write instances: .jsonl, .json, .parquet, or a folder "
-                                          "(`datasets.save_to_disk`)."})
+    output: str = field(kw_only=True, metadata={
+        "help": "Where to write instances: .jsonl, .json, .parquet, or a folder (`datasets.save_to_disk`)."})
     format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "openhands", "chat"] = \
         field(default="gsm8k", metadata={
             "help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` answer), math (sentences of "

@@ -38,7 +38,8 @@ def complete_checkpoints(output_dir: str) -> list[str]:
     found = []
     for name in os.listdir(output_dir):
         path = os.path.join(output_dir, name)
-        if name.startswith("checkpoint-") and name[11:].isdigit() and os.path.exists(os.path.join(path, COMPLETE_MARKER)):
+        complete = os.path.exists(os.path.join(path, COMPLETE_MARKER))
+        if name.startswith("checkpoint-") and name[11:].isdigit() and complete:
             found.append((int(name[11:]), path))
     return [p for _, p in sorted(found)]
 
