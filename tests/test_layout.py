@@ -181,3 +181,32 @@ def test_doctest_modules_import_nothing_heavy():
                             env={**os.environ, "PYTHONPATH": SRC})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", result.stdout
+
+
+@pytest.mark.parametrize("old,new,name", [
+    ("srl.trainer", "srl.training.trainer", "SRLTrainer"),
+    ("srl.config", "srl.training.config", "SRLConfig"),
+    ("srl.stages", "srl.training.stages", "run_stage"),
+    ("srl.trajectories", "srl.data.trajectories", "load_trajectories"),
+    ("srl.instances", "srl.data.instances", "build_instances"),
+])
+def test_old_public_paths_still_import_for_one_release(old, new, name):
+    """The README's Python section of the previous release keeps working, with a DeprecationWarning naming the
+    new home; the module is the one at the new home (one object, not a copy)."""
+    import importlib
+    import sys
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=new):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)
+
+
+def test_the_public_reward_api_is_unchanged():
+    import srl.rewards
+    from srl.rewards import similarity, srl_reward, step_similarity_reward
+
+    assert callable(similarity) and srl.rewards.similarity is similarity  # the function, not a module
+    assert srl_reward("<think>a</think> x", "x") == 1.0
+    assert step_similarity_reward(["<think>a</think> x"], ["x"]) == [1.0]
