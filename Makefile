@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.srl-installed
 
-.PHONY: demo test install clean verl-check
+.PHONY: demo test test-slow install clean verl-check
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The slow tests (training runs, vLLM engines, model conversion), left out of `make test`.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 # verl's own code reads `srl data export --to verl` output and scores 720 real completions (separate venv
 # .venv-verl, created on the first run; install 3-9 min + check 2.5 min on 2 busy CPU cores). Not part of `make test`.

@@ -20,10 +20,10 @@ import torch
 from srl.generation.think_budget import generate_with_think_budget
 from srl.data.instances import InstanceOptions, trajectory_instances
 from srl.models import load_model_and_tokenizer
-from srl.data.prompts import OutputFormat, parse_response
+from srl.rewards.format import OutputFormat, parse_response
 from srl.rewards import srl_reward
 from srl.training.sampling import informative_groups
-from srl.training.stages import BUNDLED_GSM8K
+from srl.data import BUNDLED_GSM8K
 from srl.data.trajectories import load_trajectories
 
 MODES = {

@@ -39,7 +39,7 @@ import time
 
 from transformers import TrainerCallback
 
-from srl.evaluation.runner import write_json_atomic
+from srl.io import write_json
 
 ROWS = ("base", "sft", "rlvr", "srl", "srl_rlvr", "sft_srl")
 LABELS = {"base": "base (no training)", "sft": "SFT", "rlvr": "RLVR", "srl": "SRL", "srl_rlvr": "SRL → RLVR",
@@ -94,13 +94,13 @@ class TimeBudget(TrainerCallback):
         if "end" in self.marks:
             control.should_training_stop = True
         if control.should_save:
-            write_json_atomic(self.marks_path, {"steps": self.marks, "seconds": self.times})
+            write_json(self.marks_path, {"steps": self.marks, "seconds": self.times})
         return control
 
 
 def train_run(stage: str, folder: str, model: str, train_path: str, minutes: float, flags: list[str]) -> dict:
     """Train one stage for `minutes` of wall time; return {'half': path, 'end': path, 'seconds', 'tokens'}."""
-    from srl.cli import parse_stage
+    from srl.cli.train import parse_stage
     from srl.training.stages import run_stage
 
     done = os.path.join(folder, "run.json")
@@ -126,7 +126,7 @@ def train_run(stage: str, folder: str, model: str, train_path: str, minutes: flo
               "command": f"srl train --stage {stage} {' '.join(argv)}", "minutes_budget": minutes,
               "checkpoints": {name: os.path.join(folder, f"checkpoint-{step}") for name, step in marks.items()}}
     result.update(run_metrics(os.path.join(folder, "metrics.jsonl")))
-    write_json_atomic(done, result)  # the run's completion marker: never half-written
+    write_json(done, result)  # the run's completion marker: never half-written
     return result
 
 
@@ -261,7 +261,7 @@ def run_table(args) -> dict:
                                 **scores,
                                 "row_seconds": round(time.time() - started, 1)}
         results["seconds"] = round(time.time() - t0, 1)
-        write_json_atomic(results_path, results)
+        write_json(results_path, results)
         print(f"[table] {LABELS[row]}: " + json.dumps({k: scores[k] for k in list(scores)[:3]}), flush=True)
     table = markdown_table(results, args)
     _write_text(os.path.join(out, "table.md"), table)

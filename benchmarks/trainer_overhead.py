@@ -65,7 +65,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from srl.training.config import SRLConfig  # noqa: E402
 from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances  # noqa: E402
-from srl.data.prompts import OutputFormat  # noqa: E402
+from srl.rewards.format import OutputFormat  # noqa: E402
 from srl.rewards import get_step_reward  # noqa: E402
 from srl.training.sampling import informative_groups  # noqa: E402
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer, warm_up  # noqa: E402
@@ -187,7 +187,7 @@ def settings(opts, output_dir: str) -> dict:
                 max_steps=opts.warmup + opts.steps + 1, learning_rate=1e-5, beta=0.0, temperature=1.0,
                 max_grad_norm=1.0, warmup_steps=0, gradient_checkpointing=False, logging_steps=1,
                 save_strategy="no", save_steps=500, seed=SEED, dataloader_pin_memory=False, disable_tqdm=True,
-                report_to=[])
+                report_to=[], ddp_find_unused_parameters=False)  # SRLConfig's default (TRL's is None; no DDP here)
 
 
 def check_same_settings(srl_args: SRLConfig, grpo_args: GRPOConfig) -> None:

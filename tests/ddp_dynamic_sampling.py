@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from srl.training.config import SRLConfig  # noqa: E402
 from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances  # noqa: E402
-from srl.data.prompts import OutputFormat  # noqa: E402
+from srl.rewards.format import OutputFormat  # noqa: E402
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer  # noqa: E402
 from srl.training.trainer import SRLTrainer  # noqa: E402
 

@@ -387,6 +387,7 @@ def test_cli_resolved_only_and_show(tmp_path, capsys):
     assert "<function=bash>" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a training run
 def test_srl_train_on_agent_instances(tmp_path):
     import torch
 

@@ -1,4 +1,4 @@
-"""Final-answer extraction and checking (`srl.data.answers`) on real rows of tests/data (see tests/data/SOURCE.md).
+"""Final-answer extraction (`srl.data.answers`) and checking (`srl.rewards.answers`) on real rows of tests/data (see tests/data/SOURCE.md).
 
 Every expected value below was checked by hand against the source rows."""
 
@@ -12,15 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import srl.data.answers as answers
-from srl.data.answers import (
-    MAX_UNGUARDED_CHARS,
-    answers_match,
-    extract_answer,
-    extract_boxed,
-    extract_gsm8k,
-    extract_last_number,
-)
+import srl.rewards.answers as answers
+from srl.data.answers import extract_answer, extract_boxed, extract_gsm8k, extract_last_number
+from srl.rewards.answers import MAX_UNGUARDED_CHARS, answers_match
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from srl.generation import vllm as backends
+from srl.models import plain_weights
 from srl.generation.vllm import resolve_backend, vllm_unavailable_reason
 from srl.errors import InputError
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer
@@ -103,6 +104,7 @@ def vllm_greedy(llm, ids, n=12):
                                                                    use_tqdm=False)]
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_greedy_outputs_agree_with_transformers(engine, record_property):
     llm, model, tokenizer = engine
@@ -114,6 +116,7 @@ def test_greedy_outputs_agree_with_transformers(engine, record_property):
     assert agree >= 0.9  # float32 on both sides: a rare near-tie may still flip
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_weight_sync_changes_and_restores_the_outputs(engine):
     llm, model, tokenizer = engine
@@ -125,17 +128,18 @@ def test_weight_sync_changes_and_restores_the_outputs(engine):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 0.5)
-        backends.sync_weights(llm, backends.plain_weights(model))
+        backends.sync_weights(llm, plain_weights(model))
         after = vllm_greedy(llm, ids)
         assert after != before
         hf = hf_greedy(model, tokenizer, ids)
         assert sum(a == b for a, b in zip(hf, after)) / len(ids) >= 0.9  # the engine runs the new weights
     finally:
         model.load_state_dict(original)
-        backends.sync_weights(llm, backends.plain_weights(model))
+        backends.sync_weights(llm, plain_weights(model))
     assert vllm_greedy(llm, ids) == before
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_engine_logprobs_match_recomputed_ones(engine):
     from vllm import SamplingParams
@@ -158,6 +162,7 @@ def test_engine_logprobs_match_recomputed_ones(engine):
     assert worst < 1e-3, worst  # float32 (bf16 would need ~5e-2)
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 def test_srl_eval_with_vllm_matches_hf(tmp_path):
     from srl.evaluation import EvalConfig, evaluate
@@ -174,12 +179,13 @@ def test_srl_eval_with_vllm_matches_hf(tmp_path):
         assert a["greedy"]["tokens"] == b["greedy"]["tokens"] and a["greedy"]["response"] == b["greedy"]["response"]
 
 
+@pytest.mark.slow  # starts a vLLM engine
 @needs_vllm
 @pytest.mark.parametrize("think_budget,lora", [(None, False), (4, True)])
 def test_trainer_generates_with_vllm_and_syncs_after_every_step(tmp_path, think_budget, lora):
     from srl.training.config import SRLConfig
     from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances
-    from srl.data.prompts import OutputFormat
+    from srl.rewards.format import OutputFormat
     from srl.training.trainer import SRLTrainer
 
     tokenizer = tiny_tokenizer()

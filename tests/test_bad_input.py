@@ -83,7 +83,7 @@ BOUND_S = 3.0
 def _timed_rewards():
     import time
 
-    from srl.data.answers import start_answer_checker
+    from srl.rewards.answers import start_answer_checker
     from srl.rewards import outcome_reward, srl_reward
 
     slowest = (0.0, "")
@@ -109,7 +109,7 @@ def test_rewards_are_bounded_on_the_main_thread():
 def test_rewards_are_bounded_off_the_main_thread():
     import threading
 
-    from srl.data.answers import answers_match
+    from srl.rewards.answers import answers_match
 
     result = {}
 

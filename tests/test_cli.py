@@ -65,8 +65,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
         assert message in err and path in err, (name, err)
         if line is not None:
             assert f"{path}:{line}:" in err, (name, err)
-        assert not out_file.exists() and not any(p.name.startswith(".srl-tmp") for p in (tmp_path / "out").glob("*")
-                                                 if (tmp_path / "out").exists())
+        out_dir = tmp_path / "out"
+        assert not out_file.exists() and not (out_dir.exists() and any(out_dir.iterdir())), name  # no temp file
 
 
 def test_unknown_option_and_bad_config(tmp_path, gsm8k_sample, capsys):
@@ -93,12 +93,12 @@ def test_progress_outside_a_terminal_prints_plain_lines_at_an_interval(monkeypat
     final count at the end."""
     import io
 
-    from srl.cli import utils as cli_utils
+    from srl.console import LineProgress
 
     clock = [0.0]
     monkeypatch.setattr("time.time", lambda: clock[0])
     out = io.StringIO()
-    progress = cli_utils.LineProgress(interval=30, stream=out)
+    progress = LineProgress(interval=30, stream=out)
     task = progress.add_task("gsm8k: generating", total=40)
     for _ in range(4):  # at t = 10, 20, 30, 40 s
         clock[0] += 10
@@ -112,10 +112,10 @@ def test_progress_outside_a_terminal_prints_plain_lines_at_an_interval(monkeypat
 def test_training_progress_line_carries_the_latest_status(monkeypatch):
     import io
 
-    from srl.cli import utils as cli_utils
+    from srl.console import LineProgress
 
     out = io.StringIO()
-    progress = cli_utils.LineProgress(interval=0, stream=out)
+    progress = LineProgress(interval=0, stream=out)
     task = progress.add_task("srl", total=3, completed=0, status="")
     progress.update(task, completed=1)  # step end: waits for the log line
     progress.update(task, completed=1, status="reward 0.210")

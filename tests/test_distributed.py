@@ -7,6 +7,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # two processes train under torchrun
+
 HERE = os.path.dirname(__file__)
 
 

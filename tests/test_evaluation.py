@@ -208,6 +208,7 @@ def test_known_benchmark_names(tmp_path, monkeypatch):
 
 
 # --- generation and the command ---------------------------------------------------------------------------------
+@pytest.mark.slow  # generates one prompt at a time
 def test_left_padded_batch_matches_single_generation():
     import torch
 

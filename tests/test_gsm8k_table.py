@@ -77,6 +77,7 @@ def test_choose_prefers_validation_accuracy_then_the_end(table, tmp_path, monkey
     assert table.choose(candidates, str(tmp_path), "val.jsonl", args)[0] == "end"
 
 
+@pytest.mark.slow  # every method of the table, trained and evaluated
 def test_whole_table_on_the_tiny_model(table, tmp_path, capsys):
     """Every row trains, is chosen on validation and evaluated; the table and plot are written; a second call
     reuses everything (no training)."""

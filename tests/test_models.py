@@ -11,6 +11,7 @@ import os
 import pytest
 
 from srl import models
+from srl.cli.models import models_command
 from srl.errors import InputError
 
 SMOL = "smollm2-135m-instruct"
@@ -50,6 +51,7 @@ def smol(cache_root):
     return folder, model, tokenizer
 
 
+@pytest.mark.slow  # converts or loads the real SmolLM2-135M
 def test_known_model_converts_to_a_plain_cached_folder(smol, cache_root):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,6 +74,7 @@ def test_known_model_converts_to_a_plain_cached_folder(smol, cache_root):
     assert row["installed"] and row["cached"] and row["cache_path"] == folder and row["size"] > 500e6
 
 
+@pytest.mark.slow  # converts or loads the real SmolLM2-135M
 def test_chat_template_is_smollm2_chatml(smol):
     from transformers import AutoTokenizer
 
@@ -85,6 +88,7 @@ def test_chat_template_is_smollm2_chatml(smol):
     assert tokenizer("hi there").input_ids == gguf_tokenizer("hi there").input_ids  # no BOS added
 
 
+@pytest.mark.slow  # converts or loads the real SmolLM2-135M
 def test_greedy_generation_matches_the_gguf_model(smol):
     import torch
 
@@ -144,6 +148,6 @@ def test_tiny_still_works():
 
 
 def test_models_command_prints_the_table(capsys):
-    assert models.models_command([]) == 0
+    assert models_command([]) == 0
     out = capsys.readouterr().out
     assert SMOL in out and "Apache-2.0" in out

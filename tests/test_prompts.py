@@ -1,6 +1,7 @@
 import pytest
 
-from srl.data.prompts import SYSTEM_PROMPT, OutputFormat, PromptTemplate, completion_text, parse_response
+from srl.data.prompts import SYSTEM_PROMPT, PromptTemplate
+from srl.rewards.format import OutputFormat, completion_text, parse_response
 from srl.errors import InputError
 
 REQUIRED = OutputFormat()

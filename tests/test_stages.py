@@ -11,10 +11,13 @@ import os
 import pytest
 import torch
 
-from srl.cli import DEMO_DATA as BUNDLED_GSM8K, main
+from srl.cli import main
+from srl.data import BUNDLED_GSM8K
 from srl.data.instances import InstanceOptions, trajectory_instances, write_rows
 from srl.tiny import synthetic_trajectories
-from srl.training.trainer import COMPLETE_MARKER
+from srl.training.checkpoints import COMPLETE_MARKER
+
+pytestmark = pytest.mark.slow  # every stage trains the tiny model end to end (minutes in all)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

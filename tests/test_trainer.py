@@ -10,7 +10,7 @@ import torch
 
 from srl.training.config import SRLConfig
 from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances
-from srl.data.prompts import OutputFormat
+from srl.rewards.format import OutputFormat
 from srl.rewards import get_step_reward
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer, warm_up
 from srl.training.trainer import SRLTrainer
@@ -109,6 +109,7 @@ def test_logs_format_rate_reward_by_step_and_speed(tmp_path):
     assert "reward" in last and "reward_std" in last
 
 
+@pytest.mark.slow  # trains until the reward rises
 def test_srl_learns_on_the_synthetic_task(tmp_path):
     """Fixed seed: the mean step reward of the last fifth of a short run exceeds the first fifth's. The tiny
     model is first warmed up for 20 supervised steps so it writes step-shaped text (think="off" format)."""

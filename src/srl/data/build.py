@@ -1,9 +1,10 @@
-"""The data stage: expert solutions in a file -> step-wise instances in a file (`srl data build`)."""
+"""The data stage: expert solutions in a file -> step-wise instances in a file (`srl data build`), and the same
+instances in memory for `srl train` (`instance_rows`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -11,23 +12,16 @@ from srl.data.agents import AGENT_FORMATS
 from srl.errors import InputError
 from srl.data.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
 from srl.data.prompts import PromptTemplate
-from srl.data.trajectories import load_trajectories, read_records
+from srl.data.trajectories import load_trajectories
+from srl.io import read_records
 
 
 @dataclass
-class DataConfig:
-    """`srl data build`: turn expert solutions into step-wise instances."""
+class DataOptions:
+    """How expert solutions are read and cut into step-wise instances: every option of `srl data build` but the
+    files, the format and the output format. `srl train` has them too (`RunArguments` extends this class), so that
+    training builds its instances exactly as `srl data build` does (`instance_rows`)."""
 
-    input: str = field(metadata={"help": "Expert solutions: .jsonl, .json, .parquet or a `datasets` folder."})
-    output: str = field(metadata={"help": "Where to write instances: .jsonl, .json, .parquet, or a folder "
-                                          "(`datasets.save_to_disk`)."})
-    format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "openhands", "chat"] = \
-        field(default="gsm8k", metadata={
-            "help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` answer), math (sentences of "
-                    "a MATH solution), numbered (`1. **Title** action` or `Step 1:` lists), regex (--pattern), steps "
-                    "(already a list). Agent trajectories (one instance per action, docs/agent_formats.md): "
-                    "openai-tools (chat messages with tool_calls), swe-agent (SWE-agent / SWE-smith text actions), "
-                    "openhands (OpenHands / SWE-Gym), chat (any chat; --action_pattern or --chat_config)."})
     problem_field: str | None = field(default=None, metadata={"help": "Problem field (default: question for "
                                                                       "gsm8k, problem otherwise)."})
     solution_field: str | None = field(default=None, metadata={"help": "Solution field (default: answer for "
@@ -49,8 +43,6 @@ class DataConfig:
         "help": "Give the next step's title in the prompt; the model writes the rest (paper's footnote)."})
     max_previous_steps: int | None = field(default=None, metadata={
         "help": "Show only the last m expert steps in the prompt (default: all)."})
-    think: Literal["required", "optional", "off"] = field(default="required", metadata={
-        "help": "Output format the prompt asks for: with the <think> monologue (required/optional) or without (off)."})
     template: str | None = field(default=None, metadata={
         "help": "Prompt template file (YAML/JSON with keys system, user, step, no_previous, title_hint)."})
     exclude: str | None = field(default=None, metadata={
@@ -92,6 +84,25 @@ class DataConfig:
         "help": "Agent formats: show the trajectory's own system text and tool list before the SRL instructions."})
     previous_thoughts: bool = field(default=False, metadata={
         "help": "Agent formats: show the expert's reasoning with its previous actions (as <think>...</think>)."})
+
+
+@dataclass
+class DataConfig(DataOptions):
+    """`srl data build`: turn expert solutions into step-wise instances."""
+
+    input: str = field(kw_only=True, metadata={
+        "help": "Expert solutions: .jsonl, .json, .parquet or a `datasets` folder."})
+    output: str = field(kw_only=True, metadata={
+        "help": "Where to write instances: .jsonl, .json, .parquet, or a folder (`datasets.save_to_disk`)."})
+    format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "openhands", "chat"] = \
+        field(default="gsm8k", metadata={
+            "help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` answer), math (sentences of "
+                    "a MATH solution), numbered (`1. **Title** action` or `Step 1:` lists), regex (--pattern), steps "
+                    "(already a list). Agent trajectories (one instance per action, docs/agent_formats.md): "
+                    "openai-tools (chat messages with tool_calls), swe-agent (SWE-agent / SWE-smith text actions), "
+                    "openhands (OpenHands / SWE-Gym), chat (any chat; --action_pattern or --chat_config)."})
+    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+        "help": "Output format the prompt asks for: with the <think> monologue (required/optional) or without (off)."})
 
     @property
     def is_agent(self) -> bool:
@@ -173,11 +184,11 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
             yield traj
 
 
-def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildSummary:
-    """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
-    `progress` is called once per trajectory read."""
-    check_output_target(cfg.output, [cfg.input, cfg.exclude, cfg.template, cfg.chat_config])
-    summary = BuildSummary()
+def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None,
+                  progress: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
+    """The step-wise instances of `cfg.input`, built by `cfg`'s options: what `srl data build` writes, and what
+    `srl train` trains on when given solutions. `progress` is called once per trajectory read."""
+    summary = summary if summary is not None else BuildSummary()
 
     def counted():
         for item in iter_trajectories(cfg, summary):
@@ -188,10 +199,16 @@ def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildS
     if cfg.is_agent:
         from srl.data.agents import build_agent_instances
 
-        rows = build_agent_instances(counted(), cfg.agent_options(), summary, max_chars=cfg.max_chars)
-    else:
-        rows = build_instances(counted(), cfg.instance_options(), summary)
-    write_rows(_not_empty(rows, cfg, summary), cfg.output)
+        return build_agent_instances(counted(), cfg.agent_options(), summary, max_chars=cfg.max_chars)
+    return build_instances(counted(), cfg.instance_options(), summary)
+
+
+def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildSummary:
+    """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
+    `progress` is called once per trajectory read."""
+    check_output_target(cfg.output, [cfg.input, cfg.exclude, cfg.template, cfg.chat_config])
+    summary = BuildSummary()
+    write_rows(_not_empty(instance_rows(cfg, summary, progress), cfg, summary), cfg.output)
     return summary
 
 

@@ -22,11 +22,12 @@ import os
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from srl.errors import InputError
+from srl.io import atomic_open, atomic_path, write_json, write_jsonl
 from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import Trajectory
 
@@ -112,23 +113,33 @@ def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOp
     return rows
 
 
+def counted_rows(items: Iterable, summary: BuildSummary, rows_of: Callable[[Any], list[dict[str, Any]]],
+                 skip_reason: Callable[[Any], str | None]) -> Iterator[dict[str, Any]]:
+    """The rows of many trajectories (`rows_of(trajectory)`), counting in `summary` what was read and why anything
+    was skipped: `("skip", reason)` items from a loader, and trajectories for which `skip_reason` gives a reason."""
+    for traj in items:
+        summary.read += 1
+        reason = traj[1] if isinstance(traj, tuple) else skip_reason(traj)
+        if reason:
+            summary.skipped[reason] += 1
+            continue
+        rows = rows_of(traj)
+        summary.steps_per_trajectory.append(len(traj.steps))
+        summary.instances += len(rows)
+        yield from rows
+
+
 def build_instances(trajectories: Iterable[Trajectory | tuple[str, Any]], options: InstanceOptions = InstanceOptions(),
                     summary: BuildSummary | None = None) -> Iterator[dict[str, Any]]:
     """Instances of many trajectories, counting in `summary` what was read and why anything was skipped.
     Items may also be `("skip", reason)` tuples from a loader, which are counted and dropped."""
-    summary = summary if summary is not None else BuildSummary()
-    for traj in trajectories:
-        summary.read += 1
-        if isinstance(traj, tuple):
-            summary.skipped[traj[1]] += 1
-            continue
-        if len(traj.steps) < MIN_STEPS:
-            summary.skipped["no steps" if not traj.steps else "only 1 step"] += 1
-            continue
-        rows = trajectory_instances(traj, options)
-        summary.steps_per_trajectory.append(len(traj.steps))
-        summary.instances += len(rows)
-        yield from rows
+    def too_short(traj: Trajectory) -> str | None:
+        if len(traj.steps) >= MIN_STEPS:
+            return None
+        return "no steps" if not traj.steps else "only 1 step"
+
+    return counted_rows(trajectories, summary if summary is not None else BuildSummary(),
+                        lambda traj: trajectory_instances(traj, options), too_short)
 
 
 def to_dataset(rows: Iterable[dict[str, Any]]):
@@ -203,51 +214,27 @@ def check_output_target(path: str, inputs: Iterable[str | None] = ()) -> None:
 
 
 def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
-    """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically: into a
-    temporary file beside `path`, renamed at the end, so a failed build leaves nothing behind. Returns the count."""
+    """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically
+    (`srl.io.atomic_path`: a temporary file or folder beside `path`, renamed at the end), so a failed build leaves
+    nothing behind. Returns the count."""
     import json
-    import shutil
-    import tempfile
 
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
     ext = os.path.splitext(path)[1].lower()
-    tmp = tempfile.mkdtemp(prefix=".srl-tmp-", dir=directory) if ext not in (".jsonl", ".json", ".parquet") else None
-    fd, tmp_file = (None, None) if tmp else tempfile.mkstemp(prefix=".srl-tmp-", suffix=ext, dir=directory)
-    count = 0
-    try:
-        if ext == ".jsonl":
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    count += 1
-        elif ext == ".json":
-            rows = list(rows)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(rows, f, ensure_ascii=False, indent=1)
-            count = len(rows)
-        else:
-            if fd is not None:
-                os.close(fd)
-            ds = to_dataset(rows)
-            count = len(ds)
-            if ext == ".parquet":
-                ds.to_parquet(tmp_file)
-            else:
-                ds.save_to_disk(tmp)
-                with open(os.path.join(tmp, INSTANCE_FOLDER_MARKER), "w", encoding="utf-8") as f:
-                    json.dump({"written_by": "srl data build", "rows": count}, f)
-        if tmp:
-            check_output_target(path)  # still ours (or gone) right before it is replaced
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        else:
-            os.replace(tmp_file, path)
-    except BaseException:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp_file and os.path.exists(tmp_file):
-            os.unlink(tmp_file)
-        raise
-    return count
+    if ext == ".jsonl":
+        return write_jsonl(path, rows)
+    if ext == ".json":
+        rows = list(rows)
+        with atomic_open(path) as f:
+            json.dump(rows, f, ensure_ascii=False, indent=1)
+        return len(rows)
+    ds = to_dataset(rows)
+    if ext == ".parquet":
+        with atomic_path(path) as tmp:
+            ds.to_parquet(tmp)
+        return len(ds)
+    with atomic_path(path, folder=True) as tmp:
+        ds.save_to_disk(tmp)
+        write_json(os.path.join(tmp, INSTANCE_FOLDER_MARKER), {"written_by": "srl data build", "rows": len(ds)},
+                   indent=None)
+        check_output_target(path)  # still ours (or gone) right before it is replaced
+    return len(ds)

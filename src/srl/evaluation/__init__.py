@@ -8,7 +8,8 @@
 - `benchmarks`: reading a benchmark (problem + gold answer from an answer field, a GSM8K `#### n` solution or a
   `\\boxed{}` solution), known benchmark names, the seeded `--limit` subset.
 - `metrics`: scoring one response (`srl.data.answers` extraction and equivalence), greedy accuracy, avg@k, pass@k.
-- `runner`: prompts, batched generation, the run, problems.jsonl / summary.json and the summary table.
+- `runner`: prompts, the run (generation is `srl.generation`), problems.jsonl / summary.json and the summary
+  table.
 """
 
 from srl.evaluation.benchmarks import (BENCHMARKS, BenchmarkSpec, Problem, load_problems, resolve_data,
@@ -16,7 +17,9 @@ from srl.evaluation.benchmarks import (BENCHMARKS, BenchmarkSpec, Problem, load_
 from srl.evaluation.config import EvalConfig
 from srl.evaluation.metrics import (Scored, avg_at_k, greedy_accuracy, mean_pass_at_k, pass_at_k, pass_k_values,
                                     score_response)
-from srl.evaluation.runner import EvalResult, Generation, evaluate, generate_batch, summarize
+from srl.evaluation.runner import EvalResult, evaluate, summarize
+from srl.generation import Generation
+from srl.generation.hf import generate_batch
 
 __all__ = [
     "BENCHMARKS", "BenchmarkSpec", "EvalConfig", "EvalResult", "Generation", "Problem", "Scored", "avg_at_k",

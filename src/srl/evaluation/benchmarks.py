@@ -23,7 +23,7 @@ from typing import Any
 
 from srl.data.answers import extract_boxed, extract_gsm8k
 from srl.errors import InputError
-from srl.data.trajectories import Record, read_records
+from srl.io import Record, read_records
 
 GOLD_KINDS = ("plain", "gsm8k", "boxed")
 

@@ -16,7 +16,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from srl.data.answers import answers_match, extract_answer
+from srl.data.answers import extract_answer
+from srl.rewards.answers import answers_match
 
 
 @dataclass(frozen=True)

@@ -17,34 +17,28 @@ Outputs, both written atomically (a temporary file renamed) into `output_dir`:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+from contextlib import nullcontext
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from srl.generation.vllm import VLLMGenerator, resolve_backend
+from srl.console import console, progress_bar
 from srl.errors import InputError
 from srl.evaluation.benchmarks import Problem, benchmark_name, load_problems, resolve_data, select_subset
 from srl.evaluation.config import NO_SYSTEM_PROMPT, PAPER_SYSTEM_PROMPT, EvalConfig
 from srl.evaluation.metrics import (avg_at_k, greedy_accuracy, mean_pass_at_k, pass_k_values, score_response,
                                     use_number_fallback)
+from srl.generation import Generation
+from srl.generation.hf import end_token_ids, generate_batch
+from srl.generation.vllm import VLLMGenerator, resolve_backend
+from srl.io import write_json, write_jsonl
 
 PROBLEMS_FILE = "problems.jsonl"
 VLLM_MIN_BATCH = 256  # with vLLM, sequences handed over at once (it batches them itself, continuously)
 SUMMARY_FILE = "summary.json"
-
-
-@dataclass
-class Generation:
-    """One generated response: its text, its length in tokens (up to and including the end token) and
-    whether it was cut at max_new_tokens."""
-
-    text: str
-    tokens: int
-    truncated: bool
 
 
 @dataclass
@@ -79,52 +73,6 @@ def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
 
 
 # --- generation ---------------------------------------------------------------------------------------------
-def end_token_ids(tokenizer, model=None) -> list[int]:
-    """The ids that end a response: the tokenizer's eos first, then any other eos of the model's generation
-    config (e.g. a base model's `<|endoftext|>` next to the chat `<|im_end|>`)."""
-    ids: list[int] = []
-    if tokenizer.eos_token_id is not None:
-        ids.append(int(tokenizer.eos_token_id))
-    extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for i in (extra if isinstance(extra, (list, tuple)) else [extra]):
-        if i is not None and int(i) not in ids:
-            ids.append(int(i))
-    if not ids:
-        raise InputError("the tokenizer has no end-of-sequence token", field="model")
-    return ids
-
-
-def generate_batch(model, tokenizer, batch: Sequence[list[int]], *, max_new_tokens: int, do_sample: bool,
-                   temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> list[Generation]:
-    """Generate one response per prompt (token ids), left-padded into one batch."""
-    import torch
-    from transformers import GenerationConfig
-
-    eos = end_token_ids(tokenizer, model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    width = max(len(ids) for ids in batch)
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in batch], dtype=torch.long)
-    attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], dtype=torch.long)
-    options: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad,
-                                   eos_token_id=eos, use_cache=True)
-    if do_sample:
-        options.update(temperature=temperature, top_p=top_p, top_k=top_k)
-    config = GenerationConfig(**options)
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                             generation_config=config)
-    new = out[:, width:].tolist()
-    results = []
-    eos_set = set(eos)
-    for row in new:
-        end = next((i for i, t in enumerate(row) if t in eos_set), None)
-        kept = row if end is None else row[:end]
-        results.append(Generation(tokenizer.decode(kept, skip_special_tokens=True),
-                                  len(row) if end is None else end + 1, end is None))
-    return results
-
-
 @dataclass
 class _Job:
     problem: int  # index into the evaluated problems
@@ -165,6 +113,92 @@ def load_eval_problems(cfg: EvalConfig) -> tuple[list[Problem], int, str, str]:
     return select_subset(problems, cfg.limit, cfg.seed), len(problems), benchmark_name(cfg.data, path, spec), path
 
 
+def _load_model(cfg: EvalConfig, model, tokenizer):
+    """(model, tokenizer, model path, checkpoint folder or None): the given ones, else `cfg.model` loaded."""
+    if model is not None and tokenizer is not None:
+        return model, tokenizer, cfg.model, None
+    from srl.models import check_model_name, load_model_and_tokenizer, resolve_model
+
+    check_model_name(cfg.model)
+    model_path = resolve_model(cfg.model)
+    checkpoint = model_path if os.path.isdir(model_path) else None  # the folder the model is loaded from
+    model, tokenizer = load_model_and_tokenizer(cfg.model, bf16=use_bf16(cfg.dtype), seed=cfg.seed)
+    return model, tokenizer, model_path, checkpoint
+
+
+def _generator(cfg: EvalConfig, model, tokenizer, checkpoint: str | None,
+               generate_fn: Callable[..., list[Generation]] | None) -> tuple[Callable[..., list[Generation]], int]:
+    """The generate function (`generate_fn`, vLLM or transformers, by `cfg.backend`) and its batch size."""
+    if generate_fn is None and resolve_backend(cfg.backend) == "vllm":
+        generate = VLLMGenerator(model, tokenizer, model_path=checkpoint,
+                                 dtype="bfloat16" if use_bf16(cfg.dtype) else "float32", seed=cfg.seed,
+                                 end_ids=end_token_ids(tokenizer, model))
+        return generate, max(cfg.batch_size, VLLM_MIN_BATCH)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    return generate_fn or generate_batch, cfg.batch_size
+
+
+def _passes(cfg: EvalConfig, ids: list[list[int]]) -> list[tuple[str, list[_Job], bool]]:
+    """(name, jobs, sampling?) of each pass: the greedy answers, then k samples per problem."""
+    passes = []
+    if cfg.greedy:
+        passes.append(("greedy", [_Job(i, -1, x) for i, x in enumerate(ids)], False))
+    if cfg.k:
+        passes.append((f"sampling k={cfg.k}", [_Job(i, s, x) for i, x in enumerate(ids) for s in range(cfg.k)], True))
+    return passes
+
+
+def _generate_and_score(cfg: EvalConfig, problems: list[Problem], ids: list[list[int]], generate, model, tokenizer,
+                        batch_size: int, advance: Callable[[int], None]) -> tuple[list, list, dict[str, float]]:
+    """Generate every pass in batches and score each response as soon as its batch is done. Returns the greedy
+    rows, the sample rows per problem, and the generated tokens and seconds spent generating and scoring."""
+    import torch
+
+    fallback = [use_number_fallback(cfg.number_fallback, p.gold_kind) for p in problems]
+    greedy: list[dict | None] = [None] * len(problems)
+    samples: list[list[dict | None]] = [[None] * cfg.k for _ in problems]
+    stats = {"tokens": 0, "generate": 0.0, "score": 0.0}
+    for _, jobs, sampling in _passes(cfg, ids):
+        if sampling:
+            torch.manual_seed(cfg.seed)
+        for batch in _batches(jobs, batch_size):
+            t0 = time.time()
+            outs = generate(model, tokenizer, [j.ids for j in batch], max_new_tokens=cfg.max_new_tokens,
+                            do_sample=sampling, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+            t1 = time.time()
+            for job, gen in zip(batch, outs):
+                scored = score_response(gen.text, problems[job.problem].gold, answer_mode=cfg.answer_mode,
+                                        number_fallback=fallback[job.problem], timeout=cfg.timeout)
+                row = {"answer": scored.answer, "correct": scored.correct, "response": gen.text,
+                       "tokens": gen.tokens, "truncated": gen.truncated}
+                if job.sample < 0:
+                    greedy[job.problem] = row
+                else:
+                    samples[job.problem][job.sample] = row
+                stats["tokens"] += gen.tokens
+            stats["score"] += time.time() - t1
+            stats["generate"] += t1 - t0
+            advance(len(batch))
+    return greedy, samples, stats
+
+
+def _records(cfg: EvalConfig, problems: list[Problem], greedy: list, samples: list) -> list[dict[str, Any]]:
+    """One record per problem, as written to problems.jsonl."""
+    records = []
+    for i, p in enumerate(problems):
+        rec = {"id": p.id, "line": p.line, "problem": p.problem, "gold": p.gold, "gold_kind": p.gold_kind}
+        if cfg.greedy:
+            rec["greedy"] = greedy[i]
+        if cfg.k:
+            rec["samples"] = samples[i]
+            rec["num_correct"] = sum(s["correct"] for s in samples[i])
+        records.append(rec)
+    return records
+
+
 def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = True, write: bool = True,
              print_table: bool = True,
              generate_fn: Callable[..., list[Generation]] | None = None) -> EvalResult:
@@ -176,106 +210,43 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
     output_dir = cfg.output_dir or default_output_dir(cfg, benchmark)
     if write and os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise InputError("exists and is not a folder", path=output_dir, field="output_dir")
-
-    model_path, checkpoint = cfg.model, None  # checkpoint: the folder the model was loaded from, if any
-    if model is None or tokenizer is None:
-        from srl.models import check_model_name, load_model_and_tokenizer, resolve_model
-
-        check_model_name(cfg.model)
-        model_path = resolve_model(cfg.model)
-        checkpoint = model_path if os.path.isdir(model_path) else None
-        model, tokenizer = load_model_and_tokenizer(cfg.model, bf16=use_bf16(cfg.dtype), seed=cfg.seed)
-    import torch
-
-    generate = generate_fn or generate_batch
-    batch_size = cfg.batch_size
-    if generate_fn is None and resolve_backend(cfg.backend) == "vllm":
-        generate = VLLMGenerator(model, tokenizer, model_path=checkpoint,
-                                 dtype="bfloat16" if use_bf16(cfg.dtype) else "float32", seed=cfg.seed,
-                                 end_ids=end_token_ids(tokenizer, model))
-        batch_size = max(batch_size, VLLM_MIN_BATCH)
-    elif cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    model, tokenizer, model_path, checkpoint = _load_model(cfg, model, tokenizer)
+    generate, batch_size = _generator(cfg, model, tokenizer, checkpoint, generate_fn)
     model.eval()
     loaded = time.time()
 
     system = system_prompt_text(cfg.system_prompt)
     ids = [prompt_ids(tokenizer, build_messages(p.problem, system, cfg.user_template)) for p in problems]
-    fallback = [use_number_fallback(cfg.number_fallback, p.gold_kind) for p in problems]
-    passes = []  # (name, jobs, sampling?)
-    if cfg.greedy:
-        passes.append(("greedy", [_Job(i, -1, x) for i, x in enumerate(ids)], False))
-    if cfg.k:
-        passes.append((f"sampling k={cfg.k}", [_Job(i, s, x) for i, x in enumerate(ids) for s in range(cfg.k)], True))
-
-    greedy: list[dict | None] = [None] * len(problems)
-    samples: list[list[dict | None]] = [[None] * cfg.k for _ in problems]
-    gen_seconds = score_seconds = 0.0
-    tokens = 0
-    total = sum(len(jobs) for _, jobs, _ in passes)
-    from srl.cli.utils import progress_bar
-
-    with (progress_bar(f"{benchmark}: generating", total) if progress else _no_progress()) as advance:
-        for name, jobs, sampling in passes:
-            if sampling:
-                torch.manual_seed(cfg.seed)
-            for batch in _batches(jobs, batch_size):
-                t0 = time.time()
-                outs = generate(model, tokenizer, [j.ids for j in batch], max_new_tokens=cfg.max_new_tokens,
-                                do_sample=sampling, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
-                t1 = time.time()
-                for job, gen in zip(batch, outs):
-                    p = problems[job.problem]
-                    scored = score_response(gen.text, p.gold, answer_mode=cfg.answer_mode,
-                                            number_fallback=fallback[job.problem], timeout=cfg.timeout)
-                    row = {"answer": scored.answer, "correct": scored.correct, "response": gen.text,
-                           "tokens": gen.tokens, "truncated": gen.truncated}
-                    if job.sample < 0:
-                        greedy[job.problem] = row
-                    else:
-                        samples[job.problem][job.sample] = row
-                    tokens += gen.tokens
-                score_seconds += time.time() - t1
-                gen_seconds += t1 - t0
-                advance(len(batch))
-
-    records = []
-    for i, p in enumerate(problems):
-        rec = {"id": p.id, "line": p.line, "problem": p.problem, "gold": p.gold, "gold_kind": p.gold_kind}
-        if cfg.greedy:
-            rec["greedy"] = greedy[i]
-        if cfg.k:
-            rec["samples"] = samples[i]
-            rec["num_correct"] = sum(s["correct"] for s in samples[i])
-        records.append(rec)
+    total = len(problems) * (int(cfg.greedy) + cfg.k)
+    with (progress_bar(f"{benchmark}: generating", total) if progress else nullcontext(lambda n=1: None)) as advance:
+        greedy, samples, stats = _generate_and_score(cfg, problems, ids, generate, model, tokenizer, batch_size,
+                                                     advance)
+    records = _records(cfg, problems, greedy, samples)
 
     finished = time.time()
     summary = summarize(records, cfg, benchmark=benchmark, data_path=data_path, problems_in_file=in_file,
                         model_path=model_path)
-    summary["generated_tokens"] = tokens
-    summary["seconds"] = {"load": round(loaded - started, 2), "generate": round(gen_seconds, 2),
-                          "score": round(score_seconds, 2), "total": round(finished - started, 2)}
-    summary["tokens_per_second"] = round(tokens / gen_seconds, 1) if gen_seconds > 0 else None
+    summary["generated_tokens"] = stats["tokens"]
+    summary["seconds"] = {"load": round(loaded - started, 2), "generate": round(stats["generate"], 2),
+                          "score": round(stats["score"], 2), "total": round(finished - started, 2)}
+    summary["tokens_per_second"] = (round(stats["tokens"] / stats["generate"], 1) if stats["generate"] > 0
+                                    else None)
     result = EvalResult(summary, records, output_dir if write else None)
     if write:
-        os.makedirs(output_dir, exist_ok=True)
-        problems_path = os.path.join(output_dir, PROBLEMS_FILE)
-        summary_path = os.path.join(output_dir, SUMMARY_FILE)
-        summary["files"] = {"problems": problems_path, "summary": summary_path}
-        write_jsonl_atomic(problems_path, records)
-        write_json_atomic(summary_path, summary)
-        result.files = [problems_path, summary_path]
+        result.files = write_outputs(output_dir, summary, records)
     if print_table:
         print_summary(summary)
     return result
 
 
-class _no_progress:
-    def __enter__(self):
-        return lambda n=1: None
-
-    def __exit__(self, *exc):
-        return False
+def write_outputs(output_dir: str, summary: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """problems.jsonl and summary.json (which lists both files), each written atomically."""
+    problems_path = os.path.join(output_dir, PROBLEMS_FILE)
+    summary_path = os.path.join(output_dir, SUMMARY_FILE)
+    summary["files"] = {"problems": problems_path, "summary": summary_path}
+    write_jsonl(problems_path, records)
+    write_json(summary_path, summary)
+    return [problems_path, summary_path]
 
 
 def summarize(records: list[dict], cfg: EvalConfig, **info: Any) -> dict[str, Any]:
@@ -308,38 +279,11 @@ def summarize(records: list[dict], cfg: EvalConfig, **info: Any) -> dict[str, An
     return summary
 
 
-# --- output -------------------------------------------------------------------------------------------------
-def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    _atomic_write(path, lambda f: json.dump(data, f, indent=1, ensure_ascii=False, default=str))
-
-
-def write_jsonl_atomic(path: str, rows: Sequence[dict]) -> None:
-    def write(f):
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-
-    _atomic_write(path, write)
-
-
+# --- output ---------------------------------------------------------------------------------------------------
 def print_summary(summary: dict[str, Any]) -> None:
     """The summary as a rich table on stdout."""
     from rich.table import Table
 
-    from srl.cli.utils import console
 
     title = (f"{summary['benchmark']}: {summary['model']} — {summary['problems']} of "
              f"{summary['problems_in_file']} problems")

@@ -28,7 +28,6 @@ or with an in-memory model:
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import os
@@ -38,6 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from srl.errors import InputError
+from srl.generation import Generation
 
 logger = logging.getLogger("srl")
 
@@ -169,34 +169,15 @@ def engine_dtype(model) -> str:
     return {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "float32")
 
 
-def plain_weights(model) -> Iterable[tuple[str, Any]]:
-    """(name, tensor) of a model's weights under the names of its Hugging Face checkpoint (no PEFT wrapper;
-    adapters must already be merged by the caller)."""
-    for name, param in model.named_parameters():
-        yield name.removeprefix("base_model.model.").replace(".base_layer", ""), param.data
-
-
 def save_for_engine(model, tokenizer, weights: Iterable[tuple[str, Any]] | None = None) -> str:
-    """A temporary checkpoint folder (config, tokenizer, safetensors) of `model`'s current weights, on
-    /dev/shm where it exists. `weights`: (name, tensor) pairs to save instead of the model's own (e.g. with
-    LoRA adapters merged). The caller removes it (`shutil.rmtree`)."""
-    from safetensors.torch import save_file
+    """A temporary checkpoint folder of `model`'s current weights (`srl.models.save_plain`), on /dev/shm where it
+    exists. `weights`: (name, tensor) pairs to save instead of the model's own (e.g. with LoRA adapters merged).
+    The caller removes it (`shutil.rmtree`)."""
+    from srl.models import save_plain
 
     root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     folder = tempfile.mkdtemp(prefix="srl-vllm-", dir=root)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = copy.deepcopy(base.config)
-    if hasattr(config, "quantization_config"):  # a GGUF-loaded model keeps it; vLLM would try to use it
-        del config.quantization_config
-    config.save_pretrained(folder)
-    tensors, seen = {}, set()
-    for name, tensor in (weights if weights is not None else plain_weights(model)):
-        if tensor.data_ptr() in seen:  # tied embeddings: saved once, as in the checkpoint
-            continue
-        seen.add(tensor.data_ptr())
-        tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
-    save_file(tensors, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(folder)
+    save_plain(model, tokenizer, folder, weights)
     return folder
 
 
@@ -279,7 +260,7 @@ def colocate_generation_class():
 
 # --- evaluation: a `generate_batch` with vLLM -----------------------------------------------------------------
 class VLLMGenerator:
-    """`srl eval` with vLLM: a callable with `srl.evaluation.runner.generate_batch`'s signature over one engine.
+    """`srl eval` with vLLM: a callable with `srl.generation.hf.generate_batch`'s signature over one engine.
 
     Args:
         model, tokenizer: the loaded model (its weights are saved for the engine) and its tokenizer.
@@ -304,8 +285,6 @@ class VLLMGenerator:
     def __call__(self, model, tokenizer, batch: Sequence[list[int]], *, max_new_tokens: int, do_sample: bool,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> list:
         from vllm import SamplingParams
-
-        from srl.evaluation.runner import Generation
 
         params = SamplingParams(max_tokens=max_new_tokens, stop_token_ids=self.end_ids,
                                 temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,

@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from srl.data.answers import answers_match, extract_answer
-from srl.data.prompts import OutputFormat, ThinkMode, completion_text, parse_response
+from srl.data.answers import extract_answer
+from srl.rewards.answers import answers_match
+from srl.data.prompts import ThinkMode
+from srl.rewards.format import OutputFormat, completion_text, parse_response
 from srl.rewards.text_similarity import similarity
 
 FORMAT_PENALTY = -1.0
@@ -105,7 +107,7 @@ def action_similarity(predicted: str, expert: str, *, structure: bool = False, s
     >>> action_similarity("<function=bash>\\n<parameter=command>ls -a</parameter>\\n</function>", expert, shell=True)
     1.0
     """
-    from srl.data.agents import ToolCall, normalize_action, parse_action
+    from srl.data.agents.actions import ToolCall, normalize_action, parse_action
 
     if not isinstance(predicted, str) or not isinstance(expert, str):
         return 0.0

@@ -12,18 +12,22 @@ Units: TRL counts completions, the paper counts prompts. The paper's SRL batch o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from trl import GRPOConfig, SFTConfig
 
-from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
+from srl.data import BUNDLED_GSM8K
+from srl.data.build import DataConfig, DataOptions
 from srl.errors import InputError
+from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
 
 
 @dataclass
-class RunArguments:
-    """Model, data and output format: shared by `srl train --stage srl|rlvr|sft` and `srl pipeline`."""
+class RunArguments(DataOptions):
+    """Model, data and output format: shared by `srl train --stage srl|rlvr|sft` and `srl pipeline`. The options
+    of `srl data build` (`DataOptions`: --title_hint, --max_previous_steps, --template, field names, ...) apply
+    when --train_data holds solutions: the instances are built exactly as `srl data build` builds them."""
 
     model: str = field(default="tiny", metadata={
         "help": "A Hugging Face causal LM id or local path, or `tiny` (a 2-layer model and tokenizer built "
@@ -32,9 +36,11 @@ class RunArguments:
         "help": "Training data: step-wise instances from `srl data build` (srl), or expert solutions "
                 "(.jsonl/.json/.parquet/folder; built on the fly with --data_format). Default: the bundled "
                 "GSM8K sample."})
-    data_format: Literal["auto", "instances", "gsm8k", "math", "numbered", "steps"] = field(default="auto", metadata={
-        "help": "How to read --train_data: `instances` (already built), or a solution format; `auto` = instances "
-                "if the file has `prompt` and `expert_step` columns, else gsm8k."})
+    data_format: Literal["auto", "instances", "gsm8k", "math", "numbered", "regex", "steps", "openai-tools",
+                         "swe-agent", "openhands", "chat"] = field(default="auto", metadata={
+        "help": "How to read --train_data: `instances` (already built), or a format of `srl data build --format` "
+                "(the data options apply); `auto` = instances if the file has `prompt` and `expert_step` columns, "
+                "else gsm8k."})
     tiny_warm_up_steps: int = field(default=60, metadata={
         "help": "With --model tiny: supervised steps on the training targets before RL, so that the random model "
                 "writes step-like text (not part of SRL; ignored for real models)."})
@@ -80,6 +86,14 @@ class RunArguments:
             raise InputError("must be >= 0", field="validation_problems")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise InputError("must be >= 1", field="max_train_samples")
+        if self.data_format != "instances":
+            self.data_config()  # bad data options fail here, before anything is loaded
+
+    def data_config(self) -> DataConfig:
+        """The `srl data build` configuration that builds this run's instances from --train_data (solutions)."""
+        fmt = "gsm8k" if self.data_format in ("auto", "instances") else self.data_format
+        options = {f.name: getattr(self, f.name) for f in fields(DataOptions)}
+        return DataConfig(input=self.train_data or BUNDLED_GSM8K, output="", format=fmt, think=self.think, **options)
 
 
 def _default_precision(cfg) -> None:

@@ -16,6 +16,8 @@ import os
 
 from transformers import TrainerCallback
 
+from srl.io import atomic_path, write_jsonl
+
 PLOTS = {
     "reward": (["reward"], "mean reward (step similarity, -1 = format error)"),
     "filtered_fraction": (["dynamic_sampling/filtered_fraction"], "fraction of groups dropped (reward std <= ε)"),
@@ -32,20 +34,22 @@ class MetricsFileCallback(TrainerCallback):
         self.path, self.plots_dir, self.stage = path, plots_dir, stage
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and os.path.exists(self.path):
-            rows = read_metrics(self.path)
-            keep = [r for r in rows if r.get("step", 0) <= state.global_step]
-            if len(keep) != len(rows):
-                _write_lines(self.path, keep)
+        """Start the file from the trainer's own log history: empty for a fresh run; on resume, the logs up to the
+        checkpoint (transformers restores `state.log_history` from it), so lines written after it are dropped."""
+        if state.is_world_process_zero:
+            write_jsonl(self.path, (self._row(h["step"], h) for h in state.log_history if "step" in h))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        row = {"step": state.global_step, "stage": self.stage}
-        row.update({k: v for k, v in logs.items() if isinstance(v, (int, float, str)) and not
-                    (isinstance(v, float) and math.isnan(v))})
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(self._row(state.global_step, logs)) + "\n")
+
+    def _row(self, step: int, logs: dict) -> dict:
+        row = {"step": step, "stage": self.stage}
+        row.update({k: v for k, v in logs.items() if k != "step" and isinstance(v, (int, float, str)) and not
+                    (isinstance(v, float) and math.isnan(v))})
+        return row
 
     def on_save(self, args, state, control, **kwargs):
         self._plot(state)
@@ -69,7 +73,7 @@ class ProgressCallback(TrainerCallback):
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from srl.cli.utils import make_progress
+        from srl.console import make_progress
 
         self.progress = make_progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
@@ -109,14 +113,6 @@ def read_metrics(path: str) -> list[dict]:
     return rows
 
 
-def _write_lines(path: str, rows: list[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
-
-
 def plot_metrics(metrics_path: str, out_dir: str) -> list[str]:
     """Draw the run's curves from `metrics.jsonl` into `out_dir` (PNG). Returns the files written."""
     import matplotlib
@@ -131,9 +127,9 @@ def plot_metrics(metrics_path: str, out_dir: str) -> list[str]:
     def save(fig, name):
         path = os.path.join(out_dir, f"{name}.png")
         fig.tight_layout()
-        fig.savefig(path + ".tmp.png", dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
-        os.replace(path + ".tmp.png", path)
         written.append(path)
 
     for name, (keys, title) in PLOTS.items():

@@ -16,30 +16,35 @@ import os
 import random
 from typing import Any
 
+from srl.data import BUNDLED_GSM8K
+from srl.data.build import instance_rows, iter_trajectories
+from srl.io import write_json
+from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint
 from srl.training.config import RunArguments
 from srl.errors import InputError
-from srl.data.prompts import EVAL_SYSTEM_PROMPT, OutputFormat
+from srl.data.prompts import EVAL_SYSTEM_PROMPT
+from srl.rewards.format import OutputFormat
 
 logger = logging.getLogger("srl")
 
-BUNDLED_GSM8K = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "gsm8k_train_sample.jsonl")
 INSTANCE_COLUMNS = ("prompt", "expert_step")
 
 
 # --- data ---------------------------------------------------------------------------------------------------
 def _is_instances_file(path: str) -> bool:
-    from srl.data.trajectories import read_records
+    from srl.io import read_records
 
     first = next(iter(read_records(path)), None)
     return first is not None and all(c in first.data for c in INSTANCE_COLUMNS)
 
 
 def _trajectories(run: RunArguments):
-    from srl.data.trajectories import load_trajectories
-
-    path = run.train_data or BUNDLED_GSM8K
-    fmt = "gsm8k" if run.data_format in ("auto", "instances") else run.data_format
-    return list(load_trajectories(path, fmt))
+    """The expert trajectories of --train_data, read with the run's data options (as `srl data build` reads them)."""
+    cfg = run.data_config()
+    if cfg.is_agent:
+        raise InputError("the rlvr and sft stages train on solutions with a final answer, not agent trajectories",
+                         field="data_format")
+    return [t for t in iter_trajectories(cfg) if not isinstance(t, tuple)]
 
 
 def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
@@ -78,9 +83,9 @@ def json_type(value) -> str:
 
 
 def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
-    """Step-wise instances for the SRL stage: read from an instances file, or built from solutions."""
-    from srl.data.instances import InstanceOptions, build_instances
-    from srl.data.trajectories import read_records
+    """Step-wise instances for the SRL stage: read from an instances file, or built from solutions with the run's
+    data options, by the same code as `srl data build` (`srl.data.build.instance_rows`)."""
+    from srl.io import read_records
 
     path = run.train_data or BUNDLED_GSM8K
     if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
@@ -89,12 +94,12 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
             _check_instance(rec)
             rows.append(rec.data)
         return rows
-    return list(build_instances(_trajectories(run), InstanceOptions(think=run.think)))
+    return list(instance_rows(run.data_config()))
 
 
 def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
     """Whole problems with their final answer, in the paper's evaluation prompt."""
-    from srl.data.trajectories import read_records
+    from srl.io import read_records
 
     path = run.train_data or BUNDLED_GSM8K
     problems = {}
@@ -160,8 +165,6 @@ def _peft_config(run: RunArguments):
 
 def prepare_output_dir(cfg, run: RunArguments) -> str | None:
     """Check the run folder and return the checkpoint to resume from (None: start fresh)."""
-    from srl.training.trainer import complete_checkpoints, last_complete_checkpoint
-
     out = cfg.output_dir
     if run.resume:
         ckpt = last_complete_checkpoint(out)
@@ -177,8 +180,6 @@ def prepare_output_dir(cfg, run: RunArguments) -> str | None:
 def finished_model(output_dir: str) -> str | None:
     """`<output_dir>/final` if a stage finished there: its completeness marker is written after every file of
     the model, so a `final/` cut off while being written does not count."""
-    from srl.training.trainer import COMPLETE_MARKER
-
     final = os.path.join(output_dir, "final")
     return final if os.path.exists(os.path.join(final, COMPLETE_MARKER)) else None
 
@@ -186,23 +187,25 @@ def finished_model(output_dir: str) -> str | None:
 def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = None, progress: bool = True) -> str:
     """Train one stage and return the folder of the final model (`<output_dir>/final`). With `run.resume`, a
     stage that already finished in `output_dir` is not trained again."""
-    import datasets
-
-    from srl.models import check_model_name, load_model_and_tokenizer
-    from srl.training.reporting import MetricsFileCallback, ProgressCallback
+    from srl.models import check_model_name
 
     if run.resume and (final := finished_model(cfg.output_dir)):
         logger.warning("--resume: %s already finished (%s); nothing to do", stage, final)
         return final
     check_model_name(run.model)
     resume_from = prepare_output_dir(cfg, run)
-    rows = STAGE_ROWS[stage](run)
+    rows = STAGE_ROWS[stage](run)  # bad training data is refused here, before anything heavy is imported
     if run.max_train_samples:
         rows = rows[: run.max_train_samples]
     if not rows:
         raise InputError("no training rows", path=run.train_data or BUNDLED_GSM8K, field="train_data")
     train_rows, eval_rows = _split_validation(rows, lambda r: r.get("trajectory_id"), run.validation_problems,
                                               cfg.seed)
+    import datasets
+
+    from srl.models import load_model_and_tokenizer
+    from srl.training.reporting import MetricsFileCallback, ProgressCallback
+
     train_ds = datasets.Dataset.from_list(train_rows)
     eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
 
@@ -244,18 +247,13 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
         trainer.remove_callback(PrinterCallback)
     os.makedirs(cfg.output_dir, exist_ok=True)
     if cfg.process_index == 0:  # written once the model has loaded: a run that fails before leaves nothing
-        from srl.training.trainer import write_json_atomic
-
-        write_json_atomic(os.path.join(cfg.output_dir, f"config_{stage}.json"),
-                          {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
+        write_json(os.path.join(cfg.output_dir, f"config_{stage}.json"),
+                   {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
     trainer.train(resume_from_checkpoint=resume_from)
     final = os.path.join(cfg.output_dir, "final")
     trainer.save_model(final)
     if trainer.accelerator.is_main_process:
-        from srl.training.trainer import COMPLETE_MARKER, write_json_atomic
-
         tokenizer.save_pretrained(final)
-        write_json_atomic(os.path.join(final, COMPLETE_MARKER), {"stage": stage,
-                                                                 "global_step": trainer.state.global_step})
+        write_json(os.path.join(final, COMPLETE_MARKER), {"stage": stage, "global_step": trainer.state.global_step})
     trainer.accelerator.wait_for_everyone()
     return final

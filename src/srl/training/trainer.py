@@ -1,8 +1,23 @@
 """`SRLTrainer`: TRL's `GRPOTrainer` plus the paper's dynamic sampling, extended at TRL's generation seam.
 
-It overrides `_generate_and_score_completions` (TRL's maintainers' advice for changing what a batch holds) and
-`_calculate_rewards` (only to keep the rewards it already gathers). Everything else — the loss, the optimizer
-step, generation, gradient accumulation, DDP/DeepSpeed/FSDP — is TRL's and transformers' own.
+Everything but the methods below — the loss, the optimizer step, generation, gradient accumulation,
+DDP/DeepSpeed/FSDP — is TRL's and transformers' own. The TRL methods it overrides (tests/test_trainer_seams.py
+fails when the pinned TRL no longer has one of them, or when this list misses one):
+
+- `__init__`: starts the generation backend (srl.generation.vllm) and SRL's state.
+- `_generate_and_score_completions`: dynamic sampling, below (TRL's maintainers' advice for changing what a batch
+  holds).
+- `_calculate_rewards`: keeps the rewards TRL computes (and gathers), for the filter and the completions table.
+- `_tokenize_prompts`: a pre-filled `<think>` at the start of the response (--think_prefill).
+- `_generate`: the think budget's forced tokens go into TRL's `tool_mask` (in context, out of the loss).
+- `_generate_single_turn`: the think budget (srl.generation.think_budget).
+- `log`: the run folder's completions.jsonl (prompt tail, expert step, parsed action, reward). TRL's own
+  `log_completions` is not used for it: it prints a table to the console at every logging step, writes one
+  parquet file per step under completions/, and has no parsed action; and the format-error rate is counted here
+  over every generation round from the rewards already gathered, for any reward function, where TRL's
+  `log_metric` would only reach our own reward functions.
+- `_save_checkpoint`: the complete marker, and rotation only after it (srl.training.checkpoints).
+- `_load_from_checkpoint`: the refill stream's position, from the marker.
 
 Dynamic sampling, per generation batch of P prompts x G rollouts (P = `generation_batch_size / G`):
 
@@ -16,8 +31,8 @@ Dynamic sampling, per generation batch of P prompts x G rollouts (P = `generatio
 4. The kept rows of all processes are concatenated and each process takes its slice, so the global batch is
    exactly P groups and `num_items_in_batch` (the token count TRL's loss divides by) is recomputed for it.
 
-Checkpoints are marked complete only once every file is written (`COMPLETE_MARKER`), and old ones are rotated
-only after that, so a run killed at any moment resumes from its last complete checkpoint.
+Checkpoints are marked complete only once every file is written (`srl.training.checkpoints`), and old ones are
+rotated only after that, so a run killed at any moment resumes from its last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -34,13 +49,13 @@ from trl import GRPOTrainer
 
 from srl.generation.vllm import colocate_generation_class, resolve_backend
 from srl.generation.think_budget import generate_with_think_budget
-from srl.data.prompts import OutputFormat, completion_text, parse_response
+from srl.rewards.format import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
+from srl.training.checkpoints import mark_complete, read_marker, rotate_complete_checkpoints
 from srl.training.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
 
 logger = logging.getLogger("srl")
 
-COMPLETE_MARKER = "srl_complete.json"
 REFILL_SEED_OFFSET = 7919  # the refill stream's seed is args.seed + this, so it differs from TRL's sampler
 
 
@@ -283,18 +298,16 @@ class SRLTrainer(GRPOTrainer):
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            write_json_atomic(os.path.join(folder, COMPLETE_MARKER),
-                              {"global_step": self.state.global_step, "refill_drawn": self._refill_drawn})
+            mark_complete(folder, {"global_step": self.state.global_step, "refill_drawn": self._refill_drawn})
             if limit:
                 rotate_complete_checkpoints(self._get_output_dir(trial=trial), limit)
         self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        marker = os.path.join(resume_from_checkpoint, COMPLETE_MARKER)
-        if os.path.exists(marker):
-            with open(marker) as f:
-                self._refill_drawn = json.load(f).get("refill_drawn", 0)
+        marker = read_marker(resume_from_checkpoint)
+        if marker is not None:
+            self._refill_drawn = marker.get("refill_drawn", 0)
 
 
 @contextlib.contextmanager
@@ -314,38 +327,3 @@ def _last_content(prompt) -> str:
     if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
         return str(prompt[-1].get("content", ""))
     return str(prompt)
-
-
-def write_json_atomic(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def complete_checkpoints(output_dir: str) -> list[str]:
-    """Checkpoint folders of `output_dir` that were completely written, oldest first."""
-    if not os.path.isdir(output_dir):
-        return []
-    found = []
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if name.startswith("checkpoint-") and name[11:].isdigit() and os.path.exists(os.path.join(path, COMPLETE_MARKER)):
-            found.append((int(name[11:]), path))
-    return [p for _, p in sorted(found)]
-
-
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest completely written checkpoint, or None. A folder without the marker is never returned."""
-    done = complete_checkpoints(output_dir)
-    return done[-1] if done else None
-
-
-def rotate_complete_checkpoints(output_dir: str, limit: int) -> None:
-    import shutil
-
-    done = complete_checkpoints(output_dir)
-    for path in done[:-limit] if limit > 0 else []:
-        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,83 @@
+"""`srl demo`: the embedded default: step-wise data from the bundled GSM8K sample, then a short SRL run on CPU."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from srl.cli.data import run_build
+from srl.cli.train import parse_stage, quiet_libraries
+from srl.console import console
+from srl.data import BUNDLED_GSM8K as DEMO_DATA
+from srl.errors import InputError
+
+
+# --- srl demo -----------------------------------------------------------------------------------------------
+DEMO_FLAGS = [  # SRL on CPU: 2 prompts x G=4 per step, the `optional` format (docs/format.md), short steps
+    "--preset", "cpu-small", "--think", "optional", "--max_completion_length", "32",
+    "--per_device_train_batch_size", "8", "--num_generations", "4", "--save_steps", "2", "--logging_steps", "1",
+]
+
+
+def demo(argv: Sequence[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="srl demo", description="The embedded default: build step-wise data from "
+                                     "the bundled GSM8K sample, then a short SRL run on CPU into one run folder.")
+    parser.add_argument("--output_dir", default="runs/demo", help="Run folder (default runs/demo).")
+    parser.add_argument("--model", default=None, help="Model (default: smollm2-135m-instruct when installed, "
+                                                      "else the tiny local model).")
+    parser.add_argument("--max_steps", type=int, default=None, help="Optimizer steps (default: 5 for SmolLM2, "
+                                                                    "40 for the tiny model).")
+    parser.add_argument("--learning_rate", type=float, default=None, help="Default: 2e-6 (SmolLM2), 1e-3 (tiny).")
+    parser.add_argument("--resume", action="store_true", help="Continue an interrupted demo.")
+    parser.add_argument("--backend", default="hf", choices=["hf", "vllm", "auto"],
+                        help="Generation backend (default hf; see `srl train --help`).")
+    args = parser.parse_args(argv)
+    from srl.data.build import DataConfig
+    from srl.models import KNOWN_MODELS, check_model_name
+
+    out = console()
+    model = args.model
+    if model is None:
+        model = next(iter(KNOWN_MODELS))
+        try:
+            check_model_name(model)
+        except InputError:
+            out.print(f"[yellow]{model} is not installed; the demo uses the tiny local model[/]")
+            model = "tiny"
+    tiny = model == "tiny"
+    steps = args.max_steps or (40 if tiny else 5)
+    lr = args.learning_rate or (1e-3 if tiny else 2e-6)
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    instances = os.path.join(args.output_dir, "instances.jsonl")
+    out.print(f"[bold]1/2 step-wise data[/]: {len(open(DEMO_DATA).readlines())} GSM8K train solutions (bundled sample)")
+    run_build(DataConfig(input=DEMO_DATA, output=instances, format="gsm8k", think="optional"))
+
+    out.print(f"[bold]2/2 SRL[/] on {model}: {steps} steps, 2 prompts x G=4 per step, lr {lr}")
+    quiet_libraries()
+    run_dir = os.path.join(args.output_dir, "srl")
+    flags = DEMO_FLAGS + ["--model", model, "--train_data", instances, "--max_steps", str(steps),
+                          "--learning_rate", str(lr), "--output_dir", run_dir, "--backend", args.backend] + \
+        (["--resume"] if args.resume else [])
+    run, cfg = parse_stage("srl", flags)
+    from srl.training.stages import run_stage
+
+    run_stage("srl", run, cfg)
+    _print_run_summary(run_dir)
+    return 0
+
+
+def _print_run_summary(run_dir: str) -> None:
+    from srl.training.reporting import read_metrics
+
+    rows = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "reward" in r]
+    out = console()
+    if rows:
+        fifth = max(len(rows) // 5, 1)
+        mean = lambda part, k: sum(r.get(k, 0) for r in part) / len(part)  # noqa: E731
+        out.print(f"step reward: first fifth {mean(rows[:fifth], 'reward'):.3f} -> last fifth "
+                  f"{mean(rows[-fifth:], 'reward'):.3f}; format errors {mean(rows, 'format_error_rate'):.1%}; "
+                  f"groups filtered {mean(rows, 'dynamic_sampling/filtered_fraction'):.1%}")
+    out.print(f"run folder [bold]{run_dir}[/]: metrics.jsonl, plots/*.png, completions.jsonl, checkpoint-*/, final/")

@@ -1,0 +1,381 @@
+"""Reading agent trajectories from records: a `ChatFormat` says where the messages are, which roles mean what and
+which extractors to try; the built-in formats (`FORMATS`) are presets of it. Only resolved trajectories are kept
+by default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from srl.data.agents.actions import ToolCall, render_action
+from srl.data.agents.extractors import EXTRACTORS, Turn
+from srl.errors import InputError
+from srl.io import Record, read_mapping, read_records
+
+AGENT_FORMATS = ("openai-tools", "swe-agent", "openhands", "chat")
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How to read agent trajectories from records. Every field has a default that fits common data; a YAML
+    or JSON file with any of these keys (`ChatFormat.from_file`) reads a new format without code.
+
+    Args:
+        messages_field: the record field holding the list of turns (None: the first of `messages`,
+            `conversations`, `conversation`, `trajectory`, `history`, `turns`, `dialog` present).
+        role_field: the role key of a turn (None: `role`, else `from`, else `speaker`).
+        content_field: the text key of a turn (None: `content`, else `text`, `value`, `system_prompt`).
+        system_roles / user_roles / assistant_roles / tool_roles: role values of each kind. User turns before
+            the first assistant turn are the task; later user and tool turns are observations.
+        actions: extractors tried in order on each assistant turn (see `EXTRACTORS`); the first that finds
+            an action wins. A turn without an action is not an instance and is left out of the context.
+        action_pattern: a regex (named group `action`, or `name` + parameter groups); if set, it replaces the
+            built-in extractors (unless `actions` lists `pattern` among others).
+        action_match: which matches of a text extractor are the action: `last` (SWE-agent), `first`, `all`.
+        command_tool: if set, a plain command becomes a call of this tool, e.g. `bash` ->
+            `<function=bash><parameter=command>ls</parameter></function>` (the paper's form).
+        resolved_field: field with the resolved flag, dotted for nesting (None: the first of `resolved`,
+            `target`, `success`, `is_resolved` present).
+        resolved_values: the values of `resolved_field` that mean resolved (any other value then means not
+            resolved). Empty: booleans, 0/1 and the words true/yes/resolved/success/passed (false/no/failed/...).
+        id_field: field with the trajectory id (None: `id`, `traj_id`, `trajectory_id`, `instance_id`, else
+            `<file>-<record>`).
+        tools_field: field with OpenAI tool definitions, listed in the system text if present.
+    """
+
+    messages_field: str | None = None
+    role_field: str | None = None
+    content_field: str | None = None
+    system_roles: tuple[str, ...] = ("system", "developer")
+    user_roles: tuple[str, ...] = ("user", "human")
+    assistant_roles: tuple[str, ...] = ("assistant", "ai", "gpt", "agent", "model", "bot")
+    tool_roles: tuple[str, ...] = ("tool", "function", "observation", "ipython", "environment", "env")
+    actions: tuple[str, ...] = ("tool_calls", "xml_function", "codeact", "command_tag", "fenced")
+    action_pattern: str | None = None
+    action_match: str = "last"
+    command_tool: str | None = None
+    resolved_field: str | None = None
+    resolved_values: tuple[str, ...] = ()
+    id_field: str | None = None
+    tools_field: str = "tools"
+
+    def __post_init__(self):
+        for name in ("system_roles", "user_roles", "assistant_roles", "tool_roles", "actions", "resolved_values"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int, bool)) for v in value):
+                raise InputError("expected a list of strings", field=name)
+            object.__setattr__(self, name, tuple(str(v) for v in value))
+        if self.action_pattern:
+            if "pattern" not in self.actions:  # a pattern alone replaces the built-in extractors
+                object.__setattr__(self, "actions", ("pattern",))
+            self.compiled_pattern()
+        elif "pattern" in self.actions:
+            raise InputError("the `pattern` extractor needs action_pattern", field="actions")
+        unknown = [a for a in self.actions if a not in EXTRACTORS]
+        if unknown:
+            raise InputError(f"unknown extractor(s) {unknown} (expected some of {list(EXTRACTORS)})", field="actions")
+        if self.action_match not in ("last", "first", "all"):
+            raise InputError("expected last, first or all", field="action_match")
+
+    def compiled_pattern(self) -> re.Pattern:
+        try:
+            pattern = re.compile(self.action_pattern or "", re.MULTILINE)
+        except re.error as e:
+            raise InputError(f"invalid regex: {e}", field="action_pattern") from None
+        if not {"action", "name"} & set(pattern.groupindex):
+            raise InputError("needs a named group (?P<action>...) for a command, or (?P<name>...) for a tool name",
+                             field="action_pattern")
+        return pattern
+
+    @classmethod
+    def from_file(cls, path: str, **overrides: Any) -> "ChatFormat":
+        """Read a format file (YAML, or JSON by extension); `overrides` that are not None win."""
+        data = read_mapping(path, {f.name for f in fields(cls)}, "chat format file")
+        try:
+            return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        except InputError as e:
+            raise InputError(e.message, path=path, field=e.field) from None
+
+
+# The built-in formats: presets of ChatFormat.
+FORMATS: dict[str, ChatFormat] = {
+    # OpenAI chat messages: assistant `tool_calls` (or `function_call`), results in `tool` turns.
+    "openai-tools": ChatFormat(actions=("tool_calls",)),
+    # OpenHands / SWE-Gym: OpenAI tool calls, or the same calls as function-call text, or CodeAct tags.
+    "openhands": ChatFormat(actions=("tool_calls", "xml_function", "codeact")),
+    # SWE-agent / SWE-smith: text actions: `<function=...>` calls, `<command>` tags, or the last fenced block.
+    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced")),
+    # Any chat: every built-in extractor, or the user's --action_pattern / chat format file.
+    "chat": ChatFormat(),
+}
+
+MESSAGES_FIELDS = ("messages", "conversations", "conversation", "trajectory", "history", "turns", "dialog")
+ROLE_FIELDS = ("role", "from", "speaker")
+CONTENT_FIELDS = ("content", "text", "value", "system_prompt")
+RESOLVED_FIELDS = ("resolved", "target", "success", "is_resolved")
+ID_FIELDS = ("id", "traj_id", "trajectory_id", "instance_id")
+TRUE_WORDS = {"true", "yes", "1", "resolved", "success", "succeeded", "pass", "passed"}
+FALSE_WORDS = {"false", "no", "0", "unresolved", "failure", "failed", "fail", "none", ""}
+
+
+@dataclass
+class AgentStep:
+    """One expert action (canonical text), the expert's text around it, and what the environment answered."""
+
+    action: str
+    observation: str | None = None
+    thought: str = ""
+
+
+@dataclass
+class AgentTrajectory:
+    """An expert agent run: the system text (instructions, tool list), the task and the actions in order."""
+
+    id: str
+    task: str
+    steps: list[AgentStep]
+    system: str = ""
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def problem(self) -> str:  # the name the math pipeline uses (e.g. for --exclude)
+        return self.task
+
+
+def _lookup(data: dict, dotted: str) -> tuple[bool, Any]:
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def resolved_flag(rec: Record, fmt: ChatFormat) -> bool | None:
+    """The record's resolved flag (None if it has none). A value that is not a yes/no is an input error."""
+    for name in (fmt.resolved_field,) if fmt.resolved_field else RESOLVED_FIELDS:
+        found, value = _lookup(rec.data, name)
+        if not found:
+            continue
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if fmt.resolved_values:  # the user said which values mean resolved: any other means not
+            return str(value).strip() in fmt.resolved_values
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+        if value is None:
+            return False
+        raise rec.error(f"cannot read {value!r} as resolved or not (list the values meaning resolved in "
+                        "resolved_values of --chat_config)", name)
+    return None
+
+
+def _first_key(data: dict, configured: str | None, candidates: tuple[str, ...]) -> str | None:
+    if configured:
+        return configured if configured in data else None
+    return next((k for k in candidates if k in data), None)
+
+
+def _content_text(rec: Record, where: str, content: Any, calls: list[ToolCall]) -> str:
+    """Message content as text: a string, or a list of parts (`text` parts joined; Anthropic `tool_use`
+    parts become calls and `tool_result` parts text)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type") == "tool_use":
+                calls.append(ToolCall.of(part.get("name") or "", part.get("input") or {}))
+            elif isinstance(part, dict) and part.get("type") == "tool_result":
+                texts.append(_content_text(rec, f"{where}[{j}].content", part.get("content"), calls))
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        return "\n".join(texts)
+    raise rec.error(f"expected text or a list of parts, got {type(content).__name__}", where)
+
+
+def _openai_calls(rec: Record, where: str, message: dict) -> list[ToolCall]:
+    raw = message.get("tool_calls") or []
+    if message.get("function_call"):  # the legacy single call
+        raw = list(raw) + [{"function": message["function_call"]}]
+    if not isinstance(raw, list):
+        raise rec.error("expected a list of tool calls", f"{where}.tool_calls")
+    calls = []
+    for j, call in enumerate(raw):
+        spot = f"{where}.tool_calls[{j}]"
+        fn = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"].strip():
+            raise rec.error("a tool call without a function name", spot)
+        args = fn.get("arguments", fn.get("parameters"))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except json.JSONDecodeError as e:
+                raise rec.error(f"arguments are not valid JSON: {e.msg} (column {e.colno})",
+                                f"{spot}.function.arguments") from None
+        if args is not None and not isinstance(args, dict):
+            raise rec.error(f"arguments must be a JSON object, got {type(args).__name__}", f"{spot}.function.arguments")
+        calls.append(ToolCall.of(fn["name"], args))
+    return calls
+
+
+def read_turns(rec: Record, fmt: ChatFormat) -> tuple[str, list[Turn]]:
+    """The record's messages as `Turn`s (and the name of the messages field, for error messages)."""
+    name = _first_key(rec.data, fmt.messages_field, MESSAGES_FIELDS)
+    if name is None:
+        wanted = fmt.messages_field or f"one of {', '.join(MESSAGES_FIELDS)}"
+        raise rec.error(f"missing: no list of messages (looked for {wanted}; set --messages_field)",
+                        fmt.messages_field or MESSAGES_FIELDS[0])
+    messages = rec.data[name]
+    if not isinstance(messages, list) or not messages:
+        raise rec.error("expected a non-empty list of messages", name)
+    kinds = {**{r: "system" for r in fmt.system_roles}, **{r: "user" for r in fmt.user_roles},
+             **{r: "assistant" for r in fmt.assistant_roles}, **{r: "tool" for r in fmt.tool_roles}}
+    turns = []
+    for i, message in enumerate(messages):
+        where = f"{name}[{i}]"
+        if not isinstance(message, dict):
+            raise rec.error(f"expected an object, got {type(message).__name__}", where)
+        role_key = _first_key(message, fmt.role_field, ROLE_FIELDS)
+        if role_key is None:
+            raise rec.error(f"no role (looked for {fmt.role_field or ', '.join(ROLE_FIELDS)}; set role_field)", where)
+        role = message[role_key]
+        if not isinstance(role, str) or role not in kinds:
+            raise rec.error(f"unknown role {role!r} (map it with system_roles, user_roles, assistant_roles or "
+                            "tool_roles in --chat_config)", f"{where}.{role_key}")
+        calls = _openai_calls(rec, where, message) if kinds[role] == "assistant" else []
+        content_key = fmt.content_field or next((k for k in CONTENT_FIELDS if message.get(k) is not None),
+                                                _first_key(message, None, CONTENT_FIELDS))  # nebius: system_prompt
+        content = message.get(content_key) if content_key else None
+        text = _content_text(rec, f"{where}.{content_key}", content, calls)
+        turns.append(Turn(kinds[role], text, calls))
+    return name, turns
+
+
+def render_tools(tools: list) -> str:
+    """OpenAI tool definitions as text, in the layout SWE-smith's system prompts use."""
+    lines = ["You have access to the following functions:", ""]
+    for i, tool in enumerate((t for t in tools if isinstance(t, dict)), start=1):
+        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        lines += [f"---- BEGIN FUNCTION #{i}: {fn.get('name')} ----",
+                  f"Description: {str(fn.get('description') or '').strip()}"]
+        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+        props = {k: v for k, v in (params.get("properties") or {}).items() if isinstance(v, dict)}
+        required = set(params.get("required") or [])
+        if props:
+            lines += ["", "Parameters:"]
+            for j, (pname, p) in enumerate(props.items(), start=1):
+                need = "required" if pname in required else "optional"
+                lines.append(f"  ({j}) {pname} ({p.get('type') or 'any'}, {need}): "
+                             f"{str(p.get('description') or '').strip()}")
+                if p.get("enum"):
+                    lines.append("Allowed values: [" + ", ".join(f"`{v}`" for v in p["enum"]) + "]")
+        else:
+            lines.append("No parameters are required for this function.")
+        lines += [f"---- END FUNCTION #{i} ----", ""]
+    return "\n".join(lines).rstrip()
+
+
+def record_trajectory(rec: Record, fmt: ChatFormat, *, problem_field: str | None = None,
+                      system_field: str | None = None, id_field: str | None = None) -> AgentTrajectory:
+    """One record -> an `AgentTrajectory`: system turns and tools -> system text; user turns before the first
+    assistant turn -> task; each assistant turn with an action -> a step, whose observation is every later
+    user/tool/system turn up to the next assistant turn."""
+    messages_field, turns = read_turns(rec, fmt)
+    extractors = [EXTRACTORS[name] for name in fmt.actions]
+    system, task, steps, without_action = [], [], [], 0
+    current: tuple[AgentStep, list[str]] | None = None
+    started = False
+    for turn in turns:
+        if turn.kind == "assistant":
+            started = True
+            actions, thought = [], turn.text.strip()
+            for extract in extractors:
+                actions, thought = extract(turn, fmt)
+                if actions:
+                    break
+            if not actions:
+                without_action += 1
+                current = None
+                continue
+            if fmt.command_tool:
+                actions = [ToolCall(fmt.command_tool, (("command", a),)) if isinstance(a, str) else a
+                           for a in actions]
+            current = (AgentStep(render_action(actions), thought=thought), [])
+            steps.append(current)
+        elif not started and turn.kind == "system":
+            system.append(turn.text.strip())
+        elif not started and turn.kind == "user":
+            task.append(turn.text.strip())
+        elif current is not None:  # an observation (the answer to a turn without an action is dropped)
+            current[1].append(turn.text)
+    for step, observations in steps:
+        step.observation = "\n\n".join(observations) if observations else None
+    if problem_field:
+        task = [rec.text(problem_field)]
+    if not any(task):
+        raise rec.error("no task: no user turn before the first assistant turn (or give --problem_field)",
+                        messages_field)
+    tools = rec.data.get(fmt.tools_field)
+    if isinstance(tools, list) and tools:
+        system.append(render_tools(tools))
+    if system_field:
+        system.append(rec.text(system_field, required=False) or "")
+    name = os.path.splitext(os.path.basename(rec.path))[0]
+    id_key = id_field or fmt.id_field or next(
+        (k for k in ID_FIELDS if isinstance(rec.data.get(k), int) or str(rec.data.get(k) or "").strip()), None)
+    return AgentTrajectory(
+        id=str(rec.text(id_key)) if id_key else f"{name}-{rec.line}",
+        task="\n\n".join(t for t in task if t),
+        steps=[step for step, _ in steps],
+        system="\n\n".join(s for s in system if s),
+        source=name,
+        meta={"turns_without_action": without_action},
+    )
+
+
+def read_agent_trajectories(source: Any, fmt: str | ChatFormat = "chat", *, resolved_only: bool = True,
+                            problem_field: str | None = None, system_field: str | None = None,
+                            id_field: str | None = None, file_type: str | None = None
+                            ) -> Iterator[AgentTrajectory | tuple[str, str]]:
+    """Agent trajectories of `source` (a path or `datasets.Dataset`, see `srl.data.trajectories.read_records`).
+
+    Args:
+        fmt: a built-in format name (`AGENT_FORMATS`) or a `ChatFormat`.
+        resolved_only: yield `("skip", "not resolved")` for trajectories not marked resolved; a record without
+            a resolved flag is then an input error.
+        problem_field / system_field / id_field: record fields for the task, extra system text and the id.
+    """
+    if isinstance(fmt, str) and fmt not in FORMATS:
+        raise ValueError(f"unknown agent format '{fmt}' (expected one of {', '.join(FORMATS)}, or a ChatFormat)")
+    chat = FORMATS[fmt] if isinstance(fmt, str) else fmt
+    for rec in read_records(source, file_type):
+        if resolved_only:
+            flag = resolved_flag(rec, chat)
+            if flag is None:
+                looked = chat.resolved_field or ", ".join(RESOLVED_FIELDS)
+                raise rec.error(f"missing: no resolved flag (looked for {looked}); set --resolved_field, or "
+                                "--resolved_only false to keep every trajectory", chat.resolved_field or "resolved")
+            if not flag:
+                yield ("skip", "not resolved")
+                continue
+        yield record_trajectory(rec, chat, problem_field=problem_field, system_field=system_field,
+                                id_field=id_field)

@@ -1,0 +1,316 @@
+"""Every file the package reads or writes goes through here.
+
+Reading:
+    `read_records(source)`   the rows of a .jsonl / .json / .parquet file, a `datasets` folder or a Dataset, each
+                             a `Record` that knows its file and line, so that any problem with it is an
+                             `InputError` naming file, line and field
+    `read_mapping(path)`     a YAML (or JSON) mapping, e.g. a `--config` file, a template or a chat format file
+Writing, atomically (a temporary file beside the target, flushed and fsynced, renamed over it at the end; removed
+if anything fails, so a reader never sees half a file):
+    `atomic_path(path)`      the primitive: a temporary path to write (a file or a folder) that replaces `path`
+    `atomic_open(path)`      a text file opened on such a path
+    `write_json`, `write_jsonl`, `write_text`
+Locking:
+    `file_lock(path)`        an inter-process lock (`filelock`), e.g. for a cache two ranks may fill at once
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from srl.errors import InputError
+
+
+# --- reading records ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Record:
+    """A raw input row and where it came from (1-based `line` for JSONL, `record` number otherwise)."""
+
+    data: dict[str, Any]
+    path: str
+    line: int
+    unit: str = "line"
+
+    def error(self, message: str, field: str | None = None) -> InputError:
+        return InputError(message, path=self.path, line=self.line, field=field, unit=self.unit)
+
+    def text(self, name: str, *, required: bool = True, max_chars: int | None = None) -> str | None:
+        """The string field `name`, checked: present, a string (numbers are converted), not empty."""
+        if name not in self.data or self.data[name] is None:
+            if required:
+                raise self.error("missing (use the field-name options if it has another name)", name)
+            return None
+        value = self.data[name]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise self.error(f"expected a string, got {type(value).__name__}", name)
+        if required and not value.strip():
+            raise self.error("empty", name)
+        if max_chars is not None and len(value) > max_chars:
+            raise self.error(f"{len(value):,} characters, over the limit of {max_chars:,} (raise --max-chars)", name)
+        return value
+
+
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstandard"}
+
+
+def _open_binary(path: str):
+    """`path` opened for reading bytes, decompressed on the fly when it ends in `.gz` (stdlib) or `.zst` (the
+    `zstandard` package, if installed)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".gz":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if ext == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise InputError("reading .zst needs the zstandard package: pip install zstandard", path=path) from None
+        return zstandard.open(path, "rb")
+    return open(path, "rb")
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_error(e: ValueError) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"invalid JSON: {e.msg} (column {e.colno})"
+    return f"invalid JSON: {e}"
+
+
+def _read_jsonl(path: str) -> Iterator[Record]:
+    with _open_binary(path) as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                                 path=path, line=line_no) from None
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line, parse_constant=_refuse_constant)  # NaN, Infinity: not JSON
+            except ValueError as e:
+                raise InputError(_json_error(e), path=path, line=line_no) from None
+            if not isinstance(data, dict):
+                raise InputError(f"expected a JSON object, got {type(data).__name__}", path=path, line=line_no)
+            yield Record(data, path, line_no)
+
+
+def _read_json(path: str) -> Iterator[Record]:
+    with _open_binary(path) as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = raw.count(b"\n", 0, e.start) + 1
+        raise InputError(f"not UTF-8 (byte 0x{raw[e.start]:02x})", path=path, line=line_no) from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as e:
+        raise InputError(_json_error(e), path=path, line=getattr(e, "lineno", None)) from None
+    if isinstance(data, dict):  # {"data": [...]} or a single record
+        lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        data = lists[0] if len(lists) == 1 else [data]
+    if not isinstance(data, list):
+        raise InputError("expected a JSON list of objects", path=path)
+    for i, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            raise InputError(f"expected a JSON object, got {type(item).__name__}", path=path, line=i, unit="record")
+        yield Record(item, path, i, unit="record")
+
+
+def _read_rows(rows: Iterable[dict[str, Any]], name: str) -> Iterator[Record]:
+    for i, item in enumerate(rows, start=1):
+        yield Record(dict(item), name, i, unit="record")
+
+
+def read_records(source: Any, fmt: str | None = None) -> Iterator[Record]:
+    """Yield the raw records of `source`: a path (`.jsonl`, `.json` — also `.gz`/`.zst`-compressed —, `.parquet`,
+    a `save_to_disk` folder) or
+    a `datasets.Dataset` / list of dicts. `fmt` forces the file type ("jsonl", "json", "parquet", "arrow")."""
+    if not isinstance(source, (str, os.PathLike)):
+        yield from _read_rows(source, getattr(source, "info", None) and source.info.dataset_name or "<dataset>")
+        return
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise InputError("no such file or folder", path=path)
+    stem = path[: -len(os.path.splitext(path)[1])] if os.path.splitext(path)[1].lower() in COMPRESSIONS else path
+    kind = fmt or ("arrow" if os.path.isdir(path) else os.path.splitext(stem)[1].lstrip(".").lower())
+    if stem != path and kind not in ("jsonl", "ndjson", "json"):
+        raise InputError("only .jsonl and .json files are read compressed", path=path)
+    if kind in ("jsonl", "ndjson"):
+        yield from _read_jsonl(path)
+    elif kind == "json":
+        yield from _read_json(path)
+    elif kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # pyarrow raises several types for corrupt files
+            raise InputError(f"cannot read parquet: {e}", path=path) from None
+        yield from _read_rows(table.to_pylist(), path)
+    elif kind == "arrow":
+        import datasets
+
+        try:
+            ds = datasets.load_from_disk(path)
+        except Exception as e:
+            raise InputError(f"cannot read a datasets folder: {e}", path=path) from None
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        yield from _read_rows(ds, path)
+    else:
+        raise InputError(f"unknown file type '{kind}' (expected .jsonl, .json, .parquet or a datasets folder)",
+                         path=path)
+
+
+# --- reading a mapping (config, template, format files) -------------------------------------------------------
+def read_mapping(path: str, known: Iterable[str] | None = None, what: str = "file") -> dict[str, Any]:
+    """The mapping held by a YAML file (JSON when the name ends in `.json`); an empty file is `{}`.
+
+    Args:
+        known: if given, every key must be one of these (else an `InputError` naming the key).
+        what: what the file is, for the error when it does not exist ("config file", "template file", ...).
+
+    Errors (missing file, not UTF-8, a syntax error with its line, not a mapping) are one-line `InputError`s.
+    """
+    if not os.path.exists(path):
+        raise InputError(f"no such {what}", path=path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8", path=path) from None
+    if path.endswith(".json"):
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            raise InputError(f"invalid YAML: {getattr(e, 'problem', None) or str(e).splitlines()[0]}", path=path,
+                             line=line + 1 if line is not None else None) from None
+        data = {} if data is None else data
+    known = None if known is None else set(known)
+    if not isinstance(data, dict):
+        expected = f"a mapping with keys among {sorted(known)}" if known else "a mapping of option: value"
+        raise InputError(f"expected {expected}", path=path)
+    for key in data:
+        if known is not None and key not in known:
+            raise InputError(f"unknown key (expected one of {sorted(known)})", path=path, field=key)
+    return data
+
+
+def read_string_fields(cls, path: str, what: str):
+    """`cls()` (a dataclass) with the fields given in a YAML/JSON file replaced; every value must be a string."""
+    from dataclasses import fields, replace
+
+    values = read_mapping(path, {f.name for f in fields(cls)}, what)
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise InputError("expected a string", path=path, field=key)
+    return replace(cls(), **values)
+
+
+# --- writing atomically -----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str, *, folder: bool = False) -> Iterator[str]:
+    """A temporary path beside `path` (in the same folder, so the rename is atomic) for the block to write a file,
+    or a folder with `folder=True` (created empty). When the block ends, it replaces `path` (a folder at `path` is
+    removed first); if the block raises, the temporary path is removed and `path` is left as it was."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    if folder:
+        tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=directory)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+        os.close(fd)
+    os.chmod(tmp, (0o777 if folder else 0o666) & ~_umask())  # mk*temp makes it private; the result is not
+    try:
+        yield tmp
+        if folder and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8"):
+    """A file opened for writing on `atomic_path(path)`: flushed and fsynced before it replaces `path`."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def write_json(path: str, data: Any, *, indent: int | None = 1) -> None:
+    """`data` as JSON (UTF-8 kept as is; values JSON does not know written as `str(value)`)."""
+    with atomic_open(path) as f:
+        json.dump(data, f, indent=indent, ensure_ascii=False, default=str)
+
+
+def write_jsonl(path: str, rows: Iterable[dict]) -> int:
+    """One JSON object per line; returns the number of rows."""
+    count = 0
+    with atomic_open(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            count += 1
+    return count
+
+
+# --- locking ------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def file_lock(path: str, waiting_message: str | None = None):
+    """Hold an exclusive inter-process lock on the file `path` (created if needed) within the block. If another
+    process holds it, print `waiting_message` (once, on stderr) and wait."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if waiting_message:
+            print(f"srl: {waiting_message}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,79 @@
+"""One path to instances (issue 10, item 2): `srl train` given solutions builds its instances with the same
+options and the same code as `srl data build`, so every data option works in training too."""
+
+import json
+import os
+
+import pytest
+
+from srl.cli import main
+from srl.cli.train import parse_stage
+from srl.errors import InputError
+from srl.training.stages import rlvr_rows, srl_rows
+
+HERE = os.path.dirname(__file__)
+NUMBERED = os.path.join(HERE, "data", "numbered_solutions.jsonl")
+BASE = ["--model", "tiny", "--use_cpu", "true", "--bf16", "false"]
+
+
+def built_by_data_build(tmp_path, flags):
+    out = tmp_path / "instances.jsonl"
+    assert main(["data", "build", "--input", NUMBERED, "--output", str(out), *flags]) == 0
+    with open(out, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_train_builds_the_instances_data_build_writes(tmp_path):
+    template = tmp_path / "template.yaml"
+    template.write_text('user: "Task: {problem}\\nSo far:\\n{previous_steps}\\n'
+                        'Next: step {step_number}.{title_hint}"\n')
+    flags = ["--format", "numbered", "--title_hint", "true", "--max_previous_steps", "1", "--template", str(template),
+             "--think", "optional"]
+    expected = built_by_data_build(tmp_path, flags)
+    train_flags = [("--data_format" if f == "--format" else f) for f in flags]
+    run, _ = parse_stage("srl", [*BASE, "--train_data", NUMBERED, *train_flags, "--output_dir", str(tmp_path / "r")])
+    rows = srl_rows(run)
+    assert rows == expected
+    # ... and the options did something: titles as hints, one previous step, our template.
+    hinted = [r for r in rows if r["step_index"] >= 3]
+    assert hinted and all("Its title is:" in r["prompt"][1]["content"] for r in rows)
+    assert all(r["prompt"][1]["content"].startswith("Task: ") for r in rows)
+    for r in hinted:  # only the last previous step is shown
+        k, user = r["step_index"], r["prompt"][1]["content"]
+        assert f"\n{k - 1}. " in user and f"\n{k - 2}. " not in user, user
+
+
+def test_train_default_instances_are_unchanged(tmp_path, gsm8k_sample):
+    """Without data options, training builds the paper's instances (N-1 per solution), as before."""
+    run, _ = parse_stage("srl", [*BASE, "--train_data", gsm8k_sample, "--limit", "5",
+                                 "--output_dir", str(tmp_path / "r")])
+    rows = srl_rows(run)
+    expected = built_by_data_build_gsm8k(tmp_path, gsm8k_sample)
+    assert rows == expected and len({r["trajectory_id"] for r in rows}) == 5
+
+
+def built_by_data_build_gsm8k(tmp_path, path):
+    out = tmp_path / "gsm8k.jsonl"
+    assert main(["data", "build", "--input", path, "--output", str(out), "--limit", "5"]) == 0
+    with open(out, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_rlvr_reads_solutions_with_the_data_options(tmp_path):
+    """The field-name options reach the RLVR stage too: a file whose fields have other names."""
+    renamed = tmp_path / "renamed.jsonl"
+    with open(NUMBERED, encoding="utf-8") as f, open(renamed, "w", encoding="utf-8") as out:
+        for line in f:
+            row = json.loads(line)
+            out.write(json.dumps({"task": row["problem"], "worked": row["solution"]}) + "\n")
+    run, _ = parse_stage("rlvr", [*BASE, "--train_data", str(renamed), "--data_format", "numbered",
+                                  "--problem_field", "task", "--solution_field", "worked",
+                                  "--output_dir", str(tmp_path / "r")])
+    rows = rlvr_rows(run)
+    assert rows and all(r["final_answer"] for r in rows)
+    assert rows[0]["prompt"][1]["content"].startswith("A shop sells pencils")
+
+
+def test_a_bad_data_option_is_refused_when_parsing(tmp_path):
+    with pytest.raises(InputError, match="pattern"):
+        parse_stage("srl", [*BASE, "--data_format", "regex", "--output_dir", str(tmp_path / "r")])
