@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from srl.cli import main
-from srl.data.prompts import OutputFormat
+from srl.rewards.format import OutputFormat
 from srl.rewards import outcome_reward, srl_reward
 
 

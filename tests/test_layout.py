@@ -26,6 +26,7 @@ LAYERS = [
     ("models", ("srl.models", "srl.tiny")),
     ("generation", ("srl.generation",)),
     ("training and evaluation", ("srl.training", "srl.evaluation")),
+    ("export to other engines", ("srl.export",)),
     ("cli", ("srl.cli",)),
 ]
 # (importer, imported): an import against the pipeline order, and why it is there.

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from srl.data.prompts import OutputFormat
+    from srl.rewards.format import OutputFormat
     from srl.rewards import FORMAT_PENALTY, action_reward, outcome_reward, srl_reward
 except ImportError as error:  # pragma: no cover - the message is the point
     raise ImportError(

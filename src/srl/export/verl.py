@@ -23,7 +23,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -372,11 +371,9 @@ def export(cfg: ExportConfig) -> ExportSummary:
     summary = ExportSummary(cfg.output, cfg.stage, {k: len(v) for k, v in splits.items()},
                             {k: len({r["extra_info"]["trajectory_id"] for r in v}) for k, v in splits.items()})
 
-    parent = os.path.dirname(os.path.abspath(cfg.output)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".srl-export-", dir=parent)
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the folder from the other users of a cluster
+    from srl.io import atomic_path, write_json
+
+    with atomic_path(cfg.output, folder=True) as tmp:  # the whole folder appears at once, or not at all
         for split, part in splits.items():
             if part:
                 _write_parquet(part, os.path.join(tmp, f"{split}.parquet"))
@@ -387,15 +384,8 @@ def export(cfg: ExportConfig) -> ExportSummary:
         with open(script, "w", encoding="utf-8") as f:
             f.write(run_script(cfg, bool(val)))
         os.chmod(script, 0o755)
-        with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
-            json.dump({"written_by": "srl data export", "to": cfg.to, "verl_version": VERL_VERSION,
-                       "srl_version": __version__, "rows": summary.rows, "problems": summary.problems,
-                       "config": dataclasses.asdict(cfg)}, f, indent=1)
+        write_json(os.path.join(tmp, MARKER), {
+            "written_by": "srl data export", "to": cfg.to, "verl_version": VERL_VERSION, "srl_version": __version__,
+            "rows": summary.rows, "problems": summary.problems, "config": dataclasses.asdict(cfg)})
         check_export_target(cfg.output)  # still ours (or gone) right before it is replaced
-        if os.path.isdir(cfg.output):
-            shutil.rmtree(cfg.output)
-        os.replace(tmp, cfg.output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
