@@ -131,3 +131,50 @@ def test_a_reward_never_raises_on_an_unprintable_object():
             raise RuntimeError("no")
 
     assert srl_reward(Evil(), "x") == -1.0 and outcome_reward(Evil(), "1") == 0.0 and outcome_reward("1", Evil()) == 0.0
+
+
+# --- files as users expect (issue 12 item 3) ---------------------------------------------------------------------
+def test_compressed_inputs_are_read_transparently(tmp_path, gsm8k_sample, capsys):
+    import gzip
+
+    gz = tmp_path / "gsm8k_train_sample.jsonl.gz"
+    with open(gsm8k_sample, "rb") as src, gzip.open(gz, "wb") as dst:
+        dst.write(src.read())
+    assert main(["data", "build", "--input", str(gz), "--output", str(tmp_path / "a.jsonl"), "--limit", "5"]) == 0
+    assert main(["data", "build", "--input", gsm8k_sample, "--output", str(tmp_path / "b.jsonl"), "--limit", "5"]) == 0
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+
+
+def test_outputs_follow_the_umask_and_stale_temporaries_are_removed(tmp_path, gsm8k_sample, capsys):
+    stale_file = tmp_path / ".out.jsonl.tmp-abc123.jsonl"  # what a SIGKILLed build leaves behind
+    stale_file.write_text("x" * 1000)
+    old = os.umask(0o022)
+    try:
+        assert main(["data", "build", "--input", gsm8k_sample, "--output", str(tmp_path / "out.jsonl"),
+                     "--limit", "3"]) == 0
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "out.jsonl").stat().st_mode & 0o777) == oct(0o644)
+    assert not stale_file.exists()
+
+
+def test_sigterm_ends_a_build_with_one_line_and_no_temporary_file(tmp_path):
+    """A build interrupted by SIGTERM (as a scheduler or `kill` sends) leaves neither output nor temporary file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big.jsonl"
+    line = json.dumps(GOOD) + "\n"
+    big.write_text(line * 200_000)
+    proc = subprocess.Popen([sys.executable, "-m", "srl.cli", "data", "build", "--input", str(big), "--output",
+                             str(tmp_path / "out.jsonl")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not [p for p in os.listdir(tmp_path) if ".tmp-" in p]:
+        time.sleep(0.05)  # wait until it is writing
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "srl: interrupted" and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["big.jsonl"]

@@ -63,6 +63,14 @@ class Record:
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstandard"}
 
 
+def file_stem(path: str) -> str:
+    """The file name without its extension, and without a compression suffix first: `a/train.jsonl.gz` -> `train`."""
+    name = os.path.basename(str(path))
+    if os.path.splitext(name)[1].lower() in COMPRESSIONS:
+        name = os.path.splitext(name)[0]
+    return os.path.splitext(name)[0]
+
+
 def _open_binary(path: str):
     """`path` opened for reading bytes, decompressed on the fly when it ends in `.gz` (stdlib) or `.zst` (the
     `zstandard` package, if installed)."""

@@ -54,6 +54,18 @@ def _quiet_known_library_notices() -> None:
         lambda record: "doesn't include CPU backend" not in record.getMessage())
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a job scheduler, `kill`) ends the command as Ctrl-C does, so writers remove their temporary files."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -64,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"srl {__version__}")
         return 0
+    _interrupt_on_sigterm()
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
     if not verbose:

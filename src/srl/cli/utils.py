@@ -13,6 +13,7 @@ from srl.errors import InputError
 from srl.io import read_mapping
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def make_parser(prog: str, description: str, *dataclass_types: type):
@@ -91,9 +92,14 @@ def parse(parser, argv: Sequence[str], presets: Callable[[str], dict[str, Any]] 
 
 
 def run_guarded(fn, *args) -> int:
-    """Call `fn(*args)`; an `InputError` becomes `srl: error: <one line>` and exit code 2."""
+    """Call `fn(*args)`; an `InputError` becomes `srl: error: <one line>` and exit code 2, Ctrl-C one line and
+    exit code 130 (the writers have removed their temporary files by then; a training run resumes from its last
+    complete checkpoint with --resume)."""
     try:
         return fn(*args) or 0
     except InputError as e:
         print(f"srl: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("srl: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

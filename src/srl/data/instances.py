@@ -18,6 +18,7 @@ reward and the logs need:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import statistics
@@ -151,6 +152,21 @@ def to_dataset(rows: Iterable[dict[str, Any]]):
 
 INSTANCE_FOLDER_MARKER = "srl_instances.json"  # written into every `datasets` folder we build: "this one is ours"
 _DATASET_FOLDER_FILES = re.compile(r"(dataset_info\.json|state\.json|data-\d+-of-\d+\.arrow|dataset_dict\.json)$")
+
+
+def remove_stale_temporaries(target: str) -> None:
+    """A build killed with SIGKILL leaves its temporary file or folder beside the output (`.<name>.tmp-*`, see
+    `srl.io.atomic_path`); the next build of the same output removes them."""
+    import glob
+    import shutil
+
+    base = os.path.basename(target.rstrip(os.sep))
+    for stale in glob.glob(os.path.join(glob.escape(os.path.dirname(target)), f".{glob.escape(base)}.tmp-*")):
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
 
 
 def check_output_target(path: str, inputs: Iterable[str | None] = ()) -> None:

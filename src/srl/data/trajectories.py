@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.data.steps import Step, split, split_list
-from srl.io import read_records
+from srl.io import file_stem, read_records
 
 
 @dataclass
@@ -96,7 +96,7 @@ def load_trajectories(source: Any, fmt: str, *, problem_field: str | None = None
         answer = parts.final_answer
         if answer_field:
             answer = rec.text(answer_field)
-        name = os.path.splitext(os.path.basename(rec.path))[0]
+        name = file_stem(rec.path)
         yield Trajectory(
             id=rec.text(id_field) if id_field else f"{name}-{rec.line}",
             problem=problem,

@@ -15,7 +15,7 @@ from typing import Any
 from srl.data.agents.actions import ToolCall, render_action
 from srl.data.agents.extractors import EXTRACTORS, Turn
 from srl.errors import InputError
-from srl.io import Record, read_mapping, read_records
+from srl.io import Record, file_stem, read_mapping, read_records
 
 AGENT_FORMATS = ("openai-tools", "swe-agent", "openhands", "chat")
 
@@ -339,7 +339,7 @@ def record_trajectory(rec: Record, fmt: ChatFormat, *, problem_field: str | None
         system.append(render_tools(tools))
     if system_field:
         system.append(rec.text(system_field, required=False) or "")
-    name = os.path.splitext(os.path.basename(rec.path))[0]
+    name = file_stem(rec.path)
     id_key = id_field or fmt.id_field or next(
         (k for k in ID_FIELDS if isinstance(rec.data.get(k), int) or str(rec.data.get(k) or "").strip()), None)
     return AgentTrajectory(
