@@ -51,10 +51,12 @@ EVAL_SPLITS = ("test", "hard")
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 SIZES = {  # name -> settings; `small` is the committed experiment, `tiny` the end-to-end test
-    "small": dict(pretrain=3000, train=300, validation=100, test=300, hard=300, hidden=128, layers=4, vocab=768,
-                  pretrain_steps=1500, rl_steps=60, prompts=8, G=8, sft_epochs=3, eval_batch=100),
+    "small": dict(pretrain=3000, train=300, validation=100, test=200, hard=200, hidden=64, layers=2, vocab=1024,
+                  pretrain_steps=600, rl_steps=40, prompts=4, G=8, sft_epochs=3, eval_batch=100,
+                  step_instances=300),
     "tiny": dict(pretrain=200, train=16, validation=4, test=8, hard=8, hidden=32, layers=1, vocab=400,
-                 pretrain_steps=4, rl_steps=2, prompts=2, G=2, sft_epochs=1, eval_batch=16),
+                 pretrain_steps=4, rl_steps=2, prompts=2, G=2, sft_epochs=1, eval_batch=16,
+                 step_instances=6),
 }
 
 
@@ -122,6 +124,8 @@ def pretrain(args, size: dict, paths: dict) -> str:
     for i, lr in enumerate((3e-3, 1e-3, 3e-4)):  # three phases of a decaying learning rate
         losses += warm_up(model, tokenizer, whole + steps, steps=max(1, n // 3), lr=lr, batch_size=32,
                           seed=args.base_seed + i)
+        print(f"[mechanism] pre-training phase {i + 1}/3 (lr {lr:g}): loss {losses[-1]:.3f}, "
+              f"{time.time() - started:.0f} s", flush=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     params = sum(p.numel() for p in model.parameters())
@@ -140,14 +144,39 @@ def evaluate_model(model: str, paths: dict, folder: str, size: dict) -> dict:
     out = {}
     for split in EVAL_SPLITS:
         cfg = EvalConfig(model=model, data=paths[split], output_dir=os.path.join(folder, split),
-                         max_new_tokens=128, batch_size=size["eval_batch"], threads=1, answer_mode="boxed")
+                         max_new_tokens=96, batch_size=size["eval_batch"], threads=1, answer_mode="boxed")
         s = evaluate(cfg, progress=False, print_table=False).summary
         n = s["problems"] if isinstance(s.get("problems"), int) else len(task.read_jsonl(paths[split]))
         acc = s["metrics"]["greedy_accuracy"]
         out[split] = {"accuracy": acc, "n": n, "correct": round(acc * n), "wilson95": wilson(round(acc * n), n),
                       "answer_rate": s.get("answer_rate"), "truncated_rate": s.get("truncated_rate"),
                       "seconds": s["seconds"]["total"]}
+    out["steps"] = step_accuracy(model, paths["test"], size["step_instances"])
     return out
+
+
+def step_accuracy(model_path: str, path: str, limit: int, batch_size: int = 100) -> dict:
+    """The SRL objective itself on held-out instances of the test problems: greedy next-step exact match and
+    the mean step reward (difflib similarity) of the first `limit` step-wise instances."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from srl.evaluation import generate_batch
+    from srl.rewards import srl_reward
+
+    rows = stage_rows("srl", path)[:limit]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    torch.set_num_threads(1)
+    ids = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True) for r in rows]
+    ids = [x["input_ids"] if isinstance(x, dict) or hasattr(x, "keys") else x for x in ids]
+    texts = []
+    for i in range(0, len(ids), batch_size):
+        texts += [g.text for g in generate_batch(model, tokenizer, ids[i:i + batch_size], max_new_tokens=16,
+                                                 do_sample=False)]
+    exact = sum(t.strip() == r["expert_step"] for t, r in zip(texts, rows))
+    reward = sum(srl_reward(t, r["expert_step"], think="off") for t, r in zip(texts, rows)) / len(rows)
+    return {"exact": exact / len(rows), "n": len(rows), "wilson95": wilson(exact, len(rows)), "step_reward": reward}
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> list[float]:
@@ -181,7 +210,7 @@ def stage_flags(stage: str, args, size: dict, seed: int) -> list[str]:
     return common + ["--learning_rate", str(args.rl_lr), "--num_generations", str(size["G"]),
                      "--per_device_train_batch_size", str(size["G"] * size["prompts"]),
                      "--lr_scheduler_type", "constant", "--warmup_steps", "0",
-                     "--max_completion_length", "24" if stage == "srl" else "96",
+                     "--max_completion_length", "24" if stage == "srl" else "72",
                      "--max_generation_rounds", str(args.max_rounds), "--save_strategy", "no",
                      "--completions_to_log", "2"]
 
@@ -239,15 +268,24 @@ def run_method(method: str, seed: int, args, size: dict, paths: dict, base: str)
     scores = evaluate_model(parts[-1]["final"], paths, os.path.join(folder, "eval"), size)
     for p in parts:
         p.pop("final")
-    return {"method": method, "label": LABELS[method], "seed": seed, "parts": parts, "eval": scores,
+    return {"method": method, "label": LABELS[method], "seed": seed, "budget": budget(args, size), "parts": parts,
+            "eval": scores,
             "seconds": round(time.time() - started, 1)}
+
+
+def budget(args, size: dict) -> dict:
+    """What makes two runs of a method comparable: a rerun with other values must not mix with these."""
+    return {"size": args.size, "rl_steps": size["rl_steps"], "rl_lr": args.rl_lr, "sft_lr": args.sft_lr,
+            "max_rounds": args.max_rounds, "distractors": args.distractors}
 
 
 # --- the report ---------------------------------------------------------------------------------------------
 def summarize(results: list[dict], base: dict) -> dict:
     table = {"base": {"label": LABELS["base"], "seeds": 1,
                       **{s: {"mean": base["eval"][s]["accuracy"], "ci95": base["eval"][s]["wilson95"]}
-                         for s in EVAL_SPLITS}}}
+                         for s in EVAL_SPLITS},
+                      "steps": {"mean": base["eval"]["steps"]["exact"], "ci95": base["eval"]["steps"]["wilson95"],
+                                "step_reward": base["eval"]["steps"]["step_reward"]}}}
     for method in METHODS:
         runs = [r for r in results if r["method"] == method]
         if not runs:
@@ -258,6 +296,9 @@ def summarize(results: list[dict], base: dict) -> dict:
             mean, half = t_interval(accs)
             row[s] = {"mean": mean, "t95_half": half, "per_seed": accs,
                       "wilson95_per_seed": [r["eval"][s]["wilson95"] for r in runs]}
+        mean, half = t_interval([r["eval"]["steps"]["exact"] for r in runs])
+        row["steps"] = {"mean": mean, "t95_half": half,
+                        "step_reward": _mean([r["eval"]["steps"]["step_reward"] for r in runs])}
         for key in ("rollouts", "generated_tokens", "zero_spread_fraction", "format_error_rate"):
             values = [sum(p.get(key) or 0 for p in r["parts"]) if key in ("rollouts", "generated_tokens") else
                       _mean([p[key] for p in r["parts"] if p.get(key) is not None]) for r in runs]
@@ -280,8 +321,8 @@ def markdown(table: dict, size: dict) -> str:
         return "—" if x is None or x != x else f"{100 * x:.1f}"
 
     lines = [f"| method | seeds | test (3-5 ops, n={size['test']}) | hard (6-7 ops, n={size['hard']}) | per-seed test "
-             "| per-seed hard | rollouts / run | generated tokens / run | zero-spread groups | train time / run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| per-seed hard | next step exact (test instances) | rollouts / run | generated tokens / run | zero-spread groups | train time / run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in table.items():
         cells = []
         for s in EVAL_SPLITS:
@@ -291,12 +332,15 @@ def markdown(table: dict, size: dict) -> str:
             else:
                 cells.append(f"{pct(v['mean'])} ± {pct(v['t95_half'])}")
         per = ["—", "—"] if key == "base" else [", ".join(pct(a) for a in r[s]["per_seed"]) for s in EVAL_SPLITS]
+        st = r["steps"]
+        step = (f"{pct(st['mean'])}" + (f" [{pct(st['ci95'][0])}, {pct(st['ci95'][1])}]" if key == "base" else
+                                        f" ± {pct(st['t95_half'])}") + f" (reward {st['step_reward']:.2f})")
         zs = r.get("zero_spread_fraction")
         rollouts = "—" if not r.get("rollouts") else f"{r['rollouts']:,.0f}"
         tokens = "—" if not r.get("generated_tokens") else f"{r['generated_tokens']:,.0f}"
         zero = "—" if zs is None else pct(zs) + "%"
         seconds = "—" if key == "base" else f"{r['train_seconds']:.0f} s"
-        lines.append(f"| {r['label']} | {r['seeds']} | {cells[0]} | {cells[1]} | {per[0]} | {per[1]} | "
+        lines.append(f"| {r['label']} | {r['seeds']} | {cells[0]} | {cells[1]} | {per[0]} | {per[1]} | {step} | "
                      f"{rollouts} | {tokens} | {zero} | {seconds} |")
     return "\n".join(lines) + "\n"
 
@@ -319,7 +363,7 @@ def plot_accuracy(table: dict, path: str) -> None:
                 errs.append((100 * (v["mean"] - v["ci95"][0]), 100 * (v["ci95"][1] - v["mean"])))
             else:
                 h = 0 if v["t95_half"] != v["t95_half"] else 100 * v["t95_half"]
-                errs.append((h, h))
+                errs.append((min(h, 100 * v["mean"]), h))  # accuracy is >= 0: the bar's lower arm stops there
         xs = [j + (i - 0.5) * width for j in range(len(keys))]
         ax.bar(xs, means, width, yerr=list(zip(*errs)), capsize=3, label=label)
         for k, x in zip(keys, xs):
@@ -329,6 +373,7 @@ def plot_accuracy(table: dict, path: str) -> None:
     ax.set_xticks(range(len(keys)), [table[k]["label"].replace(" (", "\n(").replace(" without", "\nwithout")
                                      for k in keys], fontsize=8)
     ax.set_ylabel("greedy exact-match accuracy (%)")
+    ax.set_ylim(bottom=0)
     ax.set_title("Chained arithmetic: mean over seeds, 95% t-interval (base: Wilson); dots = seeds")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -352,21 +397,25 @@ def plot_curves(results: list[dict], path: str) -> None:
     colors = {"rlvr": "tab:red", "srl": "tab:blue", "srl_nods": "tab:cyan", "srl_rlvr": "tab:purple"}
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     for ax, (key, title) in zip(axes.flat, CURVES):
-        seen = set()
-        for r in results:
-            if r["method"] not in colors:
-                continue
-            offset = 0
-            for part in r["parts"]:
-                pts = [(offset + m["step"], m[key]) for m in part["metrics"] if isinstance(m.get(key), (int, float))]
-                style = "-" if part["stage"] == "srl" else "--"
-                label = f"{LABELS[r['method']]}" if r["method"] not in seen else None
-                if pts:
-                    ax.plot(*zip(*pts), style, color=colors[r["method"]], alpha=0.6, lw=1, label=label)
-                    seen.add(r["method"])
-                offset += part.get("optimizer_steps", 0)
+        for method, color in colors.items():
+            runs = [r for r in results if r["method"] == method]
+            by_step: dict[int, list[float]] = {}
+            for r in runs:
+                offset = 0
+                for part in r["parts"]:
+                    pts = [(offset + m["step"], m[key]) for m in part["metrics"]
+                           if isinstance(m.get(key), (int, float))]
+                    if pts:  # thin: one seed; dashed: the RLVR part
+                        ax.plot(*zip(*pts), "-" if part["stage"] == "srl" else "--", color=color, alpha=0.25, lw=0.8)
+                    for x, y in pts:
+                        by_step.setdefault(x, []).append(y)
+                    offset += part.get("optimizer_steps", 0)
+            if by_step:  # bold: the mean over seeds
+                xs = sorted(by_step)
+                ax.plot(xs, [sum(by_step[x]) / len(by_step[x]) for x in xs], color=color, lw=2,
+                        label=f"{LABELS[method]} (mean of {len(runs)})")
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("optimizer step (SRL → RLVR: dashed = its RLVR half)", fontsize=8)
+        ax.set_xlabel("optimizer step (thin: seeds; dashed: RLVR part of SRL → RLVR)", fontsize=8)
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
@@ -406,7 +455,7 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--rl_steps", type=int, default=None, help="optimizer steps per RL method (default: per size)")
-    p.add_argument("--rl_lr", type=float, default=3e-4)
+    p.add_argument("--rl_lr", type=float, default=5e-4)
     p.add_argument("--sft_lr", type=float, default=1e-3)
     p.add_argument("--max_rounds", type=int, default=3, help="dynamic sampling: generation rounds per step, at most")
     p.add_argument("--distractors", type=int, default=0, help="distractor sentences per problem")
@@ -438,11 +487,18 @@ def main(argv=None) -> int:
         info = read_json(os.path.join(base, "pretrain.json"))
         write_json_atomic(base_json, {"method": "base", "pretrain": info,
                                       "eval": evaluate_model(base, paths, os.path.join(args.out, "eval-base"), size)})
-    print(f"[mechanism] base: {json.dumps(read_json(base_json)['eval'])}", flush=True)
+    base_info = read_json(base_json)
+    if "steps" not in base_info["eval"]:  # written before the step-wise evaluation existed
+        base_info["eval"]["steps"] = step_accuracy(base, paths["test"], size["step_instances"])
+        write_json_atomic(base_json, base_info)
+    print(f"[mechanism] base: {json.dumps(base_info['eval'])}", flush=True)
     for seed in range(args.seeds):
         for method in methods:
             path = os.path.join(args.results, f"{method}-s{seed}.json")
             if os.path.exists(path):
+                done = read_json(path).get("budget", {})
+                if done and done != budget(args, size):
+                    p.error(f"{path} was run with {done}, not {budget(args, size)}: use another --results folder")
                 continue
             result = run_method(method, seed, args, size, paths, base)
             write_json_atomic(path, result)
