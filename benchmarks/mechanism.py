@@ -285,7 +285,8 @@ def summarize(results: list[dict], base: dict) -> dict:
                       **{s: {"mean": base["eval"][s]["accuracy"], "ci95": base["eval"][s]["wilson95"]}
                          for s in EVAL_SPLITS},
                       "steps": {"mean": base["eval"]["steps"]["exact"], "ci95": base["eval"]["steps"]["wilson95"],
-                                "step_reward": base["eval"]["steps"]["step_reward"]}}}
+                                "step_reward": base["eval"]["steps"]["step_reward"]},
+                      "answer_rate": {s: base["eval"][s]["answer_rate"] for s in EVAL_SPLITS}}}
     for method in METHODS:
         runs = [r for r in results if r["method"] == method]
         if not runs:
@@ -296,6 +297,7 @@ def summarize(results: list[dict], base: dict) -> dict:
             mean, half = t_interval(accs)
             row[s] = {"mean": mean, "t95_half": half, "per_seed": accs,
                       "wilson95_per_seed": [r["eval"][s]["wilson95"] for r in runs]}
+        row["answer_rate"] = {s: _mean([r["eval"][s]["answer_rate"] for r in runs]) for s in EVAL_SPLITS}
         mean, half = t_interval([r["eval"]["steps"]["exact"] for r in runs])
         row["steps"] = {"mean": mean, "t95_half": half,
                         "step_reward": _mean([r["eval"]["steps"]["step_reward"] for r in runs])}
@@ -321,8 +323,8 @@ def markdown(table: dict, size: dict) -> str:
         return "—" if x is None or x != x else f"{100 * x:.1f}"
 
     lines = [f"| method | seeds | test (3-5 ops, n={size['test']}) | hard (6-7 ops, n={size['hard']}) | per-seed test "
-             "| per-seed hard | next step exact (test instances) | rollouts / run | generated tokens / run | zero-spread groups | train time / run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| per-seed hard | answer found (test, hard) | next step exact (test instances) | rollouts / run | generated tokens / run | zero-spread groups | train time / run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in table.items():
         cells = []
         for s in EVAL_SPLITS:
@@ -335,12 +337,13 @@ def markdown(table: dict, size: dict) -> str:
         st = r["steps"]
         step = (f"{pct(st['mean'])}" + (f" [{pct(st['ci95'][0])}, {pct(st['ci95'][1])}]" if key == "base" else
                                         f" ± {pct(st['t95_half'])}") + f" (reward {st['step_reward']:.2f})")
+        found = ", ".join(pct(r["answer_rate"][s]) for s in EVAL_SPLITS)
         zs = r.get("zero_spread_fraction")
         rollouts = "—" if not r.get("rollouts") else f"{r['rollouts']:,.0f}"
         tokens = "—" if not r.get("generated_tokens") else f"{r['generated_tokens']:,.0f}"
         zero = "—" if zs is None else pct(zs) + "%"
         seconds = "—" if key == "base" else f"{r['train_seconds']:.0f} s"
-        lines.append(f"| {r['label']} | {r['seeds']} | {cells[0]} | {cells[1]} | {per[0]} | {per[1]} | {step} | "
+        lines.append(f"| {r['label']} | {r['seeds']} | {cells[0]} | {cells[1]} | {per[0]} | {per[1]} | {found} | {step} | "
                      f"{rollouts} | {tokens} | {zero} | {seconds} |")
     return "\n".join(lines) + "\n"
 
