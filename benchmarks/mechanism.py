@@ -323,7 +323,8 @@ def markdown(table: dict, size: dict) -> str:
         return "—" if x is None or x != x else f"{100 * x:.1f}"
 
     lines = [f"| method | seeds | test (3-5 ops, n={size['test']}) | hard (6-7 ops, n={size['hard']}) | per-seed test "
-             "| per-seed hard | answer found (test, hard) | next step exact (test instances) | rollouts / run | generated tokens / run | zero-spread groups | train time / run |",
+             "| per-seed hard | answer found (test, hard) | next step exact (test instances) | rollouts / run "
+             "| generated tokens / run | zero-spread groups | train time / run |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in table.items():
         cells = []
@@ -343,8 +344,8 @@ def markdown(table: dict, size: dict) -> str:
         tokens = "—" if not r.get("generated_tokens") else f"{r['generated_tokens']:,.0f}"
         zero = "—" if zs is None else pct(zs) + "%"
         seconds = "—" if key == "base" else f"{r['train_seconds']:.0f} s"
-        lines.append(f"| {r['label']} | {r['seeds']} | {cells[0]} | {cells[1]} | {per[0]} | {per[1]} | {found} | {step} | "
-                     f"{rollouts} | {tokens} | {zero} | {seconds} |")
+        lines.append(f"| {r['label']} | {r['seeds']} | {cells[0]} | {cells[1]} | {per[0]} | {per[1]} | {found} | "
+                     f"{step} | {rollouts} | {tokens} | {zero} | {seconds} |")
     return "\n".join(lines) + "\n"
 
 
