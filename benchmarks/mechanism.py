@@ -61,7 +61,7 @@ SIZES = {  # name -> settings; `small` is the committed experiment, `tiny` the e
 
 
 def write_json_atomic(path: str, data) -> None:
-    from srl.evaluation.runner import write_json_atomic as write
+    from srl.io import write_json as write
 
     write(path, data)
 
@@ -92,8 +92,8 @@ def make_data(args, size: dict) -> dict[str, str]:
 # --- the base model -----------------------------------------------------------------------------------------
 def stage_rows(stage: str, path: str) -> list[dict]:
     """The rows the library's stage would train on for this file (prompt + target text)."""
-    from srl.config import RunArguments
-    from srl.stages import sft_rows, srl_rows
+    from srl.training.config import RunArguments
+    from srl.training.stages import sft_rows, srl_rows
 
     run = RunArguments(model="tiny", train_data=path, data_format="steps", think="off")
     if stage == "srl":
@@ -161,7 +161,7 @@ def step_accuracy(model_path: str, path: str, limit: int, batch_size: int = 100)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from srl.evaluation import generate_batch
+    from srl.generation.hf import generate_batch
     from srl.rewards import srl_reward
 
     rows = stage_rows("srl", path)[:limit]
@@ -217,8 +217,8 @@ def stage_flags(stage: str, args, size: dict, seed: int) -> list[str]:
 
 def train(stage: str, model: str, train_path: str, folder: str, steps: int | None, flags: list[str]) -> dict:
     """One `srl train --stage <stage>` run into `folder`; returns its summary (command, seconds, metrics)."""
-    from srl.cli import parse_stage
-    from srl.stages import run_stage
+    from srl.cli.train import parse_stage
+    from srl.training.stages import run_stage
 
     shutil.rmtree(folder, ignore_errors=True)  # a run cut in the middle starts again
     argv = ["--model", model, "--train_data", train_path, "--output_dir", folder] + flags
@@ -228,7 +228,7 @@ def train(stage: str, model: str, train_path: str, folder: str, steps: int | Non
     print(f"[mechanism] srl train --stage {stage} {' '.join(argv)}", flush=True)
     started = time.time()
     final = run_stage(stage, run, cfg, progress=False)
-    from srl.reporting import read_metrics
+    from srl.training.reporting import read_metrics
 
     metrics = [r for r in read_metrics(os.path.join(folder, "metrics.jsonl")) if "train_runtime" not in r]
     return {"stage": stage, "command": f"srl train --stage {stage} {' '.join(argv)}", "final": final,

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import mechanism  # noqa: E402
 import mechanism_task as task  # noqa: E402
 
-from srl.answers import extract_boxed  # noqa: E402
+from srl.data.answers import extract_boxed  # noqa: E402
 from srl.rewards import outcome_reward  # noqa: E402
 
 
