@@ -319,7 +319,21 @@ def eval_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def data_generate(argv: Sequence[str]) -> int:
+    from srl.cli_teacher import generate_main
+
+    return generate_main(argv)
+
+
+def data_rewrite(argv: Sequence[str]) -> int:
+    from srl.cli_teacher import rewrite_main
+
+    return rewrite_main(argv)
+
+
 COMMANDS = {
+    ("data", "generate"): (data_generate, "a teacher's verified solutions (OpenAI-compatible endpoint)"),
+    ("data", "rewrite"): (data_rewrite, "rewrite solutions into `1. **Title** action` steps with a teacher"),
     ("data", "build"): (data_build, "cut expert solutions into steps and write step-wise instances"),
     ("data", "show"): (data_show, "print a few instances"),
     ("train",): (train, "train one stage: --stage srl|rlvr|sft"),
