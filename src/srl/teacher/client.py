@@ -125,7 +125,8 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
-    error: str | None = None
+    error: str | None = None  # a short reason, counted in the summary
+    detail: str = ""  # what the server said, for a fatal error's message
     fatal: bool = False
 
 
@@ -149,15 +150,15 @@ def call(client, model: str, request: Request, bad_reply_retries: int = 2) -> Re
         except openai.APITimeoutError:
             return Reply(request, error="timeout", seconds=time.monotonic() - started)
         except openai.APIConnectionError as e:
-            return Reply(request, error=f"connection error ({_first_line(e)})", seconds=time.monotonic() - started)
+            return Reply(request, error="connection error", detail=_first_line(e), seconds=time.monotonic() - started)
         except openai.APIStatusError as e:
             status = e.status_code
             if status in FATAL_STATUS:
-                return Reply(request, error=f"HTTP {status}: {FATAL_STATUS[status]} ({_first_line(e)})",
+                return Reply(request, error=f"HTTP {status}: {FATAL_STATUS[status]}", detail=_first_line(e),
                              fatal=True, seconds=time.monotonic() - started)
             return Reply(request, error=f"HTTP {status}", seconds=time.monotonic() - started)
         except (ValueError, openai.APIResponseValidationError):  # json.JSONDecodeError is a ValueError
-            reason = "malformed reply (not JSON)"
+            reason = "malformed reply: not JSON"
             continue
         choices = getattr(response, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
@@ -279,9 +280,9 @@ def run_journaled(cfg: EndpointConfig, journal: Journal, requests: list[Request]
                 stats.prompt_tokens += reply.prompt_tokens
                 stats.completion_tokens += reply.completion_tokens
                 if reply.error is not None:
-                    stats.failed[reply.error.split(" (")[0]] += 1
+                    stats.failed[reply.error] += 1
                     if reply.fatal:
-                        fatal = reply.error
+                        fatal = f"{reply.error} ({reply.detail})" if reply.detail else reply.error
                         break
                 else:
                     row = to_row(reply)
