@@ -348,6 +348,31 @@ def test_sigkill_mid_run_then_rerun_gives_every_row_once(tmp_path, fake_server):
     assert all(r["answer"] == GOLD[r["problem"]] for r in kept)
 
 
+def test_ctrl_c_stops_at_once_without_waiting_for_calls_in_flight(tmp_path, fake_server):
+    rows = ROWS[70:76]
+    qs = [r["question"] for r in rows]
+
+    def plan(problem, attempt, body):  # one quick answer, then calls that would take a minute
+        time.sleep(0.0 if problem == qs[0] else 60)
+        return ("ok", right(problem))
+
+    fake = fake_server(plan, qs)
+    journal = tmp_path / "kept.calls.jsonl"
+    proc = srl_process(["data", "generate", "--input", problems_file(tmp_path, rows), "--output",
+                        str(tmp_path / "kept.jsonl"), "--n", "1", "--model", "fake-teacher", "--base_url", fake.url,
+                        "--concurrency", "3"])
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b"\n") == 1):
+        time.sleep(0.05)
+    while fake.count() < 3 and time.monotonic() < deadline:  # two calls in flight
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=50)  # the calls in flight would take a minute: not waited for
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("srl: interrupted; the answered calls are in")
+    assert [json.loads(line)["problem"] for line in journal.read_text().splitlines()] == [qs[0]]
+
+
 def test_user_check_replaces_math_verify(tmp_path, fake_server):
     rows = ROWS[50:53]
     fake = fake_server(lambda p, a, b: ("ok", "LONG " * (a + 1)), [r["question"] for r in rows])

@@ -6,7 +6,8 @@
     srl data build --input teacher/steps.jsonl --format numbered --output teacher/instances.jsonl
 
 Exit codes: 0 done; 1 some calls failed after all retries (counted by reason; rerun the same command to call
-exactly those again); 2 bad input or configuration, or the endpoint refused the key or the model.
+exactly those again); 2 bad input or configuration, or the endpoint refused the key or the model; 130
+interrupted (Ctrl-C: the calls in flight are dropped, the journal keeps the rest).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def generate_main(argv: Sequence[str]) -> int:
     from srl.teacher import generate
 
     cfg, endpoint = parse(make_generate_parser(), argv)
-    summary = generate(cfg, endpoint)
+    try:
+        summary = generate(cfg, endpoint)
+    except KeyboardInterrupt:
+        return _interrupted(cfg.journal_path)
     if summary.dry_run:
         return _print_dry_run(endpoint, summary.dry_run)
     rows = [("problems", f"{summary.problems:,} x {summary.n} samples"),
@@ -56,7 +60,10 @@ def rewrite_main(argv: Sequence[str]) -> int:
     from srl.teacher import rewrite
 
     cfg, endpoint = parse(make_rewrite_parser(), argv)
-    summary = rewrite(cfg, endpoint)
+    try:
+        summary = rewrite(cfg, endpoint)
+    except KeyboardInterrupt:
+        return _interrupted(cfg.journal_path)
     if summary.dry_run:
         return _print_dry_run(endpoint, summary.dry_run)
     rows = [("solutions read", f"{summary.read:,}"),
@@ -96,6 +103,12 @@ def _print_dry_run(endpoint, info: dict) -> int:
     print(f"dry run: {info['to_call']:,} of {info['calls']:,} calls to make (the others are in the journal); "
           "nothing was called or written")
     return 0
+
+
+def _interrupted(journal: str) -> int:
+    print(f"srl: interrupted; the answered calls are in {journal}: rerun the same command to continue",
+          file=sys.stderr)
+    return 130
 
 
 def _exit_code(stats) -> int:

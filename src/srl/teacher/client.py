@@ -5,7 +5,7 @@ connection errors are retried `--max_retries` times with exponential back-off (h
 redacts the `Authorization` header in its own debug logs. This module adds what a batch of thousands of calls
 needs on top:
 
-- a concurrency limit (`--concurrency` threads, each one call at a time);
+- a concurrency limit (`--concurrency` worker threads, each one call at a time);
 - retries of the answers the client accepts but that hold no answer: a body that is not JSON, no `choices`,
   no message text (`--bad_reply_retries`, with the same kind of back-off);
 - a call that still fails is *reported*, never written: the run ends with the count of failed calls by reason
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,23 +184,39 @@ def _first_line(e: Exception) -> str:
 
 
 def run_calls(send: Callable[[Request], Reply], requests: Iterable[Request], concurrency: int) -> Iterator[Reply]:
-    """Replies to `requests`, in the order they finish, with at most `concurrency` calls in flight. Closing the
-    iterator early (an error in the consumer, Ctrl-C) cancels the calls not yet started."""
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="srl-teacher")
-    pending: set = set()
+    """Replies to `requests`, in the order they finish, from `concurrency` worker threads (one call each at a
+    time). Closing the iterator early (an error in the consumer, Ctrl-C) stops the workers from starting new
+    calls; they are daemon threads, so the process can exit without waiting for the calls in flight (whose
+    answers are then lost, and called again by the next run)."""
+    todo: queue.Queue = queue.Queue()
+    finished: queue.Queue = queue.Queue()
+    count = 0
+    for request in requests:
+        todo.put(request)
+        count += 1
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                request = todo.get_nowait()
+            except queue.Empty:
+                return
+            finished.put(send(request))
+
+    for i in range(min(concurrency, count)):
+        threading.Thread(target=worker, name=f"srl-teacher-{i}", daemon=True).start()
     try:
-        for request in requests:
-            pending.add(pool.submit(send, request))
-            if len(pending) >= concurrency:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+        for _ in range(count):
+            while True:
+                try:
+                    reply = finished.get(timeout=0.5)  # a timeout keeps Ctrl-C responsive
+                    break
+                except queue.Empty:
+                    continue
+            yield reply
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        stop.set()
 
 
 # --- a journaled batch --------------------------------------------------------------------------------------
