@@ -531,3 +531,15 @@ def test_prompt_files_and_bad_options_are_one_line_errors(tmp_path, capsys):
         assert main(["data", "generate", *[x for kv in flags.items() for x in kv], *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_module_doctests():
+    import doctest
+
+    import srl.teacher.journal
+    import srl.teacher.prompt
+    import srl.teacher.rewrite
+
+    for module in (srl.teacher.journal, srl.teacher.prompt, srl.teacher.rewrite):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
