@@ -24,7 +24,8 @@ import pytest
 
 from srl.cli import main
 from srl.errors import InputError
-from srl.teacher import EndpointConfig, GenerateConfig, RewriteConfig, check_rewrite, generate, rewrite
+from srl.teacher import (EndpointConfig, GenerateConfig, RewriteConfig, check_rewrite, generate_solutions,
+                         rewrite_solutions)
 from srl.teacher.journal import Journal, check_output
 from srl.teacher.prompt import TeacherPrompt
 from srl.teacher.rewrite import Source
@@ -162,7 +163,7 @@ def test_generate_keeps_verified_samples_and_counts_correct_per_problem(tmp_path
     fake = fake_server(plan, qs)
     out = str(tmp_path / "kept.jsonl")
     cfg = GenerateConfig(input=problems_file(tmp_path, rows), output=out, n=3, temperature=1.0, max_tokens=64)
-    summary = generate(cfg, endpoint(fake))
+    summary = generate_solutions(cfg, endpoint(fake))
 
     assert fake.count() == 18 and summary.calls.called == 18 and not summary.calls.failed
     assert summary.samples == 18 and summary.correct == 4 * 2 + 3 and summary.kept == 11
@@ -181,11 +182,11 @@ def test_generate_keeps_verified_samples_and_counts_correct_per_problem(tmp_path
     assert body["messages"][-1]["content"].endswith("put your final answer within \\boxed{}.")
 
     # a rerun calls nothing and writes the same kept rows
-    again = generate(cfg, endpoint(fake))
+    again = generate_solutions(cfg, endpoint(fake))
     assert fake.count() == 18 and again.calls.done_before == 18 and again.calls.called == 0
     assert read_jsonl(out) == kept
     # other sampling settings are other calls; the rows of the first settings stay in the journal
-    generate(GenerateConfig(input=cfg.input, output=out, n=1, temperature=0.5, max_tokens=64), endpoint(fake))
+    generate_solutions(GenerateConfig(input=cfg.input, output=out, n=1, temperature=0.5, max_tokens=64), endpoint(fake))
     assert fake.count() == 24 and len(read_jsonl(tmp_path / "kept.calls.jsonl")) == 24
 
 
@@ -379,7 +380,7 @@ def test_user_check_replaces_math_verify(tmp_path, fake_server):
     check = tmp_path / "check.py"
     check.write_text("def long_enough(text, reference):\n    return text.count('LONG') >= 2\n")
     out = str(tmp_path / "kept.jsonl")
-    summary = generate(GenerateConfig(input=problems_file(tmp_path, rows), output=out, n=2,
+    summary = generate_solutions(GenerateConfig(input=problems_file(tmp_path, rows), output=out, n=2,
                                       check=f"{check}:long_enough"), endpoint(fake, concurrency=1))
     assert summary.correct == 3 and all(r["solution"].count("LONG") == 2 for r in read_jsonl(out))
     with pytest.raises(InputError, match="field 'check': .* has no function nope"):
@@ -420,7 +421,7 @@ def test_rewrite_accepts_faithful_titled_steps_and_counts_rejects_by_reason(tmp_
     out = tmp_path / "steps.jsonl"
     cfg = RewriteConfig(input=problems_file(tmp_path, rows), output=str(out), solution_field="answer",
                         min_similarity=0.3)
-    summary = rewrite(cfg, endpoint(fake))
+    summary = rewrite_solutions(cfg, endpoint(fake))
     assert summary.read == summary.rewritten == len(rows) and summary.kept == 2
     assert summary.rejected == {"final answer changed": 1, "a step without a **title**": 1,
                                 "fewer than --min_steps numbered steps": 2, "truncated at --max_tokens": 1,
@@ -443,7 +444,7 @@ def test_rewrite_accepts_faithful_titled_steps_and_counts_rejects_by_reason(tmp_
     assert any("Step 2" in m["content"] for b in built for m in b["prompt"])  # the next step's title as a hint
 
     # other checks are applied to the journal without calling again
-    relaxed = rewrite(RewriteConfig(input=cfg.input, output=str(out), solution_field="answer", min_steps=1),
+    relaxed = rewrite_solutions(RewriteConfig(input=cfg.input, output=str(out), solution_field="answer", min_steps=1),
                       endpoint(fake))
     assert fake.count() == len(rows) and relaxed.calls.called == 0
     assert relaxed.kept == 4 and "below --min_similarity to the source" not in relaxed.rejected
@@ -456,7 +457,7 @@ def test_rewrite_reads_free_text_and_skips_sources_without_an_answer(tmp_path, f
             {"problem": ROWS[1]["question"], "solution": "She earned ten dollars."}]
     fake = fake_server(lambda p, a, b: ("ok", "1. **May** 48 / 2 = 24.\n2. **Total** 48 + 24 = \\boxed{72}."),
                        [r["problem"] for r in rows])
-    summary = rewrite(RewriteConfig(input=problems_file(tmp_path, rows), output=str(tmp_path / "s.jsonl")),
+    summary = rewrite_solutions(RewriteConfig(input=problems_file(tmp_path, rows), output=str(tmp_path / "s.jsonl")),
                       endpoint(fake))
     assert summary.skipped == {"no final answer in the source (give --answer_field)": 1}
     assert summary.kept == 1 and fake.count() == 1

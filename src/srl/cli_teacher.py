@@ -36,11 +36,11 @@ def make_rewrite_parser():
 
 
 def generate_main(argv: Sequence[str]) -> int:
-    from srl.teacher import generate
+    from srl.teacher import generate_solutions
 
     cfg, endpoint = parse(make_generate_parser(), argv)
     try:
-        summary = generate(cfg, endpoint)
+        summary = generate_solutions(cfg, endpoint)
     except KeyboardInterrupt:
         return _interrupted(cfg.journal_path)
     if summary.dry_run:
@@ -57,11 +57,11 @@ def generate_main(argv: Sequence[str]) -> int:
 
 
 def rewrite_main(argv: Sequence[str]) -> int:
-    from srl.teacher import rewrite
+    from srl.teacher import rewrite_solutions
 
     cfg, endpoint = parse(make_rewrite_parser(), argv)
     try:
-        summary = rewrite(cfg, endpoint)
+        summary = rewrite_solutions(cfg, endpoint)
     except KeyboardInterrupt:
         return _interrupted(cfg.journal_path)
     if summary.dry_run:

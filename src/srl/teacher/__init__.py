@@ -1,9 +1,9 @@
 """Expert trajectories from a teacher model (issue 14): `srl data generate` and `srl data rewrite`.
 
-    from srl.teacher import EndpointConfig, GenerateConfig, RewriteConfig, generate, rewrite
+    from srl.teacher import EndpointConfig, GenerateConfig, RewriteConfig, generate_solutions, rewrite_solutions
     endpoint = EndpointConfig(model="smol", base_url="http://127.0.0.1:8000/v1")
-    generate(GenerateConfig(input="gsm8k", output="teacher/solutions.jsonl", limit=40, n=4), endpoint)
-    rewrite(RewriteConfig(input="teacher/solutions.jsonl", output="teacher/steps.jsonl"), endpoint)
+    generate_solutions(GenerateConfig(input="gsm8k", output="teacher/solutions.jsonl", limit=40, n=4), endpoint)
+    rewrite_solutions(RewriteConfig(input="teacher/solutions.jsonl", output="teacher/steps.jsonl"), endpoint)
     # then: srl data build --input teacher/steps.jsonl --format numbered --output instances.jsonl
 
 - `client`: robust batch calling over the `openai` client (concurrency, retries, fatal errors, progress), the
@@ -16,8 +16,8 @@
 """
 
 from srl.teacher.client import EndpointConfig
-from srl.teacher.generate import GenerateConfig, GenerateSummary, generate
-from srl.teacher.rewrite import RewriteConfig, RewriteSummary, check_rewrite, rewrite
+from srl.teacher.generate import GenerateConfig, GenerateSummary, generate_solutions
+from srl.teacher.rewrite import RewriteConfig, RewriteSummary, check_rewrite, rewrite_solutions
 
 __all__ = ["EndpointConfig", "GenerateConfig", "GenerateSummary", "RewriteConfig", "RewriteSummary",
-           "check_rewrite", "generate", "rewrite"]
+           "check_rewrite", "generate_solutions", "rewrite_solutions"]

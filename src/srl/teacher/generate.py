@@ -190,7 +190,7 @@ def wrong_reason(row: dict) -> str:
     return "answer differs from the reference"
 
 
-def generate(cfg: GenerateConfig, endpoint: EndpointConfig, client=None) -> GenerateSummary:
+def generate_solutions(cfg: GenerateConfig, endpoint: EndpointConfig, client=None) -> GenerateSummary:
     """Sample, verify and keep; see the module docstring. `client`: an `openai.OpenAI` to use (tests)."""
     check_output(cfg.output, [cfg.input, cfg.template])
     check_output(cfg.journal_path, [cfg.input, cfg.template, cfg.output])

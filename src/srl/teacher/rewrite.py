@@ -232,7 +232,7 @@ def numbered_text(steps: list[list[str]]) -> str:
     return "\n".join(f"{i}. **{title}** {action}".rstrip() for i, (title, action) in enumerate(steps, start=1))
 
 
-def rewrite(cfg: RewriteConfig, endpoint: EndpointConfig, client=None) -> RewriteSummary:
+def rewrite_solutions(cfg: RewriteConfig, endpoint: EndpointConfig, client=None) -> RewriteSummary:
     """Rewrite, check and keep; see the module docstring. `client`: an `openai.OpenAI` to use (tests)."""
     check_output(cfg.output, [cfg.input, cfg.template])
     check_output(cfg.journal_path, [cfg.input, cfg.template, cfg.output])
