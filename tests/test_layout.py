@@ -26,7 +26,7 @@ LAYERS = [
     ("models", ("srl.models", "srl.tiny")),
     ("generation", ("srl.generation",)),
     ("training and evaluation", ("srl.training", "srl.evaluation")),
-    ("export to other engines", ("srl.export",)),
+    ("teacher data, export to other engines", ("srl.teacher", "srl.export")),
     ("cli", ("srl.cli",)),
 ]
 # (importer, imported): an import against the pipeline order, and why it is there.
@@ -155,6 +155,10 @@ def test_modules_are_short():
     assert not long, f"over {MAX_LINES} lines (split them, or list them in LONG_MODULES with a reason): {long}"
 
 
+# Modules that may fsync (never rename) because they append to a log rather than write whole files.
+APPEND_LOGS = {"srl.teacher.journal": "the resumable teacher journal: one fsynced line per answered call"}
+
+
 def test_one_atomic_writer_and_one_yaml_reader():
     pattern = re.compile(r"\bos\.(replace|rename)\(|\byaml\.(safe_)?load\(|\bfsync\(")
     found = []
@@ -162,7 +166,8 @@ def test_one_atomic_writer_and_one_yaml_reader():
         if module == "srl.io":
             continue
         with open(path, encoding="utf-8") as f:
-            found += [f"{module}:{i}: {line.strip()}" for i, line in enumerate(f, 1) if pattern.search(line)]
+            found += [f"{module}:{i}: {line.strip()}" for i, line in enumerate(f, 1) if pattern.search(line)
+                      and not (module in APPEND_LOGS and "fsync(" in line)]
     assert not found, "use srl.io (atomic_path / atomic_open / write_* / read_mapping):\n" + "\n".join(found)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from srl.cli.data import data_build, data_show
 from srl.cli.export import data_export
+from srl.cli.teacher import generate_main as data_generate, rewrite_main as data_rewrite
 from srl.cli.demo import demo
 from srl.cli.eval import eval_command
 from srl.cli.models import models_command
@@ -25,6 +26,8 @@ from srl.cli.utils import run_guarded
 
 
 COMMANDS = {
+    ("data", "generate"): (data_generate, "a teacher's verified solutions (OpenAI-compatible endpoint)"),
+    ("data", "rewrite"): (data_rewrite, "rewrite solutions into `1. **Title** action` steps with a teacher"),
     ("data", "build"): (data_build, "cut expert solutions into steps and write step-wise instances"),
     ("data", "show"): (data_show, "print a few instances"),
     ("data", "export"): (data_export, "write data, reward and run script for verl (--to verl)"),
