@@ -384,10 +384,11 @@ def test_a_million_characters_of_repeated_box_commands_is_linear(name):
 def test_the_answer_check_is_time_limited():
     """A final answer that sympy chews on for seconds is cut off at `timeout` (here 0.3 s)."""
     bomb = "\\boxed{" + "(" * 600 + "1" + ")" * 600 + "}"
-    start = time.perf_counter()
-    with deadline(3.0):
-        assert outcome_reward(bomb, "72", timeout=0.3) == 0.0
-    assert time.perf_counter() - start < LIMIT
+    # The best of two tries: a timer signal is only handled between Python steps, so one long C call of sympy on
+    # a busy machine can delay it (seen once in a full run: 6 s); a broken time limit fails both tries.
+    elapsed, value = _timed(outcome_reward, bomb, "72", timeout=0.3)
+    assert value == 0.0
+    assert elapsed < LIMIT
 
 
 ODD = [
