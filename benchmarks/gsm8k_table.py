@@ -13,8 +13,14 @@ Rows (the paper's Table 1 methods, at a size that fits 2 CPU cores):
 - sft_srl   (only with --rows ...,sft_srl) SRL starting from the SFT model: a format warm-up counts only here.
 
 Budget. The RL methods (rlvr, srl, srl_rlvr) get the same wall-clock budget (--rl_minutes) on the same
-number of CPU threads; srl_rlvr splits it in two halves. Every run also reports the tokens it generated.
-SFT gets --sft_minutes. Training stops at the first optimizer step past its budget.
+number of CPU threads, or the same number of optimizer steps (--rl_steps: the same rollouts per method);
+srl_rlvr splits it in two halves. Every run also reports the tokens it generated. SFT gets --sft_minutes
+(or --sft_steps). Training stops at the first optimizer step past its budget.
+
+Statistics. Each accuracy has its Wilson 95% interval; every pair of rows is compared on the same GSM8K test
+problems with McNemar's exact test. The SRL objective itself (does SRL learn what it optimises?) is the greedy
+step reward on --step_problems held-out step instances cut from GSM8K *test* solutions, compared between rows
+by the paired mean difference (srl.evaluation.step_objective, srl.evaluation.metrics).
 
 Model choice without the test set. A validation split of --validation_problems GSM8K *train* problems is held
 out before anything trains (the paper held out 60). Each run saves a checkpoint at half its budget and at the
@@ -23,14 +29,16 @@ Hyper-parameters were set once, before looking at any test number, and are print
 
 Everything lands in --out: data/ (train and validation splits), <row>/ (run folders: metrics.jsonl, plots,
 completions.jsonl, checkpoints), eval/<row>/<name>/ (problems.jsonl, summary.json), results.json,
-table.md and table.png. A second call reuses every finished run and evaluation, so an interrupted table
-continues where it stopped (a training run cut in the middle starts again).
+table.md and table.png (or in --record: keep that folder in the repository). A second call reuses every finished
+run and evaluation, and every row finished in the record's results.json (on any machine), so an interrupted
+table continues where it stopped (a training run cut in the middle starts again).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -39,6 +47,7 @@ import time
 
 from transformers import TrainerCallback
 
+from srl.evaluation.metrics import paired_exact_test, paired_mean_difference, wilson_interval
 from srl.io import write_json
 
 ROWS = ("base", "sft", "rlvr", "srl", "srl_rlvr", "sft_srl")
@@ -73,10 +82,11 @@ def split_train(train_file: str, out: str, validation: int, train_problems: int,
 # --- training -----------------------------------------------------------------------------------------------
 class TimeBudget(TrainerCallback):
     """Save a checkpoint at the first step past half the budget, and stop (saving) at the first step past it.
+    The budget is wall-clock `seconds`, or optimizer `steps` when given (the same rollouts for every RL method).
     The steps are recorded in `marks_path` so the table knows which checkpoint is which."""
 
-    def __init__(self, seconds: float, marks_path: str):
-        self.seconds, self.marks_path = seconds, marks_path
+    def __init__(self, seconds: float, marks_path: str, steps: int | None = None):
+        self.seconds, self.steps, self.marks_path = seconds, steps, marks_path
         self.start = time.time()
         self.marks: dict[str, int] = {}  # half/end -> optimizer step
         self.times: dict[str, float] = {}  # half/end -> seconds since the start of training
@@ -84,10 +94,15 @@ class TimeBudget(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.time()
 
+    def _past(self, fraction: float, step: int, elapsed: float) -> bool:
+        if self.steps:
+            return step >= max(1, math.ceil(self.steps * fraction))
+        return elapsed >= self.seconds * fraction
+
     def on_step_end(self, args, state, control, **kwargs):
         elapsed = time.time() - self.start
-        for name, at in (("half", self.seconds / 2), ("end", self.seconds)):
-            if name not in self.marks and elapsed >= at:
+        for name, fraction in (("half", 0.5), ("end", 1.0)):
+            if name not in self.marks and self._past(fraction, state.global_step, elapsed):
                 self.marks[name] = state.global_step
                 self.times[name] = round(elapsed, 1)
                 control.should_save = True
@@ -98,8 +113,10 @@ class TimeBudget(TrainerCallback):
         return control
 
 
-def train_run(stage: str, folder: str, model: str, train_path: str, minutes: float, flags: list[str]) -> dict:
-    """Train one stage for `minutes` of wall time; return {'half': path, 'end': path, 'seconds', 'tokens'}."""
+def train_run(stage: str, folder: str, model: str, train_path: str, minutes: float, flags: list[str],
+              steps: int | None = None) -> dict:
+    """Train one stage for `minutes` of wall time (or `steps` optimizer steps); return {'half': path, 'end': path,
+    'seconds', 'tokens'}."""
     from srl.cli.train import parse_stage
     from srl.training.stages import run_stage
 
@@ -116,14 +133,15 @@ def train_run(stage: str, folder: str, model: str, train_path: str, minutes: flo
     print(f"[table] train {stage} -> {folder} ({minutes:g} min): srl train --stage {stage} {' '.join(argv)}",
           flush=True)
     os.makedirs(folder, exist_ok=True)
-    budget = TimeBudget(minutes * 60, os.path.join(folder, MARKS_FILE))
+    budget = TimeBudget(minutes * 60, os.path.join(folder, MARKS_FILE), steps=steps)
     started = time.time()
     run_stage(stage, run, cfg, callbacks=[budget], progress=False)
     seconds = time.time() - started
     marks = budget.marks
     result = {"stage": stage, "model": model, "seconds": round(seconds, 1), "train_seconds": budget.times,
               "steps": marks,
-              "command": f"srl train --stage {stage} {' '.join(argv)}", "minutes_budget": minutes,
+              "command": f"srl train --stage {stage} {' '.join(argv)}", "minutes_budget": None if steps else minutes,
+              "steps_budget": steps,
               "checkpoints": {name: os.path.join(folder, f"checkpoint-{step}") for name, step in marks.items()}}
     result.update(run_metrics(os.path.join(folder, "metrics.jsonl")))
     write_json(done, result)  # the run's completion marker: never half-written
@@ -178,94 +196,188 @@ def choose(candidates: dict[str, str], folder: str, val_path: str, args) -> tupl
             continue
         s = evaluate_once(os.path.join(folder, f"validation-{name}"), model=candidates[name], data=val_path,
                           limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
-                          batch_size=args.batch_size, threads=args.threads, seed=args.seed)
+                          batch_size=args.batch_size, threads=args.threads, seed=args.seed,
+                          backend=getattr(args, "backend", "hf"))
         scores[name] = s["metrics"]["greedy_accuracy"]
     best = max(scores, key=lambda n: (scores[n], n == "end"))
     return best, scores
 
 
-def evaluate_row(model: str, folder: str, args) -> dict:
-    common = dict(model=model, batch_size=args.batch_size, threads=args.threads, seed=args.seed)
-    greedy = evaluate_once(os.path.join(folder, "gsm8k-greedy"), data="gsm8k", limit=args.test_problems,
-                           max_new_tokens=args.max_new_tokens, **common)
+def evaluate_row(model: str, folder: str, args, steps_path: str | None = None) -> dict:
+    common = dict(model=model, batch_size=args.batch_size, threads=args.threads, seed=args.seed, backend=args.backend)
+    greedy_run = evaluate_once(os.path.join(folder, "gsm8k-greedy"), data="gsm8k", limit=args.test_problems,
+                               max_new_tokens=args.max_new_tokens, **common)
     sampled = evaluate_once(os.path.join(folder, f"gsm8k-avg{args.k}"), data="gsm8k", limit=args.k_problems,
                             greedy=False, k=args.k, temperature=args.temperature,
                             max_new_tokens=args.max_new_tokens, **common)
     math = evaluate_once(os.path.join(folder, "math500-greedy"), data="math500", limit=args.math_problems,
                          max_new_tokens=args.math_max_new_tokens, **common)
-    return {"gsm8k_greedy": greedy["metrics"]["greedy_accuracy"],
-            f"gsm8k_avg@{args.k}": sampled["metrics"][f"avg@{args.k}"],
-            "math500_greedy": math["metrics"]["greedy_accuracy"],
-            "gsm8k_answer_rate": greedy["answer_rate"], "gsm8k_truncated": greedy["truncated_rate"],
-            "eval_seconds": sum(s["seconds"]["total"] for s in (greedy, sampled, math))}
+    flags = greedy_flags(greedy_run)
+    scores = {"gsm8k_greedy": greedy_run["metrics"]["greedy_accuracy"],
+              "gsm8k_greedy_wilson95": list(wilson_interval(sum(flags.values()), len(flags))),
+              "gsm8k_greedy_flags": flags,
+              f"gsm8k_avg@{args.k}": sampled["metrics"][f"avg@{args.k}"],
+              "math500_greedy": math["metrics"]["greedy_accuracy"],
+              "math500_greedy_wilson95": list(wilson_interval(round(math["metrics"]["greedy_accuracy"] *
+                                                                    math["problems"]), math["problems"])),
+              "gsm8k_answer_rate": greedy_run["answer_rate"], "gsm8k_truncated": greedy_run["truncated_rate"],
+              "eval_seconds": sum(s["seconds"]["total"] for s in (greedy_run, sampled, math))}
+    if steps_path is not None:
+        scores["step_objective"] = step_scores(model, steps_path, os.path.join(folder, "steps.json"), args)
+    return scores
+
+
+def greedy_flags(summary: dict) -> dict[str, int]:
+    """{problem id: 1 if the greedy answer is right else 0} from an evaluation's problems.jsonl (paired tests)."""
+    with open(summary["files"]["problems"], encoding="utf-8") as f:
+        return {str(r["id"]): int(r["greedy"]["correct"]) for r in map(json.loads, f)}
+
+
+def make_step_instances(out: str, args) -> str | None:
+    """Held-out step-wise instances: `--step_problems` instances (seeded) cut from GSM8K *test* solutions with the
+    SRL stage's options; the SRL objective of every row is measured on them. None with --step_problems 0."""
+    if not args.step_problems:
+        return None
+    path = os.path.join(out, "data", "test_steps.jsonl")
+    if os.path.exists(path):
+        return path
+    from srl.data.build import DataConfig, build
+    from srl.evaluation.benchmarks import data_root
+    from srl.io import write_jsonl
+
+    every = path + ".all.jsonl"
+    build(DataConfig(input=os.path.join(data_root(), "gsm8k", "test.jsonl"), output=every, format="gsm8k",
+                     think=args.think))
+    with open(every, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    os.remove(every)
+    random.Random(args.seed).shuffle(rows)
+    write_jsonl(path, rows[:args.step_problems])
+    return path
+
+
+def step_scores(model: str, steps_path: str, result_path: str, args) -> dict:
+    """The SRL objective of `model` on the held-out instances (reused from `result_path` when there)."""
+    if os.path.exists(result_path):
+        with open(result_path, encoding="utf-8") as f:
+            return json.load(f)
+    from srl.evaluation.step_objective import step_objective
+    from srl.training.stages import output_format
+    from srl.cli.train import parse_stage
+
+    with open(steps_path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    run, _ = parse_stage("srl", ["--model", model, "--train_data", steps_path, "--think", args.think])
+    started = time.time()
+    print(f"[table] SRL objective of {model} on {len(rows)} held-out step instances", flush=True)
+    result = step_objective(model, rows, output_format=output_format(run),
+                            max_new_tokens=args.srl_max_completion_length, batch_size=args.batch_size,
+                            threads=args.threads)
+    result = {k: v for k, v in result.items() if k != "responses"}
+    result["rewards"] = [round(x, 4) for x in result["rewards"]]
+    result["seconds"] = round(time.time() - started, 1)
+    write_json(result_path, result)
+    return result
+
+
+def comparisons(rows: dict[str, dict]) -> list[dict]:
+    """Every pair of rows on the same GSM8K test problems (McNemar's exact test) and, where both have it, on the
+    same held-out step instances (paired difference of the step reward)."""
+    names = list(rows)
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            fa, fb = rows[a].get("gsm8k_greedy_flags"), rows[b].get("gsm8k_greedy_flags")
+            pair = {"a": a, "b": b}
+            if fa and fb:
+                common = [k for k in fa if k in fb]
+                pair["gsm8k_greedy"] = paired_exact_test([bool(fa[k]) for k in common], [bool(fb[k]) for k in common])
+            sa, sb = rows[a].get("step_objective"), rows[b].get("step_objective")
+            if sa and sb and len(sa["rewards"]) == len(sb["rewards"]):
+                pair["step_reward"] = paired_mean_difference(sa["rewards"], sb["rewards"])
+            pairs.append(pair)
+    return pairs
 
 
 # --- the table ----------------------------------------------------------------------------------------------
 def run_table(args) -> dict:
     out = args.out
+    record = args.record or out
     os.makedirs(out, exist_ok=True)
+    os.makedirs(record, exist_ok=True)
     train_path, val_path = split_train(args.train_file, out, args.validation_problems, args.train_problems, args.seed)
+    steps_path = make_step_instances(out, args)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    common = ["--seed", str(args.seed)]
+    common = ["--seed", str(args.seed)] + (["--backend", args.backend] if args.backend != "hf" else [])
     srl_flags = common + ["--think", args.think, "--learning_rate", str(args.srl_lr), "--num_generations", str(args.G),
                           "--per_device_train_batch_size", str(args.G * args.prompts_per_step),
                           "--max_completion_length", str(args.srl_max_completion_length)]
     rlvr_flags = common + ["--learning_rate", str(args.rlvr_lr), "--num_generations", str(args.G),
                            "--per_device_train_batch_size", str(args.G * args.prompts_per_step),
                            "--max_completion_length", str(args.max_new_tokens)]
-    sft_flags = common + ["--learning_rate", str(args.sft_lr)]
+    sft_flags = ["--seed", str(args.seed), "--learning_rate", str(args.sft_lr)]
     results = {"settings": vars(args), "rows": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    results_path = os.path.join(out, "results.json")
-    if os.path.exists(results_path):
+    results_path = os.path.join(record, "results.json")
+    if os.path.exists(results_path):  # finished rows (possibly from another machine: the record is committed)
         with open(results_path, encoding="utf-8") as f:
-            results["rows"] = json.load(f).get("rows", {})
+            results["rows"] = {k: v for k, v in json.load(f).get("rows", {}).items() if v.get("complete")}
     t0 = time.time()
     runs: dict[str, dict] = {}
+    rl_steps = args.rl_steps or None
 
-    def trained(name: str, stage: str, model: str, minutes: float, flags: list[str]) -> dict:
-        runs[name] = train_run(stage, os.path.join(out, name), model, train_path, minutes, flags)
+    def trained(name: str, stage: str, model: str, minutes: float, flags: list[str], steps: int | None) -> dict:
+        runs[name] = train_run(stage, os.path.join(out, name), model, train_path, minutes, flags, steps)
         return runs[name]
 
     for row in rows:
         if row not in ROWS:
             sys.exit(f"gsm8k_table: unknown row '{row}' (expected one of {', '.join(ROWS)})")
+        if row in results["rows"]:
+            print(f"[table] {LABELS[row]}: finished before, reused from {results_path}", flush=True)
+            continue
         started = time.time()
         eval_dir = os.path.join(out, "eval", row)
         if row == "base":
             info, model, chosen = {}, args.model, "base"
         else:
             if row == "sft":
-                info = trained("sft", "sft", args.model, args.sft_minutes, sft_flags)
+                info = trained("sft", "sft", args.model, args.sft_minutes, sft_flags, args.sft_steps or None)
             elif row == "rlvr":
-                info = trained("rlvr", "rlvr", args.model, args.rl_minutes, rlvr_flags)
+                info = trained("rlvr", "rlvr", args.model, args.rl_minutes, rlvr_flags, rl_steps)
             elif row == "srl":
-                info = trained("srl", "srl", args.model, args.rl_minutes, srl_flags)
+                info = trained("srl", "srl", args.model, args.rl_minutes, srl_flags, rl_steps)
             elif row == "srl_rlvr":  # SRL's half-budget checkpoint, then RLVR for the other half
-                srl = trained("srl", "srl", args.model, args.rl_minutes, srl_flags)
-                info = trained("srl_rlvr", "rlvr", srl["checkpoints"]["half"], args.rl_minutes / 2, rlvr_flags)
-                info = {**info, "srl_part": {"seconds": srl["train_seconds"]["half"], "steps": srl["steps"]["half"]}}
+                srl = trained("srl", "srl", args.model, args.rl_minutes, srl_flags, rl_steps)
+                info = trained("srl_rlvr", "rlvr", srl["checkpoints"]["half"], args.rl_minutes / 2, rlvr_flags,
+                               rl_steps and rl_steps - srl["steps"]["half"])
+                info = {**info, "srl_part": {"seconds": srl["train_seconds"]["half"], "steps": srl["steps"]["half"],
+                                             "generated_tokens": srl.get("generated_tokens")}}
             else:  # sft_srl
-                sft_model = results["rows"].get("sft", {}).get("model") or \
-                    trained("sft", "sft", args.model, args.sft_minutes, sft_flags)["checkpoints"]["end"]
-                info = trained("sft_srl", "srl", sft_model, args.rl_minutes, srl_flags)
+                sft_model = trained("sft", "sft", args.model, args.sft_minutes, sft_flags,
+                                    args.sft_steps or None)["checkpoints"]["end"]
+                info = trained("sft_srl", "srl", sft_model, args.rl_minutes, srl_flags, rl_steps)
             chosen, val_scores = choose(info["checkpoints"], eval_dir, val_path, args)
             model = info["checkpoints"][chosen]
             info = {**info, "validation_greedy": val_scores, "chosen": chosen}
         if row == "base":
             val = evaluate_once(os.path.join(eval_dir, "validation-base"), model=model, data=val_path,
                                 limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
-                                batch_size=args.batch_size, threads=args.threads, seed=args.seed)
+                                batch_size=args.batch_size, threads=args.threads, seed=args.seed,
+                                backend=args.backend)
             info = {"validation_greedy": {"base": val["metrics"]["greedy_accuracy"]}}
-        scores = evaluate_row(model, eval_dir, args)
+        scores = evaluate_row(model, eval_dir, args, steps_path)
         results["rows"][row] = {"label": LABELS[row], **info, "start_model": info.get("model"), "model": model,
-                                **scores,
-                                "row_seconds": round(time.time() - started, 1)}
+                                **scores, "row_seconds": round(time.time() - started, 1), "complete": True}
         results["seconds"] = round(time.time() - t0, 1)
-        write_json(results_path, results)
-        print(f"[table] {LABELS[row]}: " + json.dumps({k: scores[k] for k in list(scores)[:3]}), flush=True)
+        results["comparisons"] = comparisons(results["rows"])
+        write_json(results_path, results)  # each finished row is kept: commit the record folder as rows come
+        print(f"[table] {LABELS[row]}: " + json.dumps({k: scores[k] for k in ("gsm8k_greedy", "math500_greedy")}),
+              flush=True)
+    results["comparisons"] = comparisons(results["rows"])
+    write_json(results_path, results)
     table = markdown_table(results, args)
-    _write_text(os.path.join(out, "table.md"), table)
-    plot_table(results, os.path.join(out, "table.png"), args)
+    _write_text(os.path.join(record, "table.md"), table)
+    plot_table(results, os.path.join(record, "table.png"), args)
     print(table)
     return results
 
@@ -274,13 +386,27 @@ def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
+def _ci(r: dict, key: str) -> str:
+    lo_hi = r.get(key)
+    return "" if not lo_hi else f" [{100 * lo_hi[0]:.1f}, {100 * lo_hi[1]:.1f}]"
+
+
+def _steps_cell(r: dict) -> str:
+    st = r.get("step_objective")
+    if not st:
+        return "—"
+    lo, hi = st["mean_reward_ci95"]
+    return f"{st['mean_reward']:.3f} [{lo:.3f}, {hi:.3f}]; format errors {_pct(st['format_error_rate'])}%"
+
+
 def markdown_table(results: dict, args) -> str:
     k = args.k
-    lines = [f"| method | GSM8K greedy ({args.test_problems}) | GSM8K avg@{k} T={args.temperature:g} "
-             f"({args.k_problems}) | MATH-500 greedy ({args.math_problems}) | validation greedy "
-             f"({args.validation_eval_problems}) | answer found (GSM8K greedy) | checkpoint | train time | generated "
-             "tokens | format errors (SRL training) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| method | GSM8K greedy ({args.test_problems}) [95% CI] | GSM8K avg@{k} T={args.temperature:g} "
+             f"({args.k_problems}) | MATH-500 greedy ({args.math_problems}) [95% CI] | SRL objective: step reward "
+             f"on {args.step_problems} held-out steps [95% CI] | validation greedy ({args.validation_eval_problems}) | "
+             "answer found (GSM8K greedy) | checkpoint | train time | generated tokens | format errors (SRL "
+             "training) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, r in results["rows"].items():
         val = r.get("validation_greedy", {})
         chosen = r.get("chosen", "base")
@@ -295,9 +421,25 @@ def markdown_table(results: dict, args) -> str:
             fmt = _pct(r["format_error_rate"]) + "%"
         else:  # the outcome reward has no format term; SFT generates nothing
             fmt = "—"
-        lines.append(f"| {r['label']} | {_pct(r['gsm8k_greedy'])} | {_pct(r[f'gsm8k_avg@{k}'])} | "
-                     f"{_pct(r['math500_greedy'])} | {_pct(val.get(chosen))} | {_pct(r['gsm8k_answer_rate'])} | "
+        lines.append(f"| {r['label']} | {_pct(r['gsm8k_greedy'])}{_ci(r, 'gsm8k_greedy_wilson95')} | "
+                     f"{_pct(r[f'gsm8k_avg@{k}'])} | {_pct(r['math500_greedy'])}{_ci(r, 'math500_greedy_wilson95')} | "
+                     f"{_steps_cell(r)} | {_pct(val.get(chosen))} | {_pct(r['gsm8k_answer_rate'])} | "
                      f"{ckpt} | {train} | {tokens} | {fmt} |")
+    pairs = results.get("comparisons") or []
+    if pairs:
+        lines += ["", "Paired comparisons on the same items (a vs b): GSM8K greedy by McNemar's exact test (right "
+                  "for a only / for b only, difference in points, two-sided p); step reward by the mean paired "
+                  "difference (95% CI, p).", "",
+                  "| a | b | GSM8K: a only / b only | difference | p | step reward a − b [95% CI] | p |",
+                  "|---|---|---|---|---|---|---|"]
+        labels = {row: r["label"] for row, r in results["rows"].items()}
+        for p in pairs:
+            g, st = p.get("gsm8k_greedy"), p.get("step_reward")
+            gsm = (f"{g['a_only']} / {g['b_only']} | {100 * g['difference']:+.1f} | {g['p_value']:.3g}" if g
+                   else "— | — | —")
+            step = (f"{st['difference']:+.3f} [{st['ci95'][0]:+.3f}, {st['ci95'][1]:+.3f}] | {st['p_value']:.3g}"
+                    if st else "— | —")
+            lines.append(f"| {labels[p['a']]} | {labels[p['b']]} | {gsm} | {step} |")
     return "\n".join(lines) + "\n"
 
 
@@ -314,10 +456,15 @@ def plot_table(results: dict, path: str, args) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(metrics)
     for i, (key, label) in enumerate(metrics):
-        ax.bar([j + i * width for j in range(len(rows))], [100 * r[key] for r in rows], width, label=label)
+        heights = [100 * r[key] for r in rows]
+        ci = [r.get(f"{key}_wilson95") for r in rows]  # 95% intervals where the row has them
+        errors = None if not all(ci) else [[h - 100 * c[0] for h, c in zip(heights, ci)],
+                                           [100 * c[1] - h for h, c in zip(heights, ci)]]
+        ax.bar([j + i * width for j in range(len(rows))], heights, width, label=label, yerr=errors, capsize=3)
     ax.set_xticks([j + width for j in range(len(rows))], [r["label"] for r in rows])
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{args.model}: SRL and baselines on GSM8K train, RL budget {args.rl_minutes:g} min each")
+    ax.set_ylabel("accuracy (%), 95% Wilson intervals")
+    budget = f"{args.rl_steps} steps" if args.rl_steps else f"{args.rl_minutes:g} min"
+    ax.set_title(f"{args.model}: SRL and baselines on GSM8K train, RL budget {budget} each")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=120)
@@ -345,7 +492,12 @@ def main(argv=None) -> int:
                    help="validation problems each candidate checkpoint is scored on (a seeded subset)")
     p.add_argument("--train_problems", type=int, default=500, help="GSM8K train problems to train on")
     p.add_argument("--rl_minutes", type=float, default=10.0, help="wall-clock budget of each RL method")
+    p.add_argument("--rl_steps", type=int, default=0,
+                   help="budget of each RL method in optimizer steps instead of minutes (the same rollouts for "
+                        "every method: G x prompts_per_step per step, more with dynamic-sampling refills); 0: "
+                        "use --rl_minutes")
     p.add_argument("--sft_minutes", type=float, default=5.0)
+    p.add_argument("--sft_steps", type=int, default=0, help="SFT budget in optimizer steps (0: --sft_minutes)")
     p.add_argument("--think", default="optional", choices=["required", "optional", "off"],
                    help="SRL output format (docs/format.md: `required` gives 0%% valid outputs on SmolLM2)")
     p.add_argument("--G", type=int, default=4, help="rollouts per prompt")
@@ -359,10 +511,18 @@ def main(argv=None) -> int:
     p.add_argument("--k_problems", type=int, default=10, help="GSM8K test subset for avg@k (inside the greedy one)")
     p.add_argument("--temperature", type=float, default=1.0, help="avg@k temperature (the paper: 1.0)")
     p.add_argument("--math_problems", type=int, default=10, help="MATH-500 subset, greedy")
+    p.add_argument("--step_problems", type=int, default=100,
+                   help="held-out step instances (cut from GSM8K test solutions) on which every row's SRL "
+                        "objective (greedy step reward) is measured; 0: none")
     p.add_argument("--max_new_tokens", type=int, default=256, help="GSM8K answers (and RLVR rollouts)")
     p.add_argument("--math_max_new_tokens", type=int, default=384)
     p.add_argument("--batch_size", type=int, default=64, help="evaluation batch")
     p.add_argument("--threads", type=int, default=1, help="torch threads for evaluation")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm", "auto"],
+                   help="generation backend of the evaluations and RL rollouts (see `srl train --help`)")
+    p.add_argument("--record", default=None,
+                   help="folder for results.json, table.md and table.png (default --out): keep it in the "
+                        "repository, and finished rows are reused from it on any machine")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     started = time.time()

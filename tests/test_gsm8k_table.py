@@ -88,10 +88,16 @@ def test_whole_table_on_the_tiny_model(table, tmp_path, capsys):
             "--sft_minutes", "0.002", "--test_problems", "2", "--k", "2", "--k_problems", "1", "--math_problems", "1",
             "--max_new_tokens", "6", "--math_max_new_tokens", "6", "--validation_problems", "2",
             "--train_problems", "12", "--srl_lr", "1e-3", "--rlvr_lr", "1e-3", "--sft_lr", "1e-3",
-            "--srl_max_completion_length", "6", "--G", "2", "--prompts_per_step", "2"]
+            "--srl_max_completion_length", "6", "--G", "2", "--prompts_per_step", "2", "--step_problems", "3",
+            "--record", str(tmp_path / "record")]
     assert table.main(argv) == 0
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
+    with open(tmp_path / "record" / "results.json") as f:
+        recorded = json.load(f)
+    assert all(r["complete"] and len(r["gsm8k_greedy_flags"]) == 2 and len(r["step_objective"]["rewards"]) == 3
+               for r in recorded["rows"].values())
+    assert [(p["a"], p["b"]) for p in recorded["comparisons"]] == [("base", "srl_rlvr")]
+    assert recorded["comparisons"][0]["gsm8k_greedy"]["n"] == 2 and "step_reward" in recorded["comparisons"][0]
+    results = recorded
     assert list(results["rows"]) == ["base", "srl_rlvr"]
     chained = results["rows"]["srl_rlvr"]
     with open(os.path.join(out, "srl", "run.json")) as f:
@@ -100,10 +106,47 @@ def test_whole_table_on_the_tiny_model(table, tmp_path, capsys):
     assert chained["stage"] == "rlvr" and chained["generated_tokens"] > 0
     assert chained["start_model"] == srl["checkpoints"]["half"]  # RLVR starts from SRL's half-budget checkpoint
     assert chained["chosen"] in chained["validation_greedy"]
-    assert os.path.exists(os.path.join(out, "table.png"))
-    with open(os.path.join(out, "table.md")) as f:
+    assert os.path.exists(tmp_path / "record" / "table.png")
+    with open(tmp_path / "record" / "table.md") as f:
         md = f.read()
-    assert md.count("\n") == 2 + 2 and "| SRL → RLVR |" in md and "+ RLVR" in md  # the two parts of its budget
+    assert md.count("\n| SRL → RLVR |") == 1 and "+ RLVR" in md  # its row, with the two parts of its budget
+    assert "| base (no training) | SRL → RLVR |" in md  # the paired comparison
     capsys.readouterr()
     assert table.main(argv) == 0
     assert "[table] train" not in capsys.readouterr().out
+    # a new machine: only the record is there; finished rows are reused, nothing trains or evaluates
+    import shutil
+
+    shutil.rmtree(out)
+    assert table.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "[table] train" not in printed and "[table] eval" not in printed and "reused from" in printed
+
+
+def test_step_budget_marks_half_and_end_by_optimizer_steps(table, tmp_path):
+    budget = table.TimeBudget(1e9, str(tmp_path / "marks.json"), steps=5)
+    state = types.SimpleNamespace(global_step=0)
+    budget.on_train_begin(None, state, None)
+    stops = []
+    for step in range(1, 6):
+        state.global_step = step
+        control = types.SimpleNamespace(should_save=False, should_training_stop=False)
+        budget.on_step_end(None, state, control)
+        stops.append((control.should_save, control.should_training_stop))
+    assert stops == [(False, False), (False, False), (True, False), (False, False), (True, True)]
+    assert budget.marks == {"half": 3, "end": 5}
+
+
+def test_comparisons_pair_rows_on_the_same_problems_and_steps(table):
+    rows = {"base": {"label": "base", "gsm8k_greedy_flags": {"1": 0, "2": 0, "3": 1, "4": 0},
+                     "step_objective": {"rewards": [0.1, 0.2, 0.3]}},
+            "srl": {"label": "SRL", "gsm8k_greedy_flags": {"1": 1, "2": 1, "3": 1, "4": 0},
+                    "step_objective": {"rewards": [0.3, 0.4, 0.5]}},
+            "sft": {"label": "SFT", "gsm8k_greedy_flags": {"1": 0, "2": 0, "3": 0, "4": 1}}}
+    pairs = {(p["a"], p["b"]): p for p in table.comparisons(rows)}
+    assert set(pairs) == {("base", "srl"), ("base", "sft"), ("srl", "sft")}
+    g = pairs[("base", "srl")]["gsm8k_greedy"]
+    assert (g["a_only"], g["b_only"], g["difference"], g["p_value"]) == (0, 2, -0.5, 0.5)
+    assert abs(pairs[("base", "srl")]["step_reward"]["difference"] + 0.2) < 1e-9
+    assert "step_reward" not in pairs[("base", "sft")]  # SFT has no step scores here
+    assert pairs[("srl", "sft")]["gsm8k_greedy"]["a_only"] == 3

@@ -8,6 +8,9 @@
 - `pass_at_k(n, c, k)`: the unbiased estimator of Chen et al. (2021, "Evaluating Large Language Models Trained
   on Code"): the probability that at least one of k answers drawn without replacement from the n generated,
   c of them right, is right: 1 - C(n-c, k) / C(n, k). `mean_pass_at_k` averages it over problems.
+- Comparing methods on the same items: `wilson_interval` (a proportion), `paired_exact_test` (McNemar's exact
+  test of two methods' right/wrong flags on the same problems), `mean_interval` and `paired_mean_difference`
+  (means such as the step reward).
 """
 
 from __future__ import annotations
@@ -105,3 +108,72 @@ def pass_k_values(k: int) -> list[int]:
         values.append(j)
         j *= 2
     return values + [k] if k >= 1 else []
+
+
+# --- comparing methods: intervals and paired tests ---------------------------------------------------------------
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% for z = 1.96) of a proportion `correct / n`; (0, 1) when n = 0.
+
+    >>> [round(x, 3) for x in wilson_interval(20, 100)]
+    [0.133, 0.289]
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_exact_test(a: Sequence[bool], b: Sequence[bool]) -> dict:
+    """McNemar's exact test of two methods scored on the same problems: only the problems where they disagree
+    count (`a_only`: right for a only; `b_only`: right for b only); the two-sided p-value of a binomial(n, 1/2)
+    as extreme as what was seen. 1.0 when they never disagree.
+
+    >>> paired_exact_test([True] * 10 + [False] * 10, [False] * 10 + [False] * 10)
+    {'n': 20, 'a_only': 10, 'b_only': 0, 'difference': 0.5, 'p_value': 0.001953125}
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired test of {len(a)} against {len(b)} problems")
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    disagree = a_only + b_only
+    tail = sum(math.comb(disagree, i) for i in range(min(a_only, b_only) + 1)) / 2 ** disagree
+    return {"n": len(a), "a_only": a_only, "b_only": b_only,
+            "difference": (a_only - b_only) / len(a) if len(a) else 0.0, "p_value": min(1.0, 2 * tail)}
+
+
+def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """(mean, half-width of its normal-approximation interval, 95% for z = 1.96): for means over hundreds of
+    items (step rewards). The half-width is nan with fewer than 2 values.
+
+    >>> mean_interval([0.0, 1.0, 0.0, 1.0])
+    (0.5, 0.565...)
+    """
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, z * sd / math.sqrt(n)
+
+
+def paired_mean_difference(a: Sequence[float], b: Sequence[float], z: float = 1.96) -> dict:
+    """The mean of the paired differences a - b (e.g. the step reward of two models on the same instances),
+    its 95% interval (normal approximation) and the two-sided p-value of "no difference".
+
+    >>> paired_mean_difference([0.5, 0.6, 0.7, 0.8], [0.4, 0.5, 0.6, 0.7])["difference"]
+    0.1
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired difference of {len(a)} against {len(b)} items")
+    diffs = [x - y for x, y in zip(a, b)]
+    mean, half = mean_interval(diffs, z)
+    se = half / z if half == half else float("nan")
+    if se == 0:
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        p = math.erfc(abs(mean) / se / math.sqrt(2)) if se == se else float("nan")
+    return {"n": len(diffs), "difference": round(mean, 12), "ci95": [mean - half, mean + half], "p_value": p}
