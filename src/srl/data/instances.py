@@ -56,12 +56,15 @@ class InstanceOptions:
 
 @dataclass
 class BuildSummary:
-    """What a build did: trajectories read, skipped (by reason), kept, instances written, steps per trajectory."""
+    """What a build did: trajectories read, skipped (by reason), kept, instances written, steps per trajectory,
+    and for agent trajectories the assistant turns by outcome (`turns`: action kept, rejected by the scaffold, no
+    action found, dropped by option)."""
 
     read: int = 0
     skipped: Counter = field(default_factory=Counter)
     instances: int = 0
     steps_per_trajectory: list[int] = field(default_factory=list)
+    turns: Counter = field(default_factory=Counter)
 
     @property
     def kept(self) -> int:
@@ -74,8 +77,11 @@ class BuildSummary:
         return {"min": min(s), "median": statistics.median(s), "mean": round(statistics.fmean(s), 2), "max": max(s)}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"read": self.read, "kept": self.kept, "skipped": dict(self.skipped), "instances": self.instances,
-                "steps_per_trajectory": self.steps_stats()}
+        out = {"read": self.read, "kept": self.kept, "skipped": dict(self.skipped), "instances": self.instances,
+               "steps_per_trajectory": self.steps_stats()}
+        if self.turns:
+            out["assistant_turns"] = dict(self.turns)
+        return out
 
 
 def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOptions()) -> list[dict[str, Any]]:
@@ -115,9 +121,11 @@ def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOp
 
 
 def counted_rows(items: Iterable, summary: BuildSummary, rows_of: Callable[[Any], list[dict[str, Any]]],
-                 skip_reason: Callable[[Any], str | None]) -> Iterator[dict[str, Any]]:
+                 skip_reason: Callable[[Any], str | None], steps_of: Callable[[Any], int] | None = None
+                 ) -> Iterator[dict[str, Any]]:
     """The rows of many trajectories (`rows_of(trajectory)`), counting in `summary` what was read and why anything
-    was skipped: `("skip", reason)` items from a loader, and trajectories for which `skip_reason` gives a reason."""
+    was skipped: `("skip", reason)` items from a loader, and trajectories for which `skip_reason` gives a reason.
+    `steps_of(trajectory)` is its number of steps for the statistics (default: `len(trajectory.steps)`)."""
     for traj in items:
         summary.read += 1
         reason = traj[1] if isinstance(traj, tuple) else skip_reason(traj)
@@ -125,7 +133,7 @@ def counted_rows(items: Iterable, summary: BuildSummary, rows_of: Callable[[Any]
             summary.skipped[reason] += 1
             continue
         rows = rows_of(traj)
-        summary.steps_per_trajectory.append(len(traj.steps))
+        summary.steps_per_trajectory.append(steps_of(traj) if steps_of else len(traj.steps))
         summary.instances += len(rows)
         yield from rows
 
