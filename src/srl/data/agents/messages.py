@@ -99,6 +99,10 @@ def read_turns(rec: Record, fmt: "ChatFormat") -> tuple[str, list[Turn]]:
         content_key = fmt.content_field or next((k for k in CONTENT_FIELDS if message.get(k) is not None),
                                                 _first_key(message, None, CONTENT_FIELDS))  # nebius: system_prompt
         content = message.get(content_key) if content_key else None
+        if content is None and not calls:  # only an assistant turn with tool calls may have no text
+            looked = fmt.content_field or ", ".join(CONTENT_FIELDS)
+            raise rec.error(f"missing: a message without a content string (looked for {looked}; set content_field "
+                            "in --chat_config)", f"{where}.{content_key or fmt.content_field or CONTENT_FIELDS[0]}")
         text = _content_text(rec, f"{where}.{content_key}", content, calls)
         turns.append(Turn(kinds[role], text, calls))
     return name, turns
