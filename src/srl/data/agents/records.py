@@ -44,7 +44,8 @@ class ChatFormat:
             (mini-swe-agent's rule): it is not an action.
         format_error_pattern: a regex searched in the first reply to an assistant turn; a match means the
             scaffold refused the turn (its format-error reply) and nothing ran: the turn is not an action.
-            Default: the known replies of SWE-agent and mini-swe-agent (`srl.data.agents.scaffolds`).
+            Default (every built-in format): the known replies of SWE-agent and mini-swe-agent
+            (`srl.data.agents.scaffolds.FORMAT_ERRORS`), at the start of the reply.
         submit_pattern: a regex searched in a canonical action: a final action matching it is the submit/finish
             action (`--drop_submit`).
         scaffold_instructions_pattern: a regex (DOTALL, MULTILINE) whose matches in the system text and the task
@@ -138,12 +139,11 @@ FORMATS: dict[str, ChatFormat] = {
     # OpenHands / SWE-Gym: OpenAI tool calls, or the same calls as function-call text, or CodeAct tags.
     "openhands": ChatFormat(actions=("tool_calls", "xml_function", "codeact")),
     # SWE-agent / SWE-smith: text actions: `<function=...>` calls, `<command>` tags, or the last fenced block.
-    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced"), format_error_pattern=FORMAT_ERRORS[
-        "swe-agent"], scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["swe-agent"]),
+    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced"),
+                            scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["swe-agent"]),
     # mini-swe-agent: a THOUGHT, then exactly one ```bash block (else the turn is refused and nothing runs).
     "mini-swe-agent": ChatFormat(actions=("bash_block",), action_match="one", tool_roles=ChatFormat.tool_roles + (
-        "exit",), format_error_pattern=FORMAT_ERRORS["mini-swe-agent"],
-        scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["mini-swe-agent"]),
+        "exit",), scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["mini-swe-agent"]),
     # Any chat: every built-in extractor, or the user's --action_pattern / chat format file.
     "chat": ChatFormat(),
 }
