@@ -255,6 +255,11 @@ def test_scaffold_instructions_keep_remove_replace(tmp_path):
     assert "RESPONSE FORMAT:" in original.system and "RESPONSE FORMAT:" not in nebius.system
     assert "COMMANDS:" in nebius.system and "_one_ discussion" not in nebius.system
     assert [s.action for s in nebius.steps] == [s.action for s in original.steps]
+    # SWE-smith (real row): its function-call format and reminder block, replaced by one line
+    smith = next(read_agent_trajectories(os.path.join(HERE, "data", "swe", "swe-smith.rows.json"), "swe-agent",
+                                         scaffold_instructions="replace"))
+    assert "If you choose to call a function ONLY reply" not in smith.system and "Reminder:" not in smith.system
+    assert smith.system.endswith("---- END FUNCTION #3 ----\n\n" + SCAFFOLD_INSTRUCTIONS_TEXT)
 
 
 def test_build_summary_counts_turns(tmp_path, capsys):
