@@ -193,7 +193,7 @@ def test_swe_agent_rejected_by_its_replies_and_fences_in_the_thought(tmp_path):
                                                              "[File: /a.py (2 lines total)]"]
 
 
-def test_swe_smith_function_calls_rejected_by_reply(tmp_path):
+def test_swe_smith_function_calls_rejected_by_rule_and_by_reply(tmp_path):
     record = {"id": "smith-1", "resolved": True, "messages": [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Fix f()."},
@@ -207,6 +207,10 @@ def test_swe_smith_function_calls_rejected_by_reply(tmp_path):
     traj = read_one(write(tmp_path, "smith.jsonl", [record]), "swe-agent")
     assert [s.action for s in traj.steps] == ["<function=bash>\n<parameter=command>ls</parameter>\n</function>"]
     assert traj.meta["turns"]["rejected by the scaffold"] == 1
+    # the same two calls answered by something else: SWE-agent's XML parser refuses several calls (its rule)
+    record["messages"][3]["content"] = "OBSERVATION:\n/testbed"
+    traj = read_one(write(tmp_path, "smith.jsonl", [record]), "swe-agent")
+    assert len(traj.steps) == 1 and traj.meta["turns"]["rejected by the scaffold"] == 1
 
 
 def test_openhands_and_openai_tools_no_action_turns(tmp_path):

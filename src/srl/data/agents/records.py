@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from srl.data.agents.actions import ToolCall, render_action
@@ -51,6 +51,8 @@ class ChatFormat:
         scaffold_instructions_pattern: a regex (DOTALL, MULTILINE) whose matches in the system text and the task
             are the scaffold's own response-format instructions (`--scaffold_instructions remove|replace`).
         scaffold_instructions_text: what replaces them with `--scaffold_instructions replace`.
+        exactly_one: extractors whose scaffold parser requires exactly one match (as `action_match: one`, for
+            these alone), e.g. SWE-agent's XML function-call parser refuses a turn with several calls.
         command_tool: if set, a plain command becomes a call of this tool, e.g. `bash` ->
             `<function=bash><parameter=command>ls</parameter></function>` (the paper's form).
         resolved_field: field with the resolved flag, dotted for nesting (None: the first of `resolved`,
@@ -81,9 +83,11 @@ class ChatFormat:
     submit_pattern: str | None = SUBMIT_PATTERN
     scaffold_instructions_pattern: str | None = None
     scaffold_instructions_text: str = SCAFFOLD_INSTRUCTIONS_TEXT
+    exactly_one: tuple[str, ...] = ()
 
     def __post_init__(self):
-        for name in ("system_roles", "user_roles", "assistant_roles", "tool_roles", "actions", "resolved_values"):
+        for name in ("system_roles", "user_roles", "assistant_roles", "tool_roles", "actions", "resolved_values",
+                     "exactly_one"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = (value,)
@@ -96,7 +100,7 @@ class ChatFormat:
             self.compiled_pattern()
         elif "pattern" in self.actions:
             raise InputError("the `pattern` extractor needs action_pattern", field="actions")
-        unknown = [a for a in self.actions if a not in EXTRACTORS]
+        unknown = [a for a in self.actions + self.exactly_one if a not in EXTRACTORS]
         if unknown:
             raise InputError(f"unknown extractor(s) {unknown} (expected some of {list(EXTRACTORS)})", field="actions")
         if self.action_match not in ("last", "first", "all", "one"):
@@ -139,7 +143,8 @@ FORMATS: dict[str, ChatFormat] = {
     # OpenHands / SWE-Gym: OpenAI tool calls, or the same calls as function-call text, or CodeAct tags.
     "openhands": ChatFormat(actions=("tool_calls", "xml_function", "codeact")),
     # SWE-agent / SWE-smith: text actions: `<function=...>` calls, `<command>` tags, or the last fenced block.
-    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced"),
+    # Its XML function-call parser refuses a turn with several calls.
+    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced"), exactly_one=("xml_function",),
                             scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["swe-agent"]),
     # mini-swe-agent: a THOUGHT, then exactly one ```bash block (else the turn is refused and nothing runs).
     "mini-swe-agent": ChatFormat(actions=("bash_block",), action_match="one", tool_roles=ChatFormat.tool_roles + (
@@ -218,15 +223,19 @@ def resolved_flag(rec: Record, fmt: ChatFormat) -> bool | None:
 TURN_OUTCOMES = ("action kept", "rejected by the scaffold", "no action found", "dropped by option")
 
 
-def _turn_actions(turn, fmt: ChatFormat, extractors) -> tuple[str, list, str]:
+def _turn_actions(turn, fmt: ChatFormat, every: ChatFormat) -> tuple[str, list, str]:
     """(outcome, actions, thought) of one assistant turn by the format's extractors and rule alone (a format-error
-    reply to it is looked at later): the first extractor that finds anything decides."""
-    actions, thought = [], turn.text.strip()
-    for extract in extractors:
-        actions, thought = extract(turn, fmt)
+    reply to it is looked at later): the first extractor that finds anything decides. `every`: `fmt` with
+    `action_match: all`, for the extractors in `fmt.exactly_one`."""
+    actions, thought, one = [], turn.text.strip(), fmt.action_match == "one"
+    for name in fmt.actions:
+        one = fmt.action_match == "one" or name in fmt.exactly_one
+        actions, thought = EXTRACTORS[name](turn, every if name in fmt.exactly_one else fmt)
         if actions:
             break
-    if fmt.action_match == "one" and len(actions) != 1:
+    else:
+        one = fmt.action_match == "one"  # nothing found: refused only where exactly one is the format's rule
+    if one and len(actions) != 1:
         return "rejected by the scaffold", [], turn.text.strip()  # the scaffold's parser refuses 0 or >1 actions
     if not actions or not any(a if isinstance(a, str) else True for a in actions):
         return "no action found", [], turn.text.strip()
@@ -245,14 +254,14 @@ def record_trajectory(rec: Record, fmt: ChatFormat, *, problem_field: str | None
     `rejected_turns="show"` kept as a step marked `rejected` (its raw text, never a target). A turn without an
     action is left out with the replies to it. `meta["turns"]` counts the assistant turns by outcome."""
     messages_field, turns = read_turns(rec, fmt)
-    extractors = [EXTRACTORS[name] for name in fmt.actions]
+    every = replace(fmt, action_match="all") if fmt.exactly_one else fmt
     system, task, entries = [], [], []
     current: list | None = None
     started = False
     for turn in turns:
         if turn.kind == "assistant":
             started = True
-            current = [*_turn_actions(turn, fmt, extractors), turn.text.strip(), []]
+            current = [*_turn_actions(turn, fmt, every), turn.text.strip(), []]
             entries.append(current)
         elif not started and turn.kind == "system":
             system.append(turn.text.strip())
