@@ -11,6 +11,15 @@ import pytest
 from srl.cli import main
 
 GOOD = {"question": "What is 1+1?", "answer": "1 plus 1 is 2.\nSo it is 2.\n#### 2"}
+AGENT = {"resolved": True, "messages": [{"role": "user", "content": "List the files."},
+                                        {"role": "assistant", "content": "THOUGHT: ls.\n\n```bash\nls\n```"},
+                                        {"role": "user", "content": "a.py"}]}
+NO_CONTENT = {"resolved": True, "messages": [{"role": "user", "content": "List the files."},
+                                             {"role": "assistant", "text_": "ls"}]}
+ALL_REJECTED = {"resolved": True, "messages": [{"role": "user", "content": "List the files."},
+                                               {"role": "assistant", "content": "```bash\nls\n```\n```bash\npwd\n```"},
+                                               {"role": "user", "content": "Please always provide EXACTLY ONE action "
+                                                                           "in triple backticks, found 2 actions."}]}
 ONE_STEP = {"question": "q", "answer": "#### 2"}
 
 CASES = [
@@ -33,6 +42,31 @@ CASES = [
      ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/in.jsonl"], "field 'output'"),
     ("data show -n -1", {"in.jsonl": json.dumps(GOOD) + "\n"}, ["data", "show", "{tmp}/in.jsonl", "-n", "-1"],
      "field 'num'"),
+    # agent options: one line naming the field, before anything is read
+    ("--chat_config without --format chat", {"in.jsonl": json.dumps(AGENT) + "\n", "fmt.yaml": "action_match: one\n"},
+     ["data", "build", "--format", "swe-agent", "--chat_config", "{tmp}/fmt.yaml", "--input", "{tmp}/in.jsonl",
+      "--output", "{tmp}/out.jsonl"], "field 'chat_config'"),
+    ("agent option with a math format", {"in.jsonl": json.dumps(GOOD) + "\n"},
+     ["data", "build", "--format", "gsm8k", "--last_pairs", "3", "--input", "{tmp}/in.jsonl", "--output",
+      "{tmp}/out.jsonl"], "field 'last_pairs'"),
+    ("--drop_submit with a math format", {"in.jsonl": json.dumps(GOOD) + "\n"},
+     ["data", "build", "--format", "math", "--drop_submit", "--input", "{tmp}/in.jsonl", "--output",
+      "{tmp}/out.jsonl"], "field 'drop_submit'"),
+    ("--rejected_turns with a math format", {"in.jsonl": json.dumps(GOOD) + "\n"},
+     ["data", "build", "--rejected_turns", "show", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
+     "field 'rejected_turns'"),
+    ("math option with an agent format", {"in.jsonl": json.dumps(AGENT) + "\n"},
+     ["data", "build", "--format", "mini-swe-agent", "--keep_calculator", "--input", "{tmp}/in.jsonl", "--output",
+      "{tmp}/out.jsonl"], "field 'keep_calculator'"),
+    ("--scaffold_instructions where the format knows none", {"in.jsonl": json.dumps(AGENT) + "\n"},
+     ["data", "build", "--format", "openhands", "--scaffold_instructions", "remove", "--input", "{tmp}/in.jsonl",
+      "--output", "{tmp}/out.jsonl"], "field 'scaffold_instructions'"),
+    ("message without a content string", {"in.jsonl": json.dumps(AGENT) + "\n" + json.dumps(NO_CONTENT) + "\n"},
+     ["data", "build", "--format", "chat", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
+     "in.jsonl:2: field 'messages[1].content'"),
+    ("every agent turn rejected by the scaffold", {"in.jsonl": json.dumps(ALL_REJECTED) + "\n"},
+     ["data", "build", "--format", "mini-swe-agent", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
+     "0 instances"),
     # srl train: refused at parse time or on the data, before a model loads, and nothing written
     ("learning rate -1", {}, ["train", "--stage", "srl", "--learning_rate", "-1", "--output_dir", "{tmp}/run"],
      "field 'learning_rate'"),

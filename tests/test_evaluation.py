@@ -315,3 +315,30 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("srl: error: ") and message in lines[0], (name, err)
         assert not out.exists(), name
+
+
+def test_eval_checks_its_output_folder_is_writable_before_evaluating(tmp_path, capsys, monkeypatch):
+    """Issue 12: an unwritable --output_dir is one line, exit 2, before the model loads (it failed after the
+    whole evaluation before)."""
+    import srl.evaluation.runner as runner
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(runner, "_load_model", no_model)
+    (tmp_path / "a_file").write_text("x")
+    cases = {"under a file": (str(tmp_path / "a_file" / "eval"), "is a file, not a folder"),
+             "a file": (str(tmp_path / "a_file"), "exists and is not a folder"),
+             "read-only place": ("/proc/srl-eval-output", "cannot be written")}
+    if os.geteuid() != 0:  # root writes into a folder without write permission: only checked as a user
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        cases["no write permission"] = (str(locked / "eval"), "cannot be written")
+    for name, (out, message) in cases.items():
+        code = main(["eval", "--model", "tiny", "--data", fixture("gsm8k_test_sample"), "--limit", "2",
+                     "--output_dir", out])
+        err = capsys.readouterr().err
+        assert code == 2, (name, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "field 'output_dir'" in lines[0] and message in lines[0], (name, err)
+    assert sorted(os.listdir(tmp_path)) == ["a_file"] + (["locked"] if os.geteuid() != 0 else [])

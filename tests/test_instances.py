@@ -1,4 +1,5 @@
 import json
+import os
 
 import datasets
 import pytest
@@ -106,3 +107,21 @@ def test_to_dataset_has_chat_prompts(gsm8k_sample):
     ds = to_dataset(build_instances(load_trajectories(gsm8k_sample, "gsm8k")))
     assert COLUMNS <= set(ds.column_names)
     assert ds[0]["prompt"][1]["role"] == "user"
+
+
+def test_parquet_is_streamed_in_row_groups(tmp_path):
+    """Issue 12: parquet output is written in row groups of 1,000 rows (`ParquetWriter`), not built in memory
+    as one table; a column null in the first group (agent `final_answer`) is a string column."""
+    import pyarrow.parquet as pq
+
+    from srl.data.instances import PARQUET_ROW_GROUP
+
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "expert_step": f"s{i}", "step_index": i,
+             "final_answer": None if i < 1500 else str(i)} for i in range(2500)]
+    path = str(tmp_path / "out.parquet")
+    assert write_rows(iter(rows), path) == 2500
+    meta = pq.ParquetFile(path).metadata
+    assert PARQUET_ROW_GROUP == 1000 and [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == \
+        [1000, 1000, 500]
+    assert pq.read_table(path).to_pylist() == rows
+    assert os.listdir(tmp_path) == ["out.parquet"]

@@ -239,6 +239,29 @@ def read_string_fields(cls, path: str, what: str):
     return replace(cls(), **values)
 
 
+# --- checking before the work starts ----------------------------------------------------------------------------
+def check_writable_folder(path: str, field: str = "output_dir") -> None:
+    """Refuse (InputError, one line) a folder that cannot be written, before any work: `path` must be a folder,
+    or not exist yet under a folder, and a file must be creatable in the nearest folder that exists (a probe
+    file is created and removed; nothing else is left behind). Catches a path under a file, a read-only or
+    full disk, and a folder without write permission."""
+    target = os.path.abspath(path)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise InputError("exists and is not a folder", path=path, field=field)
+    existing = target
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise InputError(f"cannot be created: {existing} is a file, not a folder", path=path, field=field)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".srl-write-check-", dir=existing)
+    except OSError as e:
+        raise InputError(f"cannot be written ({e.strerror or e}{': ' + existing if existing != target else ''})",
+                         path=path, field=field) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 # --- writing atomically -----------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_path(path: str, *, folder: bool = False) -> Iterator[str]:

@@ -13,9 +13,10 @@ from srl.console import console, progress_bar
 def data_build(argv: Sequence[str]) -> int:
     from srl.data.build import DataConfig
 
-    parser = make_parser("srl data build", "Cut expert solutions into steps and write the step-wise instances "
-                                           "(N steps -> N-1 instances: problem + steps 1..k-1 -> step k).",
-                         DataConfig)
+    parser = make_parser("srl data build", "Cut expert solutions into steps and write the step-wise instances. "
+                                           "Solution formats: N steps -> N-1 instances (problem + steps 1..k-1 -> "
+                                           "step k). Agent formats: N actions -> N instances, one per action that "
+                                           "ran (task + the last pairs -> action k).", DataConfig)
     (cfg,) = parse(parser, argv)
     run_build(cfg)
     return 0
@@ -43,6 +44,11 @@ def print_summary(summary, output: str) -> None:
     for reason, n in sorted(summary.skipped.items()):
         table.add_row(f"skipped: {reason}", f"{n:,}")
     table.add_row("instances written", f"{summary.instances:,}")
+    if summary.turns:
+        from srl.data.agents.records import TURN_OUTCOMES
+
+        for outcome in TURN_OUTCOMES:
+            table.add_row(f"turns: {outcome}", f"{summary.turns.get(outcome, 0):,}")
     stats = summary.steps_stats()
     if stats:
         table.add_row("steps per trajectory", "min {min}  median {median}  mean {mean}  max {max}".format(**stats))

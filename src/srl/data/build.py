@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from srl.data.agents import AGENT_FORMATS
@@ -85,6 +85,23 @@ class DataOptions:
         "help": "Agent formats: show the trajectory's own system text and tool list before the SRL instructions."})
     previous_thoughts: bool = field(default=False, metadata={
         "help": "Agent formats: show the expert's reasoning with its previous actions (as <think>...</think>)."})
+    rejected_turns: Literal["drop", "show"] = field(default="drop", metadata={
+        "help": "Agent formats: a turn the agent's scaffold rejected (not exactly one command block, or answered "
+                "with its format-error reply; nothing ran) is never a target; drop: left out of the context, "
+                "show: shown in the context marked as rejected, with the scaffold's reply."})
+    drop_submit: bool = field(default=False, metadata={
+        "help": "Agent formats: the final action, if it submits or finishes the run (submit, finish, echo "
+                "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT), is not a target."})
+    scaffold_instructions: Literal["keep", "remove", "replace"] = field(default="keep", metadata={
+        "help": "Agent formats: the scaffold's own response-format instructions in the system text and the task "
+                "(e.g. 'exactly one fenced block with a THOUGHT'), which contradict the SRL instructions: keep, "
+                "remove, or replace them with a line pointing to the SRL format (swe-agent, mini-swe-agent, or a "
+                "--chat_config with scaffold_instructions_pattern)."})
+
+
+AGENT_ONLY = ("last_pairs", "observation_chars", "observation_tokens", "tokenizer", "resolved_only", "resolved_field",
+              "messages_field", "action_pattern", "chat_config", "command_tool", "agent_system", "previous_thoughts",
+              "rejected_turns", "drop_submit", "scaffold_instructions")
 
 
 @dataclass
@@ -95,13 +112,14 @@ class DataConfig(DataOptions):
         "help": "Expert solutions: .jsonl, .json, .parquet or a `datasets` folder."})
     output: str = field(kw_only=True, metadata={
         "help": "Where to write instances: .jsonl, .json, .parquet, or a folder (`datasets.save_to_disk`)."})
-    format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "openhands", "chat"] = \
-        field(default="gsm8k", metadata={
+    format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "mini-swe-agent",
+                    "openhands", "chat"] = field(default="gsm8k", metadata={
             "help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` answer), math (sentences of "
                     "a MATH solution), numbered (`1. **Title** action` or `Step 1:` lists), regex (--pattern), steps "
                     "(already a list). Agent trajectories (one instance per action, docs/agent_formats.md): "
                     "openai-tools (chat messages with tool_calls), swe-agent (SWE-agent / SWE-smith text actions), "
-                    "openhands (OpenHands / SWE-Gym), chat (any chat; --action_pattern or --chat_config)."})
+                    "mini-swe-agent (a THOUGHT and exactly one ```bash block), openhands (OpenHands / SWE-Gym), "
+                    "chat (any chat; --action_pattern or --chat_config)."})
     think: Literal["required", "optional", "off"] = field(default="required", metadata={
         "help": "Output format the prompt asks for: with the <think> monologue (required/optional) or without (off)."})
 
@@ -118,14 +136,29 @@ class DataConfig(DataOptions):
             raise InputError("must be >= 0", field="max_previous_steps")
         if self.observation_tokens is not None and not self.tokenizer:
             raise InputError("a token budget needs --tokenizer", field="observation_tokens")
+        if self.chat_config and self.format != "chat":
+            raise InputError(f"is for --format chat (it describes a format of its own), not --format {self.format}",
+                             field="chat_config")
         if self.is_agent:
             solution_only = {"pattern": self.pattern, "title_hint": self.title_hint,
-                             "include_last_step": self.include_last_step, "max_previous_steps": self.max_previous_steps}
+                             "include_last_step": self.include_last_step, "max_previous_steps": self.max_previous_steps,
+                             "solution_field": self.solution_field, "answer_field": self.answer_field,
+                             "keep_calculator": self.keep_calculator, "math_unit": self.math_unit != "sentence"}
             for name, value in solution_only.items():
                 if value:
                     raise InputError(f"is for solution formats, not --format {self.format} (agent formats make one "
                                      "instance per action; see --last_pairs, --action_pattern)", field=name)
-            self.chat_format()  # a bad --chat_config or --action_pattern fails here, before anything is read
+            fmt = self.chat_format()  # a bad --chat_config or --action_pattern fails here, before anything is read
+            if self.scaffold_instructions != "keep" and not fmt.scaffold_instructions_pattern:
+                raise InputError(f"--format {self.format} knows no scaffold format instructions to "
+                                 f"{self.scaffold_instructions} (use --format chat with a --chat_config that sets "
+                                 "scaffold_instructions_pattern)", field="scaffold_instructions")
+        else:
+            defaults = {f.name: f.default for f in fields(DataOptions) if f.name in AGENT_ONLY}
+            for name in AGENT_ONLY:
+                if getattr(self, name) != defaults[name]:
+                    raise InputError(f"is for agent formats ({', '.join(AGENT_FORMATS)}), not --format "
+                                     f"{self.format}", field=name)
 
     def chat_format(self):
         """The agent format: the built-in preset, or the --chat_config file, with the flags on top."""
@@ -144,7 +177,7 @@ class DataConfig(DataOptions):
         return AgentOptions(last_pairs=self.last_pairs, observation_chars=self.observation_chars,
                             observation_tokens=self.observation_tokens, tokenizer=self.tokenizer, think=self.think,
                             agent_system=self.agent_system, previous_thoughts=self.previous_thoughts,
-                            template=template)
+                            drop_submit=self.drop_submit, template=template)
 
     def instance_options(self) -> InstanceOptions:
         template = PromptTemplate.from_file(self.template) if self.template else PromptTemplate()
@@ -170,7 +203,8 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
 
         trajectories = read_agent_trajectories(cfg.input, cfg.chat_format(), resolved_only=cfg.resolved_only,
                                                problem_field=cfg.problem_field, system_field=cfg.system_field,
-                                               id_field=cfg.id_field)
+                                               id_field=cfg.id_field, rejected_turns=cfg.rejected_turns,
+                                               scaffold_instructions=cfg.scaffold_instructions)
     else:
         trajectories = load_trajectories(cfg.input, cfg.format, problem_field=cfg.problem_field,
                                          solution_field=cfg.solution_field, answer_field=cfg.answer_field,

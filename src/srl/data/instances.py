@@ -56,12 +56,15 @@ class InstanceOptions:
 
 @dataclass
 class BuildSummary:
-    """What a build did: trajectories read, skipped (by reason), kept, instances written, steps per trajectory."""
+    """What a build did: trajectories read, skipped (by reason), kept, instances written, steps per trajectory,
+    and for agent trajectories the assistant turns by outcome (`turns`: action kept, rejected by the scaffold, no
+    action found, dropped by option)."""
 
     read: int = 0
     skipped: Counter = field(default_factory=Counter)
     instances: int = 0
     steps_per_trajectory: list[int] = field(default_factory=list)
+    turns: Counter = field(default_factory=Counter)
 
     @property
     def kept(self) -> int:
@@ -74,8 +77,11 @@ class BuildSummary:
         return {"min": min(s), "median": statistics.median(s), "mean": round(statistics.fmean(s), 2), "max": max(s)}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"read": self.read, "kept": self.kept, "skipped": dict(self.skipped), "instances": self.instances,
-                "steps_per_trajectory": self.steps_stats()}
+        out = {"read": self.read, "kept": self.kept, "skipped": dict(self.skipped), "instances": self.instances,
+               "steps_per_trajectory": self.steps_stats()}
+        if self.turns:
+            out["assistant_turns"] = dict(self.turns)
+        return out
 
 
 def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOptions()) -> list[dict[str, Any]]:
@@ -115,9 +121,11 @@ def trajectory_instances(traj: Trajectory, options: InstanceOptions = InstanceOp
 
 
 def counted_rows(items: Iterable, summary: BuildSummary, rows_of: Callable[[Any], list[dict[str, Any]]],
-                 skip_reason: Callable[[Any], str | None]) -> Iterator[dict[str, Any]]:
+                 skip_reason: Callable[[Any], str | None], steps_of: Callable[[Any], int] | None = None
+                 ) -> Iterator[dict[str, Any]]:
     """The rows of many trajectories (`rows_of(trajectory)`), counting in `summary` what was read and why anything
-    was skipped: `("skip", reason)` items from a loader, and trajectories for which `skip_reason` gives a reason."""
+    was skipped: `("skip", reason)` items from a loader, and trajectories for which `skip_reason` gives a reason.
+    `steps_of(trajectory)` is its number of steps for the statistics (default: `len(trajectory.steps)`)."""
     for traj in items:
         summary.read += 1
         reason = traj[1] if isinstance(traj, tuple) else skip_reason(traj)
@@ -125,7 +133,7 @@ def counted_rows(items: Iterable, summary: BuildSummary, rows_of: Callable[[Any]
             summary.skipped[reason] += 1
             continue
         rows = rows_of(traj)
-        summary.steps_per_trajectory.append(len(traj.steps))
+        summary.steps_per_trajectory.append(steps_of(traj) if steps_of else len(traj.steps))
         summary.instances += len(rows)
         yield from rows
 
@@ -229,6 +237,41 @@ def check_output_target(path: str, inputs: Iterable[str | None] = ()) -> None:
                          "it (remove it yourself or choose another output)", path=path, field="output")
 
 
+PARQUET_ROW_GROUP = 1_000
+
+
+def _write_parquet(rows: Iterable[dict[str, Any]], path: str, row_group: int = PARQUET_ROW_GROUP) -> int:
+    """Rows to a parquet file streamed in row groups of `row_group` rows (`pyarrow.parquet.ParquetWriter`), so
+    memory holds one group, not the whole table, through the atomic writer. The schema is the first group's,
+    with columns that were all null there typed as strings (e.g. `final_answer` of agent instances)."""
+    import itertools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = iter(rows)
+    count, writer, schema = 0, None, None
+    with atomic_path(path) as tmp:
+        try:
+            while True:
+                batch = list(itertools.islice(rows, row_group))
+                if not batch:
+                    break
+                if schema is None:
+                    inferred = pa.Table.from_pylist(batch).schema
+                    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                        for f in inferred])
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=row_group)
+                count += len(batch)
+            if writer is None:  # no rows: an empty file with no columns, as before
+                pq.write_table(pa.table({}), tmp)
+        finally:
+            if writer is not None:
+                writer.close()
+    return count
+
+
 def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
     """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically
     (`srl.io.atomic_path`: a temporary file or folder beside `path`, renamed at the end), so a failed build leaves
@@ -243,11 +286,9 @@ def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
         with atomic_open(path) as f:
             json.dump(rows, f, ensure_ascii=False, indent=1)
         return len(rows)
-    ds = to_dataset(rows)
     if ext == ".parquet":
-        with atomic_path(path) as tmp:
-            ds.to_parquet(tmp)
-        return len(ds)
+        return _write_parquet(rows, path)
+    ds = to_dataset(rows)
     with atomic_path(path, folder=True) as tmp:
         ds.save_to_disk(tmp)
         write_json(os.path.join(tmp, INSTANCE_FOLDER_MARKER), {"written_by": "srl data build", "rows": len(ds)},

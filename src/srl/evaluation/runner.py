@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.console import console, progress_bar
-from srl.errors import InputError
 from srl.evaluation.benchmarks import Problem, benchmark_name, load_problems, resolve_data, select_subset
 from srl.evaluation.config import NO_SYSTEM_PROMPT, PAPER_SYSTEM_PROMPT, EvalConfig
 from srl.evaluation.metrics import (avg_at_k, greedy_accuracy, mean_pass_at_k, pass_k_values, score_response,
@@ -34,7 +33,7 @@ from srl.evaluation.metrics import (avg_at_k, greedy_accuracy, mean_pass_at_k, p
 from srl.generation import Generation
 from srl.generation.hf import end_token_ids, generate_batch
 from srl.generation.vllm import VLLMGenerator, resolve_backend
-from srl.io import write_json, write_jsonl
+from srl.io import check_writable_folder, write_json, write_jsonl
 
 PROBLEMS_FILE = "problems.jsonl"
 VLLM_MIN_BATCH = 256  # with vLLM, sequences handed over at once (it batches them itself, continuously)
@@ -208,8 +207,8 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
     started = time.time()
     problems, in_file, benchmark, data_path = load_eval_problems(cfg)
     output_dir = cfg.output_dir or default_output_dir(cfg, benchmark)
-    if write and os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise InputError("exists and is not a folder", path=output_dir, field="output_dir")
+    if write:  # before the model loads and the evaluation runs: an unwritable folder fails now, in one line
+        check_writable_folder(output_dir, "output_dir")
     model, tokenizer, model_path, checkpoint = _load_model(cfg, model, tokenizer)
     generate, batch_size = _generator(cfg, model, tokenizer, checkpoint, generate_fn)
     model.eval()

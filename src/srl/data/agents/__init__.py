@@ -19,11 +19,13 @@ most recent action-observation pairs, the target is the action, written as
    (SWE-agent's fenced block, `<command>`) is the command text itself. `parse_action` reads the form back.
 2. **Reading an assistant turn** (`extractors`). Extractors find the action of a turn: OpenAI `tool_calls`,
    function-call text (`<function=...>`), CodeAct tags (`<execute_bash>`), `<command>` tags, fenced blocks (the
-   last one, as SWE-agent's parser), or a user regex.
-3. **Reading records** (`records`). A `ChatFormat` says where the messages are, which roles mean what and which
-   extractors to try. The built-in formats (`openai-tools`, `openhands`, `swe-agent`, `chat`) are presets of it;
-   an unknown format is read by a `ChatFormat` file (YAML/JSON) alone. Only resolved trajectories are kept by
-   default.
+   last one, as SWE-agent's parser), mini-swe-agent's ```bash blocks, or a user regex. What each scaffold's
+   parser accepts, refuses and answers is in `scaffolds`.
+3. **Reading records** (`messages`, `records`). A `ChatFormat` says where the messages are, which roles mean what
+   and which extractors to try. The built-in formats (`openai-tools`, `openhands`, `swe-agent`, `mini-swe-agent`,
+   `chat`) are presets of it; an unknown format is read by a `ChatFormat` file (YAML/JSON) alone. Only resolved
+   trajectories are kept by default, and only actions that ran: a turn the scaffold rejected (by its rule, or
+   answered with its format-error reply) is no step (or a step marked `rejected`, shown but never a target).
 4. **Instances** (`instances`). One per expert action: system text + task + the last m action-observation pairs
    in chat form -> the action. Observations are truncated to a budget (characters, or tokens of a tokenizer) with
    a visible marker, never inside a character.
@@ -35,13 +37,14 @@ from srl.data.agents.extractors import EXTRACTORS, Turn
 from srl.data.agents.instances import (ACTION_FORMATS, AGENT_INSTRUCTIONS, AGENT_INSTRUCTIONS_NO_THINK, AgentOptions,
                                        AgentTemplate, agent_instances, build_agent_instances, load_tokenizer,
                                        truncate_chars, truncate_tokens)
-from srl.data.agents.records import (AGENT_FORMATS, FORMATS, AgentStep, AgentTrajectory, ChatFormat,
-                                     read_agent_trajectories, read_turns, record_trajectory, render_tools,
-                                     resolved_flag)
+from srl.data.agents.records import (AGENT_FORMATS, FORMATS, REJECTED_TURNS, TURN_OUTCOMES, AgentStep,
+                                     AgentTrajectory, ChatFormat, read_agent_trajectories, read_turns,
+                                     record_trajectory, render_tools, resolved_flag)
+from srl.data.agents.scaffolds import is_submit
 
 __all__ = ["ACTION_FORMATS", "AGENT_FORMATS", "AGENT_INSTRUCTIONS", "AGENT_INSTRUCTIONS_NO_THINK", "EXTRACTORS",
-           "FORMATS", "MAX_PARSE_CHARS", "SHELL_PARAMETERS", "Action", "AgentOptions", "AgentStep", "AgentTemplate",
+           "FORMATS", "MAX_PARSE_CHARS", "REJECTED_TURNS", "TURN_OUTCOMES", "SHELL_PARAMETERS", "Action", "AgentOptions", "AgentStep", "AgentTemplate",
            "AgentTrajectory", "ChatFormat", "ToolCall", "Turn", "agent_instances", "build_agent_instances",
-           "load_tokenizer", "normalize_action", "normalize_shell", "parse_action", "read_agent_trajectories",
+           "is_submit", "load_tokenizer", "normalize_action", "normalize_shell", "parse_action", "read_agent_trajectories",
            "read_turns", "record_trajectory", "render_action", "render_tools", "resolved_flag", "truncate_chars",
            "truncate_tokens"]

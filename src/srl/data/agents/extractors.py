@@ -1,6 +1,7 @@
 """Reading one assistant turn: the extractors that find its action (OpenAI `tool_calls`, function-call text,
 CodeAct tags, `<command>` tags, fenced blocks, or a user regex). Each takes a `Turn` and the `ChatFormat` and
-returns (actions, the rest of the text). (`ChatFormat` is `srl.data.agents.records.ChatFormat`; only named in
+returns (actions, the rest of the text). `fmt.action_match` picks among the matches: `last`, `first`, `all`, or
+`one` (all of them, and the reader rejects the turn unless there is exactly one, as mini-swe-agent's parser). (`ChatFormat` is `srl.data.agents.records.ChatFormat`; only named in
 annotations here, so that the records module can import this one.)
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.data.agents.actions import Action, ToolCall, find_function_calls
+from srl.data.agents.scaffolds import MINI_SWE_AGENT_ACTION_RE
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Turn:
 def _pick(items: list, match: str) -> list:
     if not items:
         return []
-    return items if match == "all" else [items[0] if match == "first" else items[-1]]
+    return items if match in ("all", "one") else [items[0] if match == "first" else items[-1]]
 
 
 def _spans_removed(text: str, spans: list[tuple[int, int]]) -> str:
@@ -84,6 +86,14 @@ def extract_fenced(turn: Turn, fmt: "ChatFormat") -> tuple[list[Action], str]:
             _spans_removed(turn.text, [(s.start(), e.end()) for s, e in found]))
 
 
+def extract_bash_block(turn: Turn, fmt: "ChatFormat") -> tuple[list[Action], str]:
+    """mini-swe-agent's parser: `re.findall(r"```bash\\s*\\n(.*?)\\n```", text, re.DOTALL)` (or the v2 fence
+    `mswea_bash_command`), each match stripped. Fences of other languages and inline backticks in the thought are
+    not matches, so they never hide or replace the command."""
+    found = _pick(list(MINI_SWE_AGENT_ACTION_RE.finditer(turn.text)), fmt.action_match)
+    return [m.group(1).strip() for m in found], _spans_removed(turn.text, [m.span() for m in found])
+
+
 def extract_pattern(turn: Turn, fmt: "ChatFormat") -> tuple[list[Action], str]:
     """The user's regex: group `action` is a plain command; or group `name` is a tool and every other named
     group a parameter (a group `arguments` holding a JSON object is expanded into parameters)."""
@@ -111,4 +121,4 @@ def extract_pattern(turn: Turn, fmt: "ChatFormat") -> tuple[list[Action], str]:
 
 
 EXTRACTORS = {"tool_calls": extract_tool_calls, "xml_function": extract_xml_function, "codeact": extract_codeact,
-              "command_tag": extract_command_tag, "fenced": extract_fenced, "pattern": extract_pattern}
+              "command_tag": extract_command_tag, "fenced": extract_fenced, "bash_block": extract_bash_block, "pattern": extract_pattern}

@@ -68,6 +68,8 @@ class AgentTemplate:
         action: a previous expert action (assistant turn); placeholders `{action}`, `{thought}`.
         observation: an observation turn; placeholder `{observation}`. `empty_observation` if there was none.
         observation_role: the role of observation turns ("user", or "tool" for templates that accept it).
+        rejected: a turn the scaffold refused, shown with `--rejected_turns show` (assistant turn); placeholder
+            `{text}` (the turn as the expert wrote it). The scaffold's reply follows as its observation.
     """
 
     instructions: str | None = None
@@ -78,6 +80,7 @@ class AgentTemplate:
     observation: str = "{observation}"
     empty_observation: str = "(no output)"
     observation_role: str = "user"
+    rejected: str = "(Rejected by the agent's scaffold, not run:)\n{text}"
 
     def system_text(self, agent_system: str, think: ThinkMode, action_format: str) -> str:
         instructions = self.instructions or (AGENT_INSTRUCTIONS_NO_THINK if think == "off" else AGENT_INSTRUCTIONS)
@@ -96,6 +99,7 @@ class AgentTemplate:
             template.omitted.format(count=1)
             template.action.format(action="", thought="")
             template.observation.format(observation="")
+            template.rejected.format(text="")
         except (KeyError, IndexError, ValueError) as e:
             raise InputError(f"bad placeholder {e}", path=path) from None
         return template
@@ -182,6 +186,7 @@ class AgentOptions:
         think: the output format the prompt asks for (as for math: required / optional / off).
         agent_system: show the trajectory's own system text and tool list before our instructions.
         previous_thoughts: show the expert's text around previous actions (as `<think>`) in their turns.
+        drop_submit: the final action, if it submits or finishes the run, is not a target.
         template: the prompt template.
     """
 
@@ -192,6 +197,7 @@ class AgentOptions:
     think: ThinkMode = "required"
     agent_system: bool = True
     previous_thoughts: bool = False
+    drop_submit: bool = False
     template: AgentTemplate = field(default_factory=AgentTemplate)
 
     def __post_init__(self):
@@ -215,44 +221,62 @@ class AgentOptions:
         return text
 
 
+def _targets(traj: AgentTrajectory, options: AgentOptions) -> list[int]:
+    """Indices in `traj.steps` of the actions that are targets: every action that ran (not a rejected turn),
+    but the final one if it submits and `options.drop_submit`."""
+    ran = [i for i, s in enumerate(traj.steps) if not s.rejected]
+    if options.drop_submit and ran and traj.steps[ran[-1]].submit:
+        ran.pop()
+    return ran
+
+
 def agent_instances(traj: AgentTrajectory, options: AgentOptions = AgentOptions()) -> list[dict[str, Any]]:
     """One instance per expert action: the prompt shows the system text, the task and the last
-    `options.last_pairs` action-observation pairs as chat turns; the target is the action.
+    `options.last_pairs` action-observation pairs as chat turns (with any rejected turn among or after them,
+    marked as such); the target is the action.
 
     >>> t = AgentTrajectory("t1", "Fix the bug.", [AgentStep("ls", "a.py"), AgentStep("cat a.py", "x = 1")])
     >>> [(r["step_index"], r["expert_step"], [m["role"] for m in r["prompt"]]) for r in agent_instances(t)]
     [(1, 'ls', ['system', 'user']), (2, 'cat a.py', ['system', 'user', 'assistant', 'user'])]
     """
     template = options.template
-    calls = [parse_action(s.action) is not None for s in traj.steps]
-    action_format = ACTION_FORMATS["function" if all(calls) else "mixed" if any(calls) else "command"]
+    steps = traj.steps
+    calls = [parse_action(s.action) is not None for s in steps if not s.rejected]
+    action_format = ACTION_FORMATS["function" if calls and all(calls) else "mixed" if any(calls) else "command"]
     system = template.system_text(traj.system if options.agent_system else "", options.think, action_format)
-    observations = [None if s.observation is None else options.truncate(s.observation) for s in traj.steps]
+    observations = [None if s.observation is None else options.truncate(s.observation) for s in steps]
+    targets = _targets(traj, options)
     rows = []
-    n = len(traj.steps)
-    for k in range(1, n + 1):
-        first = max(1, k - options.last_pairs)
-        omitted = template.omitted.format(count=first - 1) if first > 1 else ""
+    n = len(targets)
+    for k, p in enumerate(targets, start=1):
+        ran = [i for i in range(p) if not steps[i].rejected]  # the actions before the target
+        shown = ran[max(0, len(ran) - options.last_pairs):] if options.last_pairs else []
+        first = p if not options.last_pairs else 0 if len(shown) == len(ran) else shown[0]
+        omitted = template.omitted.format(count=len(ran) - len(shown)) if len(ran) > len(shown) else ""
         prompt = [{"role": "system", "content": system},
                   {"role": "user", "content": template.task.format(task=traj.task, omitted=omitted)}]
-        for j in range(first, k):
-            step = traj.steps[j - 1]
-            action = step.action
-            if options.previous_thoughts and step.thought:
-                action = f"<think>\n{step.thought}\n</think>\n{action}"
-            obs = observations[j - 1]
-            prompt.append({"role": "assistant", "content": template.action.format(action=action, thought=step.thought)})
+        for j in range(first, p):
+            step = steps[j]
+            if step.rejected:
+                content = template.rejected.format(text=step.action)
+            else:
+                action = step.action
+                if options.previous_thoughts and step.thought:
+                    action = f"<think>\n{step.thought}\n</think>\n{action}"
+                content = template.action.format(action=action, thought=step.thought)
+            obs = observations[j]
+            prompt.append({"role": "assistant", "content": content})
             prompt.append({"role": template.observation_role,
                            "content": template.observation.format(observation=obs) if obs
                            else template.empty_observation})
         rows.append({
             "prompt": prompt,
-            "expert_step": traj.steps[k - 1].action,
+            "expert_step": steps[p].action,
             "step_index": k,
             "num_steps": n,
             "trajectory_id": traj.id,
             "final_answer": None,
-            "problem": traj.task,
+            "problem": traj.problem,
             "source": traj.source,
         })
     return rows
@@ -263,13 +287,27 @@ def build_agent_instances(items: Iterable[AgentTrajectory | tuple[str, str]], op
                           ) -> Iterator[dict[str, Any]]:
     """Instances of many trajectories, counting in `summary` what was read
     and why anything was skipped: `("skip", reason)` items, trajectories without any action, and (with
-    `max_chars`) trajectories with an action longer than that."""
+    `max_chars`) trajectories with an action longer than that; and, in `summary.turns`, the assistant turns of
+    every trajectory read by outcome (action kept, rejected by the scaffold, no action found, dropped by
+    option)."""
+    summary = summary if summary is not None else BuildSummary()
+
     def skip_reason(traj: AgentTrajectory) -> str | None:
-        if not traj.steps:
+        if not _targets(traj, options):
             return "no actions"
-        if max_chars is not None and any(len(s.action) > max_chars for s in traj.steps):
+        if max_chars is not None and any(len(s.action) > max_chars for s in traj.steps if not s.rejected):
             return f"an action over {max_chars:,} characters (--max_chars)"
         return None
 
-    return counted_rows(items, summary if summary is not None else BuildSummary(),
-                        lambda traj: agent_instances(traj, options), skip_reason)
+    def counted(items):
+        for traj in items:
+            if isinstance(traj, AgentTrajectory):
+                for outcome, count in traj.meta.get("turns", {}).items():
+                    summary.turns[outcome] += count
+                dropped = sum(1 for s in traj.steps if not s.rejected) - len(_targets(traj, options))
+                summary.turns["action kept"] -= dropped
+                summary.turns["dropped by option"] += dropped
+            yield traj
+
+    return counted_rows(counted(items), summary, lambda traj: agent_instances(traj, options), skip_reason,
+                        steps_of=lambda traj: sum(1 for s in traj.steps if not s.rejected))

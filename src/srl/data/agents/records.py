@@ -5,19 +5,22 @@ by default.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from srl.data.agents.actions import ToolCall, render_action
-from srl.data.agents.extractors import EXTRACTORS, Turn
+from srl.data.agents.extractors import EXTRACTORS
+from srl.data.agents.messages import MESSAGES_FIELDS, read_turns, render_tools
+from srl.data.agents.scaffolds import (FORMAT_ERRORS, SCAFFOLD_INSTRUCTIONS, SCAFFOLD_INSTRUCTIONS_CHOICES,
+                                       SCAFFOLD_INSTRUCTIONS_TEXT, SUBMIT_PATTERN, edit_scaffold_instructions,
+                                       is_submit)
 from srl.errors import InputError
 from srl.io import Record, file_stem, read_mapping, read_records
 
-AGENT_FORMATS = ("openai-tools", "swe-agent", "openhands", "chat")
+AGENT_FORMATS = ("openai-tools", "swe-agent", "mini-swe-agent", "openhands", "chat")
+REJECTED_TURNS = ("drop", "show")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,20 @@ class ChatFormat:
             an action wins. A turn without an action is not an instance and is left out of the context.
         action_pattern: a regex (named group `action`, or `name` + parameter groups); if set, it replaces the
             built-in extractors (unless `actions` lists `pattern` among others).
-        action_match: which matches of a text extractor are the action: `last` (SWE-agent), `first`, `all`.
+        action_match: which matches of a text extractor are the action: `last` (SWE-agent), `first`, `all`, or
+            `one`: exactly one match is required, and a turn with none or several was rejected by the scaffold
+            (mini-swe-agent's rule): it is not an action.
+        format_error_pattern: a regex searched in the first reply to an assistant turn; a match means the
+            scaffold refused the turn (its format-error reply) and nothing ran: the turn is not an action.
+            Default (every built-in format): the known replies of SWE-agent and mini-swe-agent
+            (`srl.data.agents.scaffolds.FORMAT_ERRORS`), at the start of the reply.
+        submit_pattern: a regex searched in a canonical action: a final action matching it is the submit/finish
+            action (`--drop_submit`).
+        scaffold_instructions_pattern: a regex (DOTALL, MULTILINE) whose matches in the system text and the task
+            are the scaffold's own response-format instructions (`--scaffold_instructions remove|replace`).
+        scaffold_instructions_text: what replaces them with `--scaffold_instructions replace`.
+        exactly_one: extractors whose scaffold parser requires exactly one match (as `action_match: one`, for
+            these alone), e.g. SWE-agent's XML function-call parser refuses a turn with several calls.
         command_tool: if set, a plain command becomes a call of this tool, e.g. `bash` ->
             `<function=bash><parameter=command>ls</parameter></function>` (the paper's form).
         resolved_field: field with the resolved flag, dotted for nesting (None: the first of `resolved`,
@@ -63,9 +79,15 @@ class ChatFormat:
     resolved_values: tuple[str, ...] = ()
     id_field: str | None = None
     tools_field: str = "tools"
+    format_error_pattern: str | None = FORMAT_ERRORS["any"]
+    submit_pattern: str | None = SUBMIT_PATTERN
+    scaffold_instructions_pattern: str | None = None
+    scaffold_instructions_text: str = SCAFFOLD_INSTRUCTIONS_TEXT
+    exactly_one: tuple[str, ...] = ()
 
     def __post_init__(self):
-        for name in ("system_roles", "user_roles", "assistant_roles", "tool_roles", "actions", "resolved_values"):
+        for name in ("system_roles", "user_roles", "assistant_roles", "tool_roles", "actions", "resolved_values",
+                     "exactly_one"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = (value,)
@@ -78,11 +100,21 @@ class ChatFormat:
             self.compiled_pattern()
         elif "pattern" in self.actions:
             raise InputError("the `pattern` extractor needs action_pattern", field="actions")
-        unknown = [a for a in self.actions if a not in EXTRACTORS]
+        unknown = [a for a in self.actions + self.exactly_one if a not in EXTRACTORS]
         if unknown:
             raise InputError(f"unknown extractor(s) {unknown} (expected some of {list(EXTRACTORS)})", field="actions")
-        if self.action_match not in ("last", "first", "all"):
-            raise InputError("expected last, first or all", field="action_match")
+        if self.action_match not in ("last", "first", "all", "one"):
+            raise InputError("expected last, first, all or one", field="action_match")
+        for name in ("format_error_pattern", "submit_pattern", "scaffold_instructions_pattern"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InputError("expected a regex (a string)", field=name)
+            try:
+                re.compile(value or "")
+            except re.error as e:
+                raise InputError(f"invalid regex: {e}", field=name) from None
+        if not isinstance(self.scaffold_instructions_text, str):
+            raise InputError("expected a string", field="scaffold_instructions_text")
 
     def compiled_pattern(self) -> re.Pattern:
         try:
@@ -111,14 +143,16 @@ FORMATS: dict[str, ChatFormat] = {
     # OpenHands / SWE-Gym: OpenAI tool calls, or the same calls as function-call text, or CodeAct tags.
     "openhands": ChatFormat(actions=("tool_calls", "xml_function", "codeact")),
     # SWE-agent / SWE-smith: text actions: `<function=...>` calls, `<command>` tags, or the last fenced block.
-    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced")),
+    # Its XML function-call parser refuses a turn with several calls.
+    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced"), exactly_one=("xml_function",),
+                            scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["swe-agent"]),
+    # mini-swe-agent: a THOUGHT, then exactly one ```bash block (else the turn is refused and nothing runs).
+    "mini-swe-agent": ChatFormat(actions=("bash_block",), action_match="one", tool_roles=ChatFormat.tool_roles + (
+        "exit",), scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["mini-swe-agent"]),
     # Any chat: every built-in extractor, or the user's --action_pattern / chat format file.
     "chat": ChatFormat(),
 }
 
-MESSAGES_FIELDS = ("messages", "conversations", "conversation", "trajectory", "history", "turns", "dialog")
-ROLE_FIELDS = ("role", "from", "speaker")
-CONTENT_FIELDS = ("content", "text", "value", "system_prompt")
 RESOLVED_FIELDS = ("resolved", "target", "success", "is_resolved")
 ID_FIELDS = ("id", "traj_id", "trajectory_id", "instance_id")
 TRUE_WORDS = {"true", "yes", "1", "resolved", "success", "succeeded", "pass", "passed"}
@@ -132,6 +166,8 @@ class AgentStep:
     action: str
     observation: str | None = None
     thought: str = ""
+    rejected: bool = False  # a turn the scaffold refused (nothing ran), kept only to be shown as such
+    submit: bool = False  # the action matches the format's `submit_pattern`
 
 
 @dataclass
@@ -184,151 +220,70 @@ def resolved_flag(rec: Record, fmt: ChatFormat) -> bool | None:
     return None
 
 
-def _first_key(data: dict, configured: str | None, candidates: tuple[str, ...]) -> str | None:
-    if configured:
-        return configured if configured in data else None
-    return next((k for k in candidates if k in data), None)
+TURN_OUTCOMES = ("action kept", "rejected by the scaffold", "no action found", "dropped by option")
 
 
-def _content_text(rec: Record, where: str, content: Any, calls: list[ToolCall]) -> str:
-    """Message content as text: a string, or a list of parts (`text` parts joined; Anthropic `tool_use`
-    parts become calls and `tool_result` parts text)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for j, part in enumerate(content):
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict) and part.get("type") == "tool_use":
-                calls.append(ToolCall.of(part.get("name") or "", part.get("input") or {}))
-            elif isinstance(part, dict) and part.get("type") == "tool_result":
-                texts.append(_content_text(rec, f"{where}[{j}].content", part.get("content"), calls))
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-        return "\n".join(texts)
-    raise rec.error(f"expected text or a list of parts, got {type(content).__name__}", where)
-
-
-def _openai_calls(rec: Record, where: str, message: dict) -> list[ToolCall]:
-    raw = message.get("tool_calls") or []
-    if message.get("function_call"):  # the legacy single call
-        raw = list(raw) + [{"function": message["function_call"]}]
-    if not isinstance(raw, list):
-        raise rec.error("expected a list of tool calls", f"{where}.tool_calls")
-    calls = []
-    for j, call in enumerate(raw):
-        spot = f"{where}.tool_calls[{j}]"
-        fn = call.get("function", call) if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"].strip():
-            raise rec.error("a tool call without a function name", spot)
-        args = fn.get("arguments", fn.get("parameters"))
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError as e:
-                raise rec.error(f"arguments are not valid JSON: {e.msg} (column {e.colno})",
-                                f"{spot}.function.arguments") from None
-        if args is not None and not isinstance(args, dict):
-            raise rec.error(f"arguments must be a JSON object, got {type(args).__name__}", f"{spot}.function.arguments")
-        calls.append(ToolCall.of(fn["name"], args))
-    return calls
-
-
-def read_turns(rec: Record, fmt: ChatFormat) -> tuple[str, list[Turn]]:
-    """The record's messages as `Turn`s (and the name of the messages field, for error messages)."""
-    name = _first_key(rec.data, fmt.messages_field, MESSAGES_FIELDS)
-    if name is None:
-        wanted = fmt.messages_field or f"one of {', '.join(MESSAGES_FIELDS)}"
-        raise rec.error(f"missing: no list of messages (looked for {wanted}; set --messages_field)",
-                        fmt.messages_field or MESSAGES_FIELDS[0])
-    messages = rec.data[name]
-    if not isinstance(messages, list) or not messages:
-        raise rec.error("expected a non-empty list of messages", name)
-    kinds = {**{r: "system" for r in fmt.system_roles}, **{r: "user" for r in fmt.user_roles},
-             **{r: "assistant" for r in fmt.assistant_roles}, **{r: "tool" for r in fmt.tool_roles}}
-    turns = []
-    for i, message in enumerate(messages):
-        where = f"{name}[{i}]"
-        if not isinstance(message, dict):
-            raise rec.error(f"expected an object, got {type(message).__name__}", where)
-        role_key = _first_key(message, fmt.role_field, ROLE_FIELDS)
-        if role_key is None:
-            raise rec.error(f"no role (looked for {fmt.role_field or ', '.join(ROLE_FIELDS)}; set role_field)", where)
-        role = message[role_key]
-        if not isinstance(role, str) or role not in kinds:
-            raise rec.error(f"unknown role {role!r} (map it with system_roles, user_roles, assistant_roles or "
-                            "tool_roles in --chat_config)", f"{where}.{role_key}")
-        calls = _openai_calls(rec, where, message) if kinds[role] == "assistant" else []
-        content_key = fmt.content_field or next((k for k in CONTENT_FIELDS if message.get(k) is not None),
-                                                _first_key(message, None, CONTENT_FIELDS))  # nebius: system_prompt
-        content = message.get(content_key) if content_key else None
-        text = _content_text(rec, f"{where}.{content_key}", content, calls)
-        turns.append(Turn(kinds[role], text, calls))
-    return name, turns
-
-
-def render_tools(tools: list) -> str:
-    """OpenAI tool definitions as text, in the layout SWE-smith's system prompts use."""
-    lines = ["You have access to the following functions:", ""]
-    for i, tool in enumerate((t for t in tools if isinstance(t, dict)), start=1):
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        lines += [f"---- BEGIN FUNCTION #{i}: {fn.get('name')} ----",
-                  f"Description: {str(fn.get('description') or '').strip()}"]
-        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
-        props = {k: v for k, v in (params.get("properties") or {}).items() if isinstance(v, dict)}
-        required = set(params.get("required") or [])
-        if props:
-            lines += ["", "Parameters:"]
-            for j, (pname, p) in enumerate(props.items(), start=1):
-                need = "required" if pname in required else "optional"
-                lines.append(f"  ({j}) {pname} ({p.get('type') or 'any'}, {need}): "
-                             f"{str(p.get('description') or '').strip()}")
-                if p.get("enum"):
-                    lines.append("Allowed values: [" + ", ".join(f"`{v}`" for v in p["enum"]) + "]")
-        else:
-            lines.append("No parameters are required for this function.")
-        lines += [f"---- END FUNCTION #{i} ----", ""]
-    return "\n".join(lines).rstrip()
+def _turn_actions(turn, fmt: ChatFormat, every: ChatFormat) -> tuple[str, list, str]:
+    """(outcome, actions, thought) of one assistant turn by the format's extractors and rule alone (a format-error
+    reply to it is looked at later): the first extractor that finds anything decides. `every`: `fmt` with
+    `action_match: all`, for the extractors in `fmt.exactly_one`."""
+    actions, thought, one = [], turn.text.strip(), fmt.action_match == "one"
+    for name in fmt.actions:
+        one = fmt.action_match == "one" or name in fmt.exactly_one
+        actions, thought = EXTRACTORS[name](turn, every if name in fmt.exactly_one else fmt)
+        if actions:
+            break
+    else:
+        one = fmt.action_match == "one"  # nothing found: refused only where exactly one is the format's rule
+    if one and len(actions) != 1:
+        return "rejected by the scaffold", [], turn.text.strip()  # the scaffold's parser refuses 0 or >1 actions
+    if not actions or not any(a if isinstance(a, str) else True for a in actions):
+        return "no action found", [], turn.text.strip()
+    return "action kept", actions, thought
 
 
 def record_trajectory(rec: Record, fmt: ChatFormat, *, problem_field: str | None = None,
-                      system_field: str | None = None, id_field: str | None = None) -> AgentTrajectory:
+                      system_field: str | None = None, id_field: str | None = None, rejected_turns: str = "drop",
+                      scaffold_instructions: str = "keep") -> AgentTrajectory:
     """One record -> an `AgentTrajectory`: system turns and tools -> system text; user turns before the first
-    assistant turn -> task; each assistant turn with an action -> a step, whose observation is every later
-    user/tool/system turn up to the next assistant turn."""
+    assistant turn -> task; each assistant turn with an action that ran -> a step, whose observation is every
+    later user/tool/system turn up to the next assistant turn.
+
+    An assistant turn the scaffold refused (`fmt.action_match` "one" and not exactly one action, or a first reply
+    matching `fmt.format_error_pattern`) is no step: it and the replies to it are left out, or with
+    `rejected_turns="show"` kept as a step marked `rejected` (its raw text, never a target). A turn without an
+    action is left out with the replies to it. `meta["turns"]` counts the assistant turns by outcome."""
     messages_field, turns = read_turns(rec, fmt)
-    extractors = [EXTRACTORS[name] for name in fmt.actions]
-    system, task, steps, without_action = [], [], [], 0
-    current: tuple[AgentStep, list[str]] | None = None
+    every = replace(fmt, action_match="all") if fmt.exactly_one else fmt
+    system, task, entries = [], [], []
+    current: list | None = None
     started = False
     for turn in turns:
         if turn.kind == "assistant":
             started = True
-            actions, thought = [], turn.text.strip()
-            for extract in extractors:
-                actions, thought = extract(turn, fmt)
-                if actions:
-                    break
-            if not actions:
-                without_action += 1
-                current = None
-                continue
-            if fmt.command_tool:
-                actions = [ToolCall(fmt.command_tool, (("command", a),)) if isinstance(a, str) else a
-                           for a in actions]
-            current = (AgentStep(render_action(actions), thought=thought), [])
-            steps.append(current)
+            current = [*_turn_actions(turn, fmt, every), turn.text.strip(), []]
+            entries.append(current)
         elif not started and turn.kind == "system":
             system.append(turn.text.strip())
         elif not started and turn.kind == "user":
             task.append(turn.text.strip())
-        elif current is not None:  # an observation (the answer to a turn without an action is dropped)
-            current[1].append(turn.text)
-    for step, observations in steps:
-        step.observation = "\n\n".join(observations) if observations else None
+        elif current is not None:  # an observation: the reply to the last assistant turn
+            current[4].append(turn.text)
+    format_error = re.compile(fmt.format_error_pattern) if fmt.format_error_pattern else None
+    steps, counts = [], {outcome: 0 for outcome in TURN_OUTCOMES}
+    for outcome, actions, thought, text, observations in entries:
+        if format_error is not None and observations and format_error.search(observations[0]):
+            outcome = "rejected by the scaffold"
+        counts[outcome] += 1
+        observation = "\n\n".join(observations) if observations else None
+        if outcome == "action kept":
+            if fmt.command_tool:
+                actions = [ToolCall(fmt.command_tool, (("command", a),)) if isinstance(a, str) else a
+                           for a in actions]
+            action = render_action(actions)
+            steps.append(AgentStep(action, observation, thought=thought, submit=is_submit(action, fmt.submit_pattern)))
+        elif outcome == "rejected by the scaffold" and rejected_turns == "show":
+            steps.append(AgentStep(text, observation, rejected=True))
     if problem_field:
         task = [rec.text(problem_field)]
     if not any(task):
@@ -342,19 +297,25 @@ def record_trajectory(rec: Record, fmt: ChatFormat, *, problem_field: str | None
     name = file_stem(rec.path)
     id_key = id_field or fmt.id_field or next(
         (k for k in ID_FIELDS if isinstance(rec.data.get(k), int) or str(rec.data.get(k) or "").strip()), None)
+
+    def edited(text: str) -> str:
+        return edit_scaffold_instructions(text, fmt.scaffold_instructions_pattern, scaffold_instructions,
+                                          fmt.scaffold_instructions_text)
+
     return AgentTrajectory(
         id=str(rec.text(id_key)) if id_key else f"{name}-{rec.line}",
-        task="\n\n".join(t for t in task if t),
-        steps=[step for step, _ in steps],
-        system="\n\n".join(s for s in system if s),
+        task=edited("\n\n".join(t for t in task if t)),
+        steps=steps,
+        system=edited("\n\n".join(s for s in system if s)),
         source=name,
-        meta={"turns_without_action": without_action},
+        meta={"turns_without_action": counts["no action found"], "turns": counts},
     )
 
 
 def read_agent_trajectories(source: Any, fmt: str | ChatFormat = "chat", *, resolved_only: bool = True,
                             problem_field: str | None = None, system_field: str | None = None,
-                            id_field: str | None = None, file_type: str | None = None
+                            id_field: str | None = None, file_type: str | None = None,
+                            rejected_turns: str = "drop", scaffold_instructions: str = "keep"
                             ) -> Iterator[AgentTrajectory | tuple[str, str]]:
     """Agent trajectories of `source` (a path or `datasets.Dataset`, see `srl.data.trajectories.read_records`).
 
@@ -363,7 +324,15 @@ def read_agent_trajectories(source: Any, fmt: str | ChatFormat = "chat", *, reso
         resolved_only: yield `("skip", "not resolved")` for trajectories not marked resolved; a record without
             a resolved flag is then an input error.
         problem_field / system_field / id_field: record fields for the task, extra system text and the id.
+        rejected_turns: `drop` (leave turns the scaffold refused out of the context) or `show` (keep them as steps
+            marked `rejected`, shown as such and never targets); see `record_trajectory`.
+        scaffold_instructions: `keep`, `remove` or `replace` the scaffold's own response-format instructions in
+            the system text and the task (the format's `scaffold_instructions_pattern`).
     """
+    if rejected_turns not in REJECTED_TURNS:
+        raise InputError(f"expected one of {', '.join(REJECTED_TURNS)}", field="rejected_turns")
+    if scaffold_instructions not in SCAFFOLD_INSTRUCTIONS_CHOICES:
+        raise InputError(f"expected one of {', '.join(SCAFFOLD_INSTRUCTIONS_CHOICES)}", field="scaffold_instructions")
     if isinstance(fmt, str) and fmt not in FORMATS:
         raise ValueError(f"unknown agent format '{fmt}' (expected one of {', '.join(FORMATS)}, or a ChatFormat)")
     chat = FORMATS[fmt] if isinstance(fmt, str) else fmt
@@ -378,4 +347,5 @@ def read_agent_trajectories(source: Any, fmt: str | ChatFormat = "chat", *, reso
                 yield ("skip", "not resolved")
                 continue
         yield record_trajectory(rec, chat, problem_field=problem_field, system_field=system_field,
-                                id_field=id_field)
+                                id_field=id_field, rejected_turns=rejected_turns,
+                                scaffold_instructions=scaffold_instructions)
