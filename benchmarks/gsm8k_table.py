@@ -54,6 +54,12 @@ ROWS = ("base", "sft", "rlvr", "srl", "srl_rlvr", "sft_srl")
 LABELS = {"base": "base (no training)", "sft": "SFT", "rlvr": "RLVR", "srl": "SRL", "srl_rlvr": "SRL → RLVR",
           "sft_srl": "SFT → SRL"}
 MARKS_FILE = "budget_marks.json"
+# Settings a recorded row was measured with that every other row of the same table must share.
+SAME_FOR_EVERY_ROW = ("model", "train_file", "validation_problems", "validation_eval_problems", "train_problems",
+                      "rl_minutes", "rl_steps", "sft_minutes", "sft_steps", "think", "G", "prompts_per_step",
+                      "srl_max_completion_length", "srl_lr", "rlvr_lr", "sft_lr", "test_problems", "k", "k_problems",
+                      "temperature", "math_problems", "step_problems", "max_new_tokens", "math_max_new_tokens",
+                      "seed")
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -320,7 +326,13 @@ def run_table(args) -> dict:
     results_path = os.path.join(record, "results.json")
     if os.path.exists(results_path):  # finished rows (possibly from another machine: the record is committed)
         with open(results_path, encoding="utf-8") as f:
-            results["rows"] = {k: v for k, v in json.load(f).get("rows", {}).items() if v.get("complete")}
+            before = json.load(f)
+        changed = {k: (before["settings"].get(k), v) for k, v in vars(args).items()
+                   if k in SAME_FOR_EVERY_ROW and before.get("settings", {}).get(k) != v}
+        if changed:
+            sys.exit(f"gsm8k_table: {results_path} was made with other settings ({changed}: before, now); every "
+                     "row must be measured the same way: use another --record or the same settings")
+        results["rows"] = {k: v for k, v in before.get("rows", {}).items() if v.get("complete")}
     t0 = time.time()
     runs: dict[str, dict] = {}
     rl_steps = args.rl_steps or None

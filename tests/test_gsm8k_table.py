@@ -121,6 +121,8 @@ def test_whole_table_on_the_tiny_model(table, tmp_path, capsys):
     assert table.main(argv) == 0
     printed = capsys.readouterr().out
     assert "[table] train" not in printed and "[table] eval" not in printed and "reused from" in printed
+    with pytest.raises(SystemExit, match="other settings"):  # rows measured otherwise are never mixed
+        table.main([*argv, "--test_problems", "3"])
 
 
 def test_step_budget_marks_half_and_end_by_optimizer_steps(table, tmp_path):
