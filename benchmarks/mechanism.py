@@ -179,14 +179,11 @@ def step_accuracy(model_path: str, path: str, limit: int, batch_size: int = 100)
     return {"exact": exact / len(rows), "n": len(rows), "wilson95": wilson(exact, len(rows)), "step_reward": reward}
 
 
-def wilson(correct: int, n: int, z: float = 1.96) -> list[float]:
-    """The Wilson score 95% interval of a proportion."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+def wilson(correct: int, n: int) -> list[float]:
+    """The Wilson score 95% interval of a proportion (srl.evaluation.metrics.wilson_interval), as a list."""
+    from srl.evaluation.metrics import wilson_interval
+
+    return list(wilson_interval(correct, n))
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
