@@ -278,7 +278,7 @@ def step_scores(model: str, steps_path: str, result_path: str, args) -> dict:
     print(f"[table] SRL objective of {model} on {len(rows)} held-out step instances", flush=True)
     result = step_objective(model, rows, output_format=output_format(run),
                             max_new_tokens=args.srl_max_completion_length, batch_size=args.batch_size,
-                            threads=args.threads)
+                            threads=args.threads, backend=args.backend)
     result = {k: v for k, v in result.items() if k != "responses"}
     result["rewards"] = [round(x, 4) for x in result["rewards"]]
     result["seconds"] = round(time.time() - started, 1)

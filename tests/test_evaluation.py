@@ -342,3 +342,36 @@ def test_eval_checks_its_output_folder_is_writable_before_evaluating(tmp_path, c
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "field 'output_dir'" in lines[0] and message in lines[0], (name, err)
     assert sorted(os.listdir(tmp_path)) == ["a_file"] + (["locked"] if os.geteuid() != 0 else [])
+
+
+def test_step_objective_scores_greedy_steps_with_the_training_reward(monkeypatch):
+    """The SRL objective on held-out instances: the expert's own step scores 1, a broken format -1; the per-row
+    rewards come back in order, with the format-error and exact-match rates."""
+    from srl.data.build import DataConfig, build
+    from srl.evaluation import step_objective as so
+    from srl.generation import Generation
+    from srl.tiny import tiny_model, tiny_tokenizer
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "steps.jsonl")
+        build(DataConfig(input=os.path.join(DATA, "numbered_solutions.jsonl"), output=out, format="numbered",
+                         think="optional"))
+        with open(out, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f][:3]
+    answers = [f"<think>copy</think>{rows[0]['expert_step']}", "no monologue", "<think>x</think>something else"]
+    seen = []
+
+    def fake_generate(model, tokenizer, batch, *, max_new_tokens, do_sample):
+        seen.append((len(batch), max_new_tokens, do_sample))
+        return [Generation(answers[i], 5, False) for i in range(len(batch))]
+
+    monkeypatch.setattr(so, "generate_batch", fake_generate)
+    tokenizer = tiny_tokenizer()
+    result = so.step_objective(tiny_model(tokenizer), rows, tokenizer=tokenizer, think="required", max_new_tokens=7)
+    assert seen == [(3, 7, False)]
+    assert result["rewards"][0] == 1.0 and result["rewards"][1] == -1.0 and 0 <= result["rewards"][2] < 1
+    assert result["format_error_rate"] == 1 / 3 and result["exact_match"] == 1 / 3 and result["n"] == 3
+    lo, hi = result["mean_reward_ci95"]
+    assert lo < result["mean_reward"] < hi
