@@ -1,0 +1,126 @@
+"""Shared-prefix log-probs: each distinct prompt of a batch forwarded once for the consecutive rows that share it.
+
+TRL's layout repeats a prompt in each of its G rows, so the loss forwards and back-propagates it G times. SRL's
+prompts (system prompt + problem + the expert's earlier steps, hundreds of tokens) are long and its actions short,
+so most of that work is duplicated. Here, for every run of consecutive rows with the same prompt:
+
+1. the prompt, without its left padding and without its last token, is forwarded once (with gradient when the
+   caller needs one), and its KV cache kept;
+2. the cache is repeated for the run's n rows (`repeat_interleave` on the batch axis: gradients flow back into
+   the one prompt forward);
+3. `[last prompt token | completion]` is forwarded on top of it, with position ids continuing the prompt's, through
+   TRL's fused LM head (`fused_lm_head=True`, the same temperature, the same kernel), which scores the first
+   completion token from the prompt's last position and every other one from the token before it.
+
+The result is TRL's `(log-probs, entropies)` of shape (rows, completion width), zero where the completion is
+padding, as TRL's: equal within float tolerance (rotary position embeddings only see relative positions, so
+stripping the left padding changes rounding, not values). No 4-D attention mask is needed on this route.
+
+`unsupported_reason` says why a batch cannot take this route (the trainer then uses TRL's own layout).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class NoCache(RuntimeError):
+    """The model returned no KV cache for a prompt: the caller falls back to TRL's layout."""
+
+
+def prompt_runs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, end) of each run of consecutive rows with the same prompt (ids and mask).
+
+    >>> ids = torch.tensor([[0, 5, 6], [0, 5, 6], [7, 8, 9], [0, 5, 6]])
+    >>> prompt_runs(ids, (ids != 0).long())
+    [(0, 2), (2, 3), (3, 4)]
+    """
+    rows = prompt_ids.size(0)
+    if rows == 0:
+        return []
+    same = ((prompt_ids[1:] == prompt_ids[:-1]) & (prompt_mask[1:] == prompt_mask[:-1])).all(dim=1).tolist()
+    starts = [0] + [i + 1 for i, s in enumerate(same) if not s]
+    return list(zip(starts, starts[1:] + [rows]))
+
+
+def shares_prompts(runs: list[tuple[int, int]]) -> bool:
+    """Whether some rows share a prompt (else the shared route saves nothing)."""
+    return any(end - start > 1 for start, end in runs)
+
+
+def unsupported_reason(model, prompt_mask: torch.Tensor) -> str | None:
+    """Why the shared-prefix route cannot run this model or batch (None when it can)."""
+    if not bool((prompt_mask[:, 1:] >= prompt_mask[:, :-1]).all()) or not bool(prompt_mask[:, -1].all()):
+        return "the prompts are not left-padded"
+    config = getattr(_unwrap(model), "config", None)
+    if config is None:
+        return "the model has no config"
+    text = config.get_text_config(decoder=True)
+    layer_types = getattr(text, "layer_types", None) or []
+    if any(t != "full_attention" for t in layer_types) or getattr(text, "use_sliding_window", False):
+        return "the model has sliding-window or non-standard attention layers"
+    return None
+
+
+def shared_prefix_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                        completion_mask: torch.Tensor, *, batch_size: int | None = None,
+                        compute_entropy: bool = False, runs: list[tuple[int, int]] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs (and entropies) of the completions, each distinct prompt forwarded once.
+
+    `model` is the (possibly wrapped: DDP, PEFT) causal LM that TRL patched with its fused LM head. A run longer
+    than `batch_size` rows is scored in chunks of at most `batch_size` rows on the same prompt forward.
+    Returns tensors of shape (rows, completion width)."""
+    runs = prompt_runs(prompt_ids, prompt_mask) if runs is None else runs
+    logps, entropies = [], []
+    for start, end in runs:
+        prompt = prompt_ids[start][prompt_mask[start].bool()]
+        layers = _prompt_cache(model, prompt[:-1])
+        step = batch_size or (end - start)
+        for chunk in range(start, end, step):
+            stop = min(chunk + step, end)
+            lp, ent = _score_completions(model, layers, prompt, completion_ids[chunk:stop],
+                                         completion_mask[chunk:stop], compute_entropy)
+            logps.append(lp)
+            entropies.append(ent)
+    return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None)
+
+
+def _prompt_cache(model, prefix: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Each layer's (keys, values) for `prefix` (one row), or None for an empty prefix."""
+    if prefix.numel() == 0:
+        return None
+    out = model(input_ids=prefix.unsqueeze(0), use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    if cache is None:
+        raise NoCache("the model returned no KV cache")
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _score_completions(model, layers, prompt: torch.Tensor, completion_ids: torch.Tensor,
+                       completion_mask: torch.Tensor, compute_entropy: bool):
+    from transformers import DynamicCache
+
+    n, width = completion_ids.shape
+    past = prompt.numel() - 1
+    cache = None
+    if layers is not None:  # a fresh cache per chunk: the forward below appends to it
+        cache = DynamicCache(ddp_cache_data=[(k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0))
+                                             for k, v in layers])
+    input_ids = torch.cat([prompt[-1:].expand(n, 1), completion_ids], dim=1)
+    ones = torch.ones(n, past + 1, dtype=completion_mask.dtype, device=completion_mask.device)
+    attention_mask = torch.cat([ones, completion_mask], dim=1)
+    position_ids = torch.arange(past, past + width + 1, device=input_ids.device).unsqueeze(0).expand(n, -1)
+    labels = input_ids.masked_fill(torch.cat([ones[:, :1], completion_mask], dim=1) == 0, -100)
+    labels[:, 0] = -100
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+                labels=labels, fused_lm_head=True)
+    return out.log_probs, (out.entropy if compute_entropy else None)
+
+
+def _unwrap(model):
+    """The transformers model under DDP / PEFT wrappers."""
+    model = getattr(model, "module", model)
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
