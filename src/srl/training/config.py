@@ -174,6 +174,10 @@ class SRLConfig(GRPOConfig):
     vllm_compile: bool = field(default=False, metadata={
         "help": "--backend vllm: let vLLM compile the model (torch.compile; minutes of start-up on a CPU) instead "
                 "of running it eagerly."})
+    shared_prefix: bool = field(default=True, metadata={
+        "help": "Forward each distinct prompt once for the rows (rollouts) that share it, in the loss and every "
+                "log-prob pass, and in --backend hf rollouts (prefill once, then decode the G continuations); "
+                "false: TRL's layout, where each row forwards its own copy of the prompt. Same values either way."})
     completions_to_log: int = field(default=4, metadata={
         "help": "Rows per logging step written to the run folder's completions table."})
 

@@ -43,6 +43,30 @@ def prompt_runs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[tup
     return list(zip(starts, starts[1:] + [rows]))
 
 
+def group_permutation(runs: list[tuple[int, int]], generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random order of the rows that keeps each run (a group, or a group's part on this process) whole and in
+    order: TRL shuffles rows before cutting a generation batch into micro-batches, which splits groups.
+
+    >>> group_permutation([(0, 2), (2, 3), (3, 5)], torch.Generator().manual_seed(0)).tolist()
+    [3, 4, 0, 1, 2]
+    """
+    order = torch.randperm(len(runs), generator=generator).tolist()
+    return torch.tensor([row for i in order for row in range(*runs[i])], dtype=torch.long)
+
+
+def permute_rows(batch: dict, permutation: torch.Tensor) -> dict:
+    """`batch` (TRL's dict of per-row tensors and lists, and scalars) with its rows in `permutation`'s order,
+    as TRL's `shuffle_sequence_dict` permutes them."""
+    def permute(value):
+        if value is None or (isinstance(value, torch.Tensor) and value.ndim == 0):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value[permutation.to(value.device)]
+        return [value[i] for i in permutation.tolist()]
+
+    return {key: permute(value) for key, value in batch.items()}
+
+
 def shares_prompts(runs: list[tuple[int, int]]) -> bool:
     """Whether some rows share a prompt (else the shared route saves nothing)."""
     return any(end - start > 1 for start, end in runs)
@@ -52,7 +76,7 @@ def unsupported_reason(model, prompt_mask: torch.Tensor) -> str | None:
     """Why the shared-prefix route cannot run this model or batch (None when it can)."""
     if not bool((prompt_mask[:, 1:] >= prompt_mask[:, :-1]).all()) or not bool(prompt_mask[:, -1].all()):
         return "the prompts are not left-padded"
-    config = getattr(_unwrap(model), "config", None)
+    config = getattr(unwrap(model), "config", None)
     if config is None:
         return "the model has no config"
     text = config.get_text_config(decoder=True)
@@ -118,7 +142,7 @@ def _score_completions(model, layers, prompt: torch.Tensor, completion_ids: torc
     return out.log_probs, (out.entropy if compute_entropy else None)
 
 
-def _unwrap(model):
+def unwrap(model):
     """The transformers model under DDP / PEFT wrappers."""
     model = getattr(model, "module", model)
     if hasattr(model, "get_base_model"):
