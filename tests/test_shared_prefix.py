@@ -6,6 +6,7 @@ full fine-tuning; and a whole training step (gradient accumulation, dynamic samp
 group shuffle) gives the same gradients with --shared_prefix true and false."""
 
 import logging
+import os
 import re
 
 import pytest
@@ -46,14 +47,14 @@ def constant_reward(completions, **kwargs):
 def make_trainer(tmp_path, arch="llama", peft=False, reward=constant_reward, trainer_class=SRLTrainer, **overrides):
     tok = tiny_tokenizer()
     model = tiny_model(tok) if arch == "llama" else tiny_qwen2(tok)
-    if not peft:  # with beta > 0, TRL loads the reference model from the model's name: save it there
-        model.save_pretrained(tmp_path / "model")
-        model.config._name_or_path = str(tmp_path / "model")
     settings = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=8,
                     num_generations=4, max_completion_length=8, max_steps=1, learning_rate=1e-3, save_strategy="no",
                     seed=0, dataloader_pin_memory=False, disable_tqdm=True, report_to="none", temperature=0.7,
                     beta=0.04, top_entropy_quantile=0.5)
     settings.update(overrides)
+    if not peft and settings["beta"]:  # TRL loads the reference model from the model's name: save it there
+        model.save_pretrained(os.path.join(tmp_path, "model"))
+        model.config._name_or_path = os.path.join(tmp_path, "model")
     peft_config = None
     if peft:
         from peft import LoraConfig

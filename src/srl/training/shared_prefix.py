@@ -2,19 +2,22 @@
 
 TRL's layout repeats a prompt in each of its G rows, so the loss forwards and back-propagates it G times. SRL's
 prompts (system prompt + problem + the expert's earlier steps, hundreds of tokens) are long and its actions short,
-so most of that work is duplicated. Here, for every run of consecutive rows with the same prompt:
+so most of that work is duplicated. Here, for a batch whose runs of consecutive rows share a prompt, two forwards:
 
-1. the prompt, without its left padding and without its last token, is forwarded once (with gradient when the
-   caller needs one), and its KV cache kept;
-2. the cache is repeated for the run's n rows (`repeat_interleave` on the batch axis: gradients flow back into
-   the one prompt forward);
-3. `[last prompt token | completion]` is forwarded on top of it, with position ids continuing the prompt's, through
-   TRL's fused LM head (`fused_lm_head=True`, the same temperature, the same kernel), which scores the first
-   completion token from the prompt's last position and every other one from the token before it.
+1. the distinct prompts (one per run), left-padded together, without their last token, with gradient when the
+   caller needs one; their KV cache is kept;
+2. the cache is indexed to one copy per row (`index_select` on the batch axis: gradients flow back into the one
+   prompt forward) and `[last prompt token | completion]` is forwarded on top of it, with position ids continuing
+   each prompt's and an attention mask over [prompt | completion], through TRL's fused LM head
+   (`fused_lm_head=True`: the same temperature, the same kernel), which scores the first completion token from the
+   prompt's last position and every other one from the token before it.
+
+Always two forwards per chunk of rows, whatever the data: under DDP every process must run the same number of
+forwards (each one may broadcast buffers).
 
 The result is TRL's `(log-probs, entropies)` of shape (rows, completion width), zero where the completion is
 padding, as TRL's: equal within float tolerance (rotary position embeddings only see relative positions, so
-stripping the left padding changes rounding, not values). No 4-D attention mask is needed on this route.
+where the padding sits changes rounding, not values). No 4-D attention mask is needed on this route.
 
 `unsupported_reason` says why a batch cannot take this route (the trainer then uses TRL's own layout).
 """
@@ -45,12 +48,15 @@ def prompt_runs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[tup
 
 def group_permutation(runs: list[tuple[int, int]], generator: torch.Generator | None = None) -> torch.Tensor:
     """A random order of the rows that keeps each run (a group, or a group's part on this process) whole and in
-    order: TRL shuffles rows before cutting a generation batch into micro-batches, which splits groups.
+    order: TRL shuffles rows before cutting a generation batch into micro-batches, which splits groups. It draws
+    the same `randperm(rows)` as TRL's shuffle (runs are ordered by their first row's draw), so the random stream
+    advances as in TRL's layout, by the same amount on every process.
 
     >>> group_permutation([(0, 2), (2, 3), (3, 5)], torch.Generator().manual_seed(0)).tolist()
-    [3, 4, 0, 1, 2]
+    [2, 3, 4, 0, 1]
     """
-    order = torch.randperm(len(runs), generator=generator).tolist()
+    draw = torch.randperm(runs[-1][1] if runs else 0, generator=generator)
+    order = sorted(range(len(runs)), key=lambda i: int(draw[runs[i][0]]))
     return torch.tensor([row for i in order for row in range(*runs[i])], dtype=torch.long)
 
 
@@ -90,52 +96,49 @@ def shared_prefix_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tens
                         completion_mask: torch.Tensor, *, batch_size: int | None = None,
                         compute_entropy: bool = False, runs: list[tuple[int, int]] | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probs (and entropies) of the completions, each distinct prompt forwarded once.
+    """Per-token log-probs (and entropies) of the completions, each distinct prompt forwarded once per chunk.
 
-    `model` is the (possibly wrapped: DDP, PEFT) causal LM that TRL patched with its fused LM head. A run longer
-    than `batch_size` rows is scored in chunks of at most `batch_size` rows on the same prompt forward.
-    Returns tensors of shape (rows, completion width)."""
+    `model` is the (possibly wrapped: DDP, PEFT) causal LM that TRL patched with its fused LM head. Rows are
+    scored in chunks of `batch_size` (all at once when None), as TRL chunks them. Returns tensors of shape
+    (rows, completion width)."""
+    rows = prompt_ids.size(0)
     runs = prompt_runs(prompt_ids, prompt_mask) if runs is None else runs
+    step = batch_size or rows
     logps, entropies = [], []
-    for start, end in runs:
-        prompt = prompt_ids[start][prompt_mask[start].bool()]
-        layers = _prompt_cache(model, prompt[:-1])
-        step = batch_size or (end - start)
-        for chunk in range(start, end, step):
-            stop = min(chunk + step, end)
-            lp, ent = _score_completions(model, layers, prompt, completion_ids[chunk:stop],
-                                         completion_mask[chunk:stop], compute_entropy)
-            logps.append(lp)
-            entropies.append(ent)
+    for a in range(0, rows, step):
+        b = min(a + step, rows)
+        chunk_runs = [(max(s, a) - a, min(e, b) - a) for s, e in runs if s < b and e > a]
+        lp, ent = _score_chunk(model, prompt_ids[a:b], prompt_mask[a:b], completion_ids[a:b], completion_mask[a:b],
+                               chunk_runs, compute_entropy)
+        logps.append(lp)
+        entropies.append(ent)
     return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None)
 
 
-def _prompt_cache(model, prefix: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-    """Each layer's (keys, values) for `prefix` (one row), or None for an empty prefix."""
-    if prefix.numel() == 0:
-        return None
-    out = model(input_ids=prefix.unsqueeze(0), use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
-    if cache is None:
-        raise NoCache("the model returned no KV cache")
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _score_completions(model, layers, prompt: torch.Tensor, completion_ids: torch.Tensor,
-                       completion_mask: torch.Tensor, compute_entropy: bool):
+def _score_chunk(model, prompt_ids, prompt_mask, completion_ids, completion_mask, runs, compute_entropy):
     from transformers import DynamicCache
 
     n, width = completion_ids.shape
-    past = prompt.numel() - 1
-    cache = None
-    if layers is not None:  # a fresh cache per chunk: the forward below appends to it
-        cache = DynamicCache(ddp_cache_data=[(k.repeat_interleave(n, dim=0), v.repeat_interleave(n, dim=0))
-                                             for k, v in layers])
-    input_ids = torch.cat([prompt[-1:].expand(n, 1), completion_ids], dim=1)
-    ones = torch.ones(n, past + 1, dtype=completion_mask.dtype, device=completion_mask.device)
-    attention_mask = torch.cat([ones, completion_mask], dim=1)
-    position_ids = torch.arange(past, past + width + 1, device=input_ids.device).unsqueeze(0).expand(n, -1)
-    labels = input_ids.masked_fill(torch.cat([ones[:, :1], completion_mask], dim=1) == 0, -100)
+    first = torch.tensor([s for s, _ in runs], device=prompt_ids.device)
+    row_run = torch.repeat_interleave(torch.arange(len(runs), device=prompt_ids.device),
+                                      torch.tensor([e - s for s, e in runs], device=prompt_ids.device))
+    keep = prompt_mask[first].any(dim=0).nonzero()  # drop the columns that are padding in every distinct prompt
+    start = int(keep[0]) if keep.numel() else prompt_mask.size(1) - 1
+    prefix_ids, prefix_mask = prompt_ids[first, start:-1], prompt_mask[first, start:-1]
+    lengths = prompt_mask.sum(dim=1)  # per row, last token included
+    cache, past_mask = None, prefix_mask[row_run]
+    if prefix_ids.size(1) > 0:
+        out = model(input_ids=prefix_ids, attention_mask=prefix_mask,
+                    position_ids=(prefix_mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+        if out.past_key_values is None:
+            raise NoCache("the model returned no KV cache")
+        cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, row_run), layer.values.index_select(0, row_run))
+                                             for layer in out.past_key_values.layers])
+    input_ids = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)
+    ones = torch.ones(n, 1, dtype=completion_mask.dtype, device=completion_mask.device)
+    attention_mask = torch.cat([past_mask.to(completion_mask.dtype), ones, completion_mask], dim=1)
+    position_ids = (lengths - 1).unsqueeze(1) + torch.arange(width + 1, device=input_ids.device).unsqueeze(0)
+    labels = input_ids.masked_fill(torch.cat([ones, completion_mask], dim=1) == 0, -100)
     labels[:, 0] = -100
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
                 labels=labels, fused_lm_head=True)

@@ -217,7 +217,7 @@ class SRLTrainer(GRPOTrainer):
             return "the MoE load-balancing loss (TRL computes it over its own batch layout)"
         if torch.is_grad_enabled() and getattr(unwrap(model), "is_gradient_checkpointing", False):
             return "gradient checkpointing (it turns the KV cache off)"
-        if not shares_prompts(runs):
+        if not shares_prompts(runs) and self.accelerator.num_processes == 1:  # (processes: the same forwards on each)
             return "no consecutive rows share a prompt in this batch"
         return unsupported_reason(model, prompt_mask)
 
