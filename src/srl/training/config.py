@@ -75,6 +75,10 @@ class RunArguments(DataOptions):
     lora_target_modules: str = field(default="all-linear", metadata={"help": "LoRA target modules."})
     resume: bool = field(default=False, metadata={
         "help": "Continue from the last complete checkpoint in --output_dir (same data order, optimizer state)."})
+    torch_threads: int | None = field(default=None, metadata={
+        "help": "Torch threads per training process. Default: the cores of the process's CPU affinity divided "
+                "among the training processes on this machine (one thread per core in all); the environment "
+                "variable SRL_TORCH_THREADS also sets it. The run's config_<stage>.json records the choice."})
     preset: Literal["none", "paper", "cpu-small"] = field(default="none", metadata={
         "help": "Load a recipe's values as defaults (--config and flags still override): `paper` = the paper's "
                 "hyper-parameters, `cpu-small` = a run that fits 2 CPU cores in minutes."})
@@ -82,6 +86,8 @@ class RunArguments(DataOptions):
     def __post_init__(self):
         if self.lora_r < 1:
             raise InputError("must be >= 1", field="lora_r")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise InputError("must be >= 1", field="torch_threads")
         if self.validation_problems < 0:
             raise InputError("must be >= 0", field="validation_problems")
         if self.max_train_samples is not None and self.max_train_samples < 1:

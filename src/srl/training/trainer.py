@@ -224,7 +224,7 @@ class SRLTrainer(GRPOTrainer):
     def _log_fallback(self, reason: str) -> None:
         if reason not in self._fallbacks_logged:
             self._fallbacks_logged.add(reason)
-            logger.info("shared prefix: using TRL's layout (each row forwards its own prompt): %s", reason)
+            logger.warning("shared prefix: using TRL's layout (each row forwards its own prompt): %s", reason)
 
     def _prepare_inputs(self, generation_batch):
         """TRL's, except that the generation batch is shuffled by whole groups, not rows (--shared_prefix)."""
