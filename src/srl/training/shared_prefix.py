@@ -145,6 +145,37 @@ def _score_chunk(model, prompt_ids, prompt_mask, completion_ids, completion_mask
     return out.log_probs, (out.entropy if compute_entropy else None)
 
 
+def shared_prefill_unavailable(trainer, prompt_ids, images, multimodal_fields) -> str | None:
+    """Why a `SRLTrainer` generates these rows with TRL's `generate` ("" when the user chose it), or None for
+    the shared prefill (srl.generation.shared_prefill)."""
+    from srl.generation.shared_prefill import prompt_groups, unsupported
+
+    if not trainer.args.shared_prefix or trainer.use_vllm:  # vLLM: the engine's prefix cache shares the prefill
+        return ""
+    if trainer.use_transformers_continuous_batching:
+        return "transformers' continuous batching"
+    if images is not None or multimodal_fields:
+        return "multimodal inputs"
+    if len(prompt_groups(prompt_ids)) == len(prompt_ids):
+        return ""  # nothing to share (e.g. the think budget's second pass): `generate` as TRL
+    return unsupported(unwrap(trainer.model), trainer.generation_config)
+
+
+def shared_prefill_rollouts(trainer, prompt_ids) -> list[list[int]]:
+    """TRL's regular transformers generation (`_generate_single_turn`), each distinct prompt prefilled once."""
+    from trl.models import unwrap_model_for_generation
+
+    from srl.generation.shared_prefill import generate_shared
+
+    with (unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                      gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+                                      generation_kwargs=trainer.generation_kwargs,
+                                      gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
+          as model, torch.no_grad(), trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False)):
+        return generate_shared(model, prompt_ids, trainer.generation_config, eos_ids=trainer.eos_token_ids,
+                               pad_id=trainer._tokenizer.pad_token_id)
+
+
 def unwrap(model):
     """The transformers model under DDP / PEFT wrappers."""
     model = getattr(model, "module", model)

@@ -10,7 +10,8 @@ fails when the pinned TRL no longer has one of them, or when this list misses on
 - `_calculate_rewards`: keeps the rewards TRL computes (and gathers), for the filter and the completions table.
 - `_tokenize_prompts`: a pre-filled `<think>` at the start of the response (--think_prefill).
 - `_generate`: the think budget's forced tokens go into TRL's `tool_mask` (in context, out of the loss).
-- `_generate_single_turn`: the think budget (srl.generation.think_budget).
+- `_generate_single_turn`: the think budget (srl.generation.think_budget), and with --shared_prefix on the hf
+  backend, rollouts that prefill each distinct prompt once (srl.generation.shared_prefill).
 - `log`: the run folder's completions.jsonl (prompt tail, expert step, parsed action, reward). TRL's own
   `log_completions` is not used for it: it prints a table to the console at every logging step, writes one
   parquet file per step under completions/, and has no parsed action; and the format-error rate is counted here
@@ -59,8 +60,9 @@ from srl.generation.think_budget import generate_with_think_budget
 from srl.rewards.format import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
 from srl.training.checkpoints import mark_complete, read_marker, rotate_complete_checkpoints
-from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, prompt_runs, shared_prefix_logps,
-                                        shares_prompts, unsupported_reason, unwrap)
+from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, prompt_runs, shared_prefill_rollouts,
+                                        shared_prefill_unavailable, shared_prefix_logps, shares_prompts,
+                                        unsupported_reason, unwrap)
 from srl.training.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
 
 logger = logging.getLogger("srl")
@@ -257,13 +259,11 @@ class SRLTrainer(GRPOTrainer):
         the loss) and the response continues up to `max_completion_length` tokens (srl.generation.think_budget)."""
         budget, total = self.args.think_budget, self.max_completion_length
         if not budget or budget >= total or self.output_format.think == "off" or images is not None:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                 has_tool_images)
+            return self._generate_rows(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
 
         def generate(ids, max_new_tokens):
             with _max_new_tokens(self, max_new_tokens):
-                return super(SRLTrainer, self)._generate_single_turn(ids, None, multimodal_fields, num_generations,
-                                                                     has_tool_images)
+                return self._generate_rows(ids, None, multimodal_fields, num_generations, has_tool_images)
 
         close = self.output_format.think_close
         out = generate_with_think_budget(
@@ -275,6 +275,16 @@ class SRLTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["think_budget/forced_fraction"].append(out.forced / max(len(prompt_ids), 1))
         return out.completion_ids, out.logprobs
+
+    def _generate_rows(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images):
+        """TRL's generation; with --shared_prefix on the hf backend, each distinct prompt prefilled once
+        (srl.generation.shared_prefill)."""
+        reason = shared_prefill_unavailable(self, prompt_ids, images, multimodal_fields)
+        if reason is None:
+            return shared_prefill_rollouts(self, prompt_ids), None
+        if reason:
+            self._log_fallback(f"rollouts: {reason}")
+        return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
 
     # ------------------------------------------------------------------------------------------------------
     def _gather_rows(self, out: dict) -> dict[str, torch.Tensor]:
