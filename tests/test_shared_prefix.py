@@ -245,3 +245,18 @@ def test_a_training_step_gives_trl_s_gradients(tmp_path, peft, monkeypatch):
     assert_same_gradients(grads_t[0], grads_s[0])
     assert len(micro_s) == 2 and all(len(runs) == 2 and all(e - s == 4 for s, e in runs) for runs in micro_s), micro_s
     assert any(len(runs) > 2 for runs in micro_t)  # TRL's row shuffle splits groups across micro-batches
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_hf_rollouts_prefill_each_prompt_once(tmp_path, monkeypatch, shared):
+    """The trainer's hf backend generates through srl.generation.shared_prefill with --shared_prefix (TRL's
+    RepeatSampler gives each prompt's G rows consecutively), through `generate` without it."""
+    import srl.generation.shared_prefill as module
+
+    calls = []
+    generate_shared = module.generate_shared
+    monkeypatch.setattr(module, "generate_shared", lambda m, p, *a, **k: calls.append(len(p)) or generate_shared(
+        m, p, *a, **k))
+    trainer = make_trainer(tmp_path, reward=parity_reward, shared_prefix=shared, beta=0.0, max_generation_rounds=2)
+    trainer.train()
+    assert calls == ([8] * len(calls) if shared else []) and (calls or not shared)  # 8-row generation batches
