@@ -62,6 +62,10 @@ def test_greedy_outputs_equal_generate(tok, arch):
     ours = generate_shared(model, rows, config, eos_ids=eos, pad_id=tok.pad_token_id)
     assert ours == trl_completions(model, tok, rows, config, eos)
     assert sorted({len(r) for r in ours}) == [2, 4, 12] and ours[0][-1] == eos[0]
+    config = GenerationConfig(max_new_tokens=12, min_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id,
+                              eos_token_id=eos)  # the end tokens are suppressed for 6 tokens
+    ours = generate_shared(model, rows, config, eos_ids=eos, pad_id=tok.pad_token_id)
+    assert ours == trl_completions(model, tok, rows, config, eos) and min(len(r) for r in ours) >= 6
 
 
 def test_the_sampler_draws_the_exact_distribution():
