@@ -4,7 +4,7 @@ passed in).
 
 `generate_shared(model, prompts, config)` takes one prompt (token ids) per row, as TRL's `_generate_single_turn`
 and `srl.generation.hf.generate_batch` do, and returns each row's completion up to and including its first end
-token, as TRL keeps it. It applies `generate`'s own logits processors for `config` (`model._get_logits_processor`)
+token, as TRL keeps it. It applies `generate`'s own logits processors for `config` (`model._get_logits_processor`, on the config `generate` completes)
 and accepts only those it knows (`SUPPORTED_PROCESSORS`: temperature, top-k, top-p, min-p, repetition penalty, min_new_tokens);
 `unsupported(model, config)` says why another configuration must go through `generate`. Greedy decoding takes the
 argmax as `generate` does. Sampling draws from the same probabilities as `generate`'s softmax + `torch.multinomial`,
@@ -44,10 +44,16 @@ def prompt_groups(prompts: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [len(prompts)]))
 
 
-def _processors(model, config, prompt_width: int):
-    return model._get_logits_processor(generation_config=config, input_ids_seq_length=prompt_width,
-                                       encoder_input_ids=None, prefix_allowed_tokens_fn=None, logits_processor=None,
-                                       device=str(next(model.parameters()).device))
+def _prepared(model, config, prompt_width: int):
+    """`config` as `generate` completes it (the model's generation config for unset fields, the special tokens),
+    and the logits processors `generate` builds from it."""
+    device = next(model.parameters()).device
+    config, _ = model._prepare_generation_config(config)
+    model._prepare_special_tokens(config, True, device=device)
+    processors = model._get_logits_processor(generation_config=config, input_ids_seq_length=prompt_width,
+                                             encoder_input_ids=None, prefix_allowed_tokens_fn=None,
+                                             logits_processor=None, device=device)
+    return config, processors
 
 
 def unsupported(model, config) -> str | None:
@@ -59,7 +65,7 @@ def unsupported(model, config) -> str | None:
     if getattr(config, "max_new_tokens", None) is None:
         return "no max_new_tokens"
     try:
-        names = {type(p).__name__ for p in _processors(model, config, 1)}
+        names = {type(p).__name__ for p in _prepared(model, config, 1)[1]}
     except Exception as e:  # a transformers release that changed the private helper: generate() is the safe path
         return f"transformers' logits processors could not be built here ({type(e).__name__})"
     unknown = sorted(names - SUPPORTED_PROCESSORS)
@@ -85,7 +91,7 @@ def generate_shared(model, prompts: Sequence[Sequence[int]], config, *, eos_ids:
     logits = out.logits[:, -1].float()[row_group]
     sequences, attention = ids[row_group], mask[row_group]
     positions = attention.sum(dim=1)
-    processors = _processors(model, config, width)
+    config, processors = _prepared(model, config, width)
     eos = torch.tensor(list(eos_ids), device=device)
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     new = []
