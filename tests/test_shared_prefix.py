@@ -260,3 +260,14 @@ def test_hf_rollouts_prefill_each_prompt_once(tmp_path, monkeypatch, shared):
     trainer = make_trainer(tmp_path, reward=parity_reward, shared_prefix=shared, beta=0.0, max_generation_rounds=2)
     trainer.train()
     assert calls == ([8] * len(calls) if shared else []) and (calls or not shared)  # 8-row generation batches
+
+
+def test_on_by_default_in_every_preset_and_stage():
+    """`make demo`, the presets and benchmarks/gsm8k_table.py build their configs with parse_stage: the default
+    holds there; `--shared_prefix false` turns it off."""
+    from srl.cli.train import parse_stage
+
+    for stage, flags in [("srl", []), ("srl", ["--preset", "cpu-small"]), ("srl", ["--preset", "paper"]),
+                         ("rlvr", ["--preset", "cpu-small"])]:
+        assert parse_stage(stage, flags + ["--use_cpu", "true"])[1].shared_prefix is True, (stage, flags)
+    assert parse_stage("srl", ["--shared_prefix", "false", "--use_cpu", "true"])[1].shared_prefix is False
