@@ -169,6 +169,10 @@ def test_it_falls_back_to_trl_s_layout_and_says_why_once(tmp_path, caplog):
     runs = prompt_runs(inputs["prompt_ids"], inputs["prompt_mask"])
     assert "multimodal" in trainer._shared_prefix_unavailable(trainer.model, inputs["prompt_mask"], runs, False,
                                                                {"pixel_values": torch.zeros(1)})
+    trainer.model.config.sliding_window = 16  # Mistral-style: a sliding layer's cache would drop early keys
+    assert "sliding-window" in trainer._shared_prefix_unavailable(trainer.model, inputs["prompt_mask"], [(0, 2)],
+                                                                  False, {})
+    trainer.model.config.sliding_window = None
     trainer.model.gradient_checkpointing_enable()
     assert "gradient checkpointing" in trainer._shared_prefix_unavailable(trainer.model, inputs["prompt_mask"],
                                                                           [(0, 2)], False, {})

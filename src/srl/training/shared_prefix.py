@@ -87,7 +87,8 @@ def unsupported_reason(model, prompt_mask: torch.Tensor) -> str | None:
         return "the model has no config"
     text = config.get_text_config(decoder=True)
     layer_types = getattr(text, "layer_types", None) or []
-    if any(t != "full_attention" for t in layer_types) or getattr(text, "use_sliding_window", False):
+    sliding = getattr(text, "sliding_window", None) is not None and getattr(text, "use_sliding_window", True)
+    if any(t != "full_attention" for t in layer_types) or sliding:  # a sliding layer's cache drops early keys
         return "the model has sliding-window or non-standard attention layers"
     return None
 

@@ -17,10 +17,9 @@ fails when the pinned TRL no longer has one of them, or when this list misses on
   parquet file per step under completions/, and has no parsed action; and the format-error rate is counted here
   over every generation round from the rewards already gathered, for any reward function, where TRL's
   `log_metric` would only reach our own reward functions.
-- `_get_per_token_logps_and_entropies`: each distinct prompt forwarded once for the consecutive rows that share
-  it (srl.training.shared_prefix), for the policy, the reference model and the old log-probs; TRL's own layout
-  where that cannot apply (--shared_prefix false, multimodal inputs, MoE aux loss, gradient checkpointing, no
-  KV cache, no rows sharing a prompt), said once in the log.
+- `_get_per_token_logps_and_entropies`: each distinct prompt forwarded once for the rows that share it, for the
+  policy, reference model and old log-probs (srl.training.shared_prefix); TRL's layout where that cannot apply
+  (multimodal inputs, MoE aux loss, gradient checkpointing, sliding windows, no KV cache), said once in the log.
 - `_prepare_inputs`: with --shared_prefix, the generation batch is shuffled by whole groups (runs of rows with
   the same prompt) instead of by rows before TRL cuts it into micro-batches, so a group's rows stay together.
 - `_save_checkpoint`: the complete marker, and rotation only after it (srl.training.checkpoints).
@@ -226,7 +225,8 @@ class SRLTrainer(GRPOTrainer):
     def _log_fallback(self, reason: str) -> None:
         if reason not in self._fallbacks_logged:
             self._fallbacks_logged.add(reason)
-            logger.warning("shared prefix: using TRL's layout (each row forwards its own prompt): %s", reason)
+            logger.warning("shared prefix: %s: %s", "rollouts through TRL's `generate`" if reason.startswith(
+                "rollouts: ") else "TRL's layout (each row forwards its own prompt)", reason.removeprefix("rollouts: "))
 
     def _prepare_inputs(self, generation_batch):
         """TRL's, except that the generation batch is shuffled by whole groups, not rows (--shared_prefix)."""
