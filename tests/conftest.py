@@ -20,8 +20,13 @@ def one_torch_thread():
     threads per process mostly wait for each other (measured here: 10x slower steps under load)."""
     import torch
 
-    threads = torch.get_num_threads()
+    threads, env = torch.get_num_threads(), os.environ.get("SRL_TORCH_THREADS")
     torch.set_num_threads(1)
+    os.environ["SRL_TORCH_THREADS"] = "1"  # what run_stage would otherwise choose (srl.training.threads)
     yield
     torch.set_num_threads(threads)
+    if env is None:
+        os.environ.pop("SRL_TORCH_THREADS", None)
+    else:
+        os.environ["SRL_TORCH_THREADS"] = env
 

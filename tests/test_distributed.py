@@ -40,3 +40,24 @@ def test_two_processes_keep_the_global_batch_right(tmp_path):
     logs = [h for h in ranks[0]["logs"] if h]
     assert any(h["dynamic_sampling/filtered_fraction"] > 0 for h in logs)
     assert all(h["dynamic_sampling/cap_hit"] == 0 for h in logs)
+
+
+def test_two_processes_shared_prefix_gradients_equal_trl_s_layout(tmp_path):
+    """A group straddles the two processes (6 rows each, G=4): the all-reduced gradients of the shared-prefix
+    route equal TRL's layout's, and training through it runs under DDP."""
+    import torch
+
+    from test_shared_prefix import assert_same_gradients
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29534", os.path.join(HERE, "ddp_shared_prefix.py"), str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert sorted(e - s for s, e in ranks[0]["runs"]) == [2, 4] == sorted(e - s for s, e in ranks[1]["runs"])
+    for r in ranks:
+        assert_same_gradients(r["grads"][False], r["grads"][True])
+    for name, g in ranks[0]["grads"][True].items():  # DDP averaged them: the same on both processes
+        assert torch.allclose(g, ranks[1]["grads"][True][name], atol=1e-7), name

@@ -154,6 +154,8 @@ def test_srl_checkpoint_final_and_config(srl_run, instances_file):
     assert config["run"]["think"] == "off"
     assert config["train"]["max_steps"] == 2 and config["train"]["num_generations"] == 4
     assert config["train"]["output_dir"] == srl_run
+    assert config["train"]["shared_prefix"] is True  # on by default (issue 11)
+    assert config["torch_threads"] == "torch threads: 1 ($SRL_TORCH_THREADS=1)"  # conftest.py sets it
 
 
 def test_srl_refuses_a_used_folder_without_resume(srl_run, instances_file, capsys):

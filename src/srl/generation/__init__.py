@@ -3,6 +3,8 @@
     hf            transformers `generate`, batched and left-padded (`generate_batch`)
     vllm          the backend choice (`hf` / `vllm` / `auto`) and vLLM: the colocated engine used by training,
                   `VLLMGenerator` used by `srl eval`
+    shared_prefill  rollouts that prefill each distinct prompt once and decode its G continuations from the
+                  repeated cache (the trainer's `hf` backend, `srl eval`'s k samples)
     think_budget  close a monologue still open after N tokens, then let the model write its action
 
 `Generation` is the record both backends return for one response.

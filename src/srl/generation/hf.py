@@ -1,5 +1,7 @@
 """Generation with transformers: `generate_batch` generates one response per prompt (token ids), left-padded
-into one batch, under `torch.inference_mode`, and stops at the model's end tokens (`end_token_ids`)."""
+into one batch, under `torch.inference_mode`, and stops at the model's end tokens (`end_token_ids`). When it
+samples and consecutive prompts are identical (`srl eval`'s k samples of a problem), each distinct prompt is
+prefilled once (`srl.generation.shared_prefill`)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def generate_batch(model, tokenizer, batch: Sequence[list[int]], *, max_new_toke
     import torch
     from transformers import GenerationConfig
 
+    from srl.generation.shared_prefill import generate_shared, prompt_groups, unsupported
+
     eos = end_token_ids(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     width = max(len(ids) for ids in batch)
@@ -42,10 +46,14 @@ def generate_batch(model, tokenizer, batch: Sequence[list[int]], *, max_new_toke
         options.update(temperature=temperature, top_p=top_p, top_k=top_k)
     config = GenerationConfig(**options)
     device = next(model.parameters()).device
-    with torch.inference_mode():
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                             generation_config=config)
-    new = out[:, width:].tolist()
+    if do_sample and len(prompt_groups(batch)) < len(batch) and unsupported(model, config) is None:
+        with torch.inference_mode():  # k samples of a prompt: its prefill once (srl.generation.shared_prefill)
+            new = generate_shared(model, batch, config, eos_ids=eos, pad_id=pad)
+    else:
+        with torch.inference_mode():
+            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                 generation_config=config)
+        new = out[:, width:].tolist()
     results = []
     eos_set = set(eos)
     for row in new:

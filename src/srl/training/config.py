@@ -75,6 +75,10 @@ class RunArguments(DataOptions):
     lora_target_modules: str = field(default="all-linear", metadata={"help": "LoRA target modules."})
     resume: bool = field(default=False, metadata={
         "help": "Continue from the last complete checkpoint in --output_dir (same data order, optimizer state)."})
+    torch_threads: int | None = field(default=None, metadata={
+        "help": "Torch threads per training process. Default: the cores of the process's CPU affinity divided "
+                "among the training processes on this machine (one thread per core in all); the environment "
+                "variable SRL_TORCH_THREADS also sets it. The run's config_<stage>.json records the choice."})
     preset: Literal["none", "paper", "cpu-small"] = field(default="none", metadata={
         "help": "Load a recipe's values as defaults (--config and flags still override): `paper` = the paper's "
                 "hyper-parameters, `cpu-small` = a run that fits 2 CPU cores in minutes."})
@@ -82,6 +86,8 @@ class RunArguments(DataOptions):
     def __post_init__(self):
         if self.lora_r < 1:
             raise InputError("must be >= 1", field="lora_r")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise InputError("must be >= 1", field="torch_threads")
         if self.validation_problems < 0:
             raise InputError("must be >= 0", field="validation_problems")
         if self.max_train_samples is not None and self.max_train_samples < 1:
@@ -174,6 +180,10 @@ class SRLConfig(GRPOConfig):
     vllm_compile: bool = field(default=False, metadata={
         "help": "--backend vllm: let vLLM compile the model (torch.compile; minutes of start-up on a CPU) instead "
                 "of running it eagerly."})
+    shared_prefix: bool = field(default=True, metadata={
+        "help": "Forward each distinct prompt once for the rows (rollouts) that share it, in the loss and every "
+                "log-prob pass, and in --backend hf rollouts (prefill once, then decode the G continuations); "
+                "false: TRL's layout, where each row forwards its own copy of the prompt. Same values either way."})
     completions_to_log: int = field(default=4, metadata={
         "help": "Rows per logging step written to the run folder's completions table."})
 

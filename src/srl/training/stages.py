@@ -209,6 +209,13 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     train_ds = datasets.Dataset.from_list(train_rows)
     eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
 
+    from srl.training.threads import set_torch_threads
+
+    threads = set_torch_threads(run.torch_threads)
+    if progress and cfg.process_index == 0:
+        from srl.console import console
+
+        console(stderr=True).print(threads)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and cfg.world_size == 1:
         raise InputError(f"launched as {launched} processes but each would train alone on the same folder; "
@@ -248,7 +255,8 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     os.makedirs(cfg.output_dir, exist_ok=True)
     if cfg.process_index == 0:  # written once the model has loaded: a run that fails before leaves nothing
         write_json(os.path.join(cfg.output_dir, f"config_{stage}.json"),
-                   {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict()})
+                   {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict(),
+                    "torch_threads": threads})
     trainer.train(resume_from_checkpoint=resume_from)
     final = os.path.join(cfg.output_dir, "final")
     trainer.save_model(final)

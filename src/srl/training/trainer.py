@@ -10,12 +10,18 @@ fails when the pinned TRL no longer has one of them, or when this list misses on
 - `_calculate_rewards`: keeps the rewards TRL computes (and gathers), for the filter and the completions table.
 - `_tokenize_prompts`: a pre-filled `<think>` at the start of the response (--think_prefill).
 - `_generate`: the think budget's forced tokens go into TRL's `tool_mask` (in context, out of the loss).
-- `_generate_single_turn`: the think budget (srl.generation.think_budget).
+- `_generate_single_turn`: the think budget (srl.generation.think_budget), and with --shared_prefix on the hf
+  backend, rollouts that prefill each distinct prompt once (srl.generation.shared_prefill).
 - `log`: the run folder's completions.jsonl (prompt tail, expert step, parsed action, reward). TRL's own
   `log_completions` is not used for it: it prints a table to the console at every logging step, writes one
   parquet file per step under completions/, and has no parsed action; and the format-error rate is counted here
   over every generation round from the rewards already gathered, for any reward function, where TRL's
   `log_metric` would only reach our own reward functions.
+- `_get_per_token_logps_and_entropies`: each distinct prompt forwarded once for the rows that share it, for the
+  policy, reference model and old log-probs (srl.training.shared_prefix); TRL's layout where that cannot apply
+  (multimodal inputs, MoE aux loss, gradient checkpointing, sliding windows, no KV cache), said once in the log.
+- `_prepare_inputs`: with --shared_prefix, the generation batch is shuffled by whole groups (runs of rows with
+  the same prompt) instead of by rows before TRL cuts it into micro-batches, so a group's rows stay together.
 - `_save_checkpoint`: the complete marker, and rotation only after it (srl.training.checkpoints).
 - `_load_from_checkpoint`: the refill stream's position, from the marker.
 
@@ -46,12 +52,16 @@ from collections import defaultdict
 
 import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import split_tensor_dict
 
 from srl.generation.vllm import colocate_generation_class, resolve_backend
 from srl.generation.think_budget import generate_with_think_budget
 from srl.rewards.format import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
 from srl.training.checkpoints import mark_complete, read_marker, rotate_complete_checkpoints
+from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, prompt_runs, shared_prefill_rollouts,
+                                        shared_prefill_unavailable, shared_prefix_logps, shares_prompts,
+                                        unsupported_reason, unwrap)
 from srl.training.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
 
 logger = logging.getLogger("srl")
@@ -77,6 +87,7 @@ class SRLTrainer(GRPOTrainer):
         self._refill_drawn = 0  # prompts drawn from the refill stream so far (saved in checkpoints)
         self._round_rewards: torch.Tensor | None = None
         self._round_rows: list[dict] = []
+        self._fallbacks_logged: set[str] = set()
 
     # ------------------------------------------------------------------------------------------------------
     # Generation backend (srl.generation.vllm): `hf` is TRL's transformers path; `vllm` is TRL's colocated vLLM path
@@ -176,6 +187,58 @@ class SRLTrainer(GRPOTrainer):
         return output
 
     # ------------------------------------------------------------------------------------------------------
+    # Shared prefixes (srl.training.shared_prefix): one forward per distinct prompt in the loss and log-probs.
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        prompt_width = input_ids.size(1) - logits_to_keep
+        prompt_ids, prompt_mask = input_ids[:, :prompt_width], attention_mask[:, :prompt_width]
+        runs = prompt_runs(prompt_ids, prompt_mask)
+        reason = self._shared_prefix_unavailable(model, prompt_mask, runs, compute_aux_loss, multimodal)
+        if reason is None:
+            try:
+                with self.accelerator.autocast():
+                    logps, entropies = shared_prefix_logps(
+                        model, prompt_ids, prompt_mask, input_ids[:, prompt_width:], attention_mask[:, prompt_width:],
+                        batch_size=batch_size, compute_entropy=compute_entropy, runs=runs)
+                return logps, entropies, None
+            except NoCache as e:
+                reason = str(e)
+        if reason:
+            self._log_fallback(reason)
+        return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                          batch_size, compute_entropy, compute_aux_loss, **multimodal)
+
+    def _shared_prefix_unavailable(self, model, prompt_mask, runs, compute_aux_loss, multimodal) -> str | None:
+        """Why this call takes TRL's layout ("" when the user chose it), or None for the shared-prefix route."""
+        if not self.args.shared_prefix:
+            return ""
+        if any(value is not None for value in multimodal.values()):
+            return "multimodal inputs"
+        if compute_aux_loss:
+            return "the MoE load-balancing loss (TRL computes it over its own batch layout)"
+        if torch.is_grad_enabled() and getattr(unwrap(model), "is_gradient_checkpointing", False):
+            return "gradient checkpointing (it turns the KV cache off)"
+        if not shares_prompts(runs) and self.accelerator.num_processes == 1:  # (processes: the same forwards on each)
+            return "no consecutive rows share a prompt in this batch"
+        return unsupported_reason(model, prompt_mask)
+
+    def _log_fallback(self, reason: str) -> None:
+        if reason not in self._fallbacks_logged:
+            self._fallbacks_logged.add(reason)
+            logger.warning("shared prefix: %s: %s", "rollouts through TRL's `generate`" if reason.startswith(
+                "rollouts: ") else "TRL's layout (each row forwards its own prompt)", reason.removeprefix("rollouts: "))
+
+    def _prepare_inputs(self, generation_batch):
+        """TRL's, except that the generation batch is shuffled by whole groups, not rows (--shared_prefix)."""
+        if not (self.model.training and self.args.shared_prefix) or self._is_vlm:  # images: TRL's row shuffle
+            return super()._prepare_inputs(generation_batch)
+        if self._step % (self.args.steps_per_generation * self.num_iterations) == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            batch = permute_rows(batch, group_permutation(prompt_runs(batch["prompt_ids"], batch["prompt_mask"])))
+            self._buffered_inputs = split_tensor_dict(batch, self.args.steps_per_generation)
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    # ------------------------------------------------------------------------------------------------------
     # The output format on small models: a pre-filled `<think>` and a think budget (see docs/format.md).
     def _tokenize_prompts(self, prompts):
         prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
@@ -196,13 +259,11 @@ class SRLTrainer(GRPOTrainer):
         the loss) and the response continues up to `max_completion_length` tokens (srl.generation.think_budget)."""
         budget, total = self.args.think_budget, self.max_completion_length
         if not budget or budget >= total or self.output_format.think == "off" or images is not None:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                 has_tool_images)
+            return self._generate_rows(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
 
         def generate(ids, max_new_tokens):
             with _max_new_tokens(self, max_new_tokens):
-                return super(SRLTrainer, self)._generate_single_turn(ids, None, multimodal_fields, num_generations,
-                                                                     has_tool_images)
+                return self._generate_rows(ids, None, multimodal_fields, num_generations, has_tool_images)
 
         close = self.output_format.think_close
         out = generate_with_think_budget(
@@ -214,6 +275,16 @@ class SRLTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["think_budget/forced_fraction"].append(out.forced / max(len(prompt_ids), 1))
         return out.completion_ids, out.logprobs
+
+    def _generate_rows(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images):
+        """TRL's generation; with --shared_prefix on the hf backend, each distinct prompt prefilled once
+        (srl.generation.shared_prefill)."""
+        reason = shared_prefill_unavailable(self, prompt_ids, images, multimodal_fields)
+        if reason is None:
+            return shared_prefill_rollouts(self, prompt_ids), None
+        if reason:
+            self._log_fallback(f"rollouts: {reason}")
+        return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
 
     # ------------------------------------------------------------------------------------------------------
     def _gather_rows(self, out: dict) -> dict[str, torch.Tensor]:

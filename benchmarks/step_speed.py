@@ -1,0 +1,255 @@
+"""Whole SRL steps through `SRLTrainer` with `--shared_prefix false` (TRL's layout) and `true` (issue 11).
+
+Run from the repository root (after `make install`):
+
+    .venv/bin/python benchmarks/step_speed.py --workload a --steps 1 --threads 1
+    .venv/bin/python benchmarks/step_speed.py --workload a,b --repeats 2 --json /tmp/steps.json
+
+Workloads (the `hf` backend, dynamic sampling off so that a step is one generation round, the same seed):
+
+- `a`: SmolLM2-135M-Instruct (fp32), 4 real GSM8K step instances (prompts with earlier expert steps, drawn
+  with a fixed seed from the bundled GSM8K sample) x G=8 x 64 new tokens: per_device_train_batch_size 32.
+- `b`: the `cpu-small` preset (SmolLM2, 4 prompts x G=4, 48 tokens, 16 rows per step).
+
+Every completion is exactly max_completion_length tokens (`min_new_tokens`: the end token is suppressed), so both
+layouts do the same work; the prompts, model and seed are the same. The sampled tokens differ (TRL's `generate`
+draws with `torch.multinomial`, the shared prefill by inverse CDF: the same distribution, another stream).
+
+Each (layout, repeat) runs in its own process, taking turns (false, true, false, true, ...), so that peak RSS
+(`ru_maxrss`) is the layout's own. Per step: the whole step (callback to callback), generation (the `hf`
+rollouts), log-probs + backward (the loss's forward and backward, plus any reference/old log-prob pass), the
+optimizer step, the tokens the loss forwards (padded positions count: they are computed), and the physical
+bound: the FLOPs of the step's distinct tokens (each prompt once) / this CPU's measured fp32 matmul rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+MODEL = "smollm2-135m-instruct"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workload", default="a,b", help="comma list of a, b (default both)")
+    p.add_argument("--steps", type=int, default=1, help="timed steps per process (default 1)")
+    p.add_argument("--repeats", type=int, default=1, help="processes per layout, taking turns (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: srl.training.threads)")
+    p.add_argument("--model", default=MODEL)
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: "<workload>,<shared>"
+    return p.parse_args(argv)
+
+
+# --- one layout, in its own process -------------------------------------------------------------------------
+def workload_flags(workload: str, model: str) -> list[str]:
+    if workload == "a":
+        return ["--model", model, "--think", "optional", "--use_cpu", "true", "--bf16", "false",
+                "--num_generations", "8", "--per_device_train_batch_size", "32", "--max_completion_length", "64",
+                "--learning_rate", "2e-6", "--dataloader_pin_memory", "false"]
+    if workload == "b":
+        return ["--preset", "cpu-small", "--model", model]
+    raise SystemExit(f"unknown workload {workload}")
+
+
+def step_instances(rows: list[dict], n: int = 4, seed: int = 0) -> list[dict]:
+    """n step instances with earlier expert steps in their prompt, drawn with a fixed seed."""
+    later = [r for r in rows if r.get("step_index", 0) >= 2]
+    return random.Random(seed).sample(later, n)
+
+
+def worker(workload: str, shared: bool, steps: int, threads: int | None, model_name: str) -> dict:
+    import torch
+    from transformers import TrainerCallback
+
+    from srl.cli.train import parse_stage
+    from srl.models import load_model_and_tokenizer
+    from srl.training.shared_prefix import prompt_runs
+    from srl.training.stages import _rewards, output_format, srl_rows
+    from srl.training.threads import set_torch_threads
+    from srl.training.trainer import SRLTrainer
+    import datasets
+
+    out_dir = tempfile.mkdtemp(prefix="step_speed-")
+    flags = workload_flags(workload, model_name) + [
+        "--output_dir", out_dir, "--shared_prefix", str(shared).lower(), "--max_steps", str(steps),
+        "--dynamic_sampling", "false", "--save_strategy", "no", "--report_to", "none", "--seed", "0",
+        "--logging_steps", "1", "--disable_tqdm", "true"]
+    run, cfg = parse_stage("srl", flags)[:2]
+    threads_line = set_torch_threads(threads)
+    width = cfg.max_completion_length
+    cfg.generation_kwargs = {"min_new_tokens": width}  # every completion is `width` tokens in both layouts
+    rows = srl_rows(run)
+    if workload == "a":
+        rows = step_instances(rows)
+    model, tokenizer = load_model_and_tokenizer(run.model, bf16=False, seed=cfg.seed)
+    times: dict[str, list[float]] = {"generation": [], "loss": [], "optimizer": [], "step": [], "prepare": []}
+    tokens: list[dict] = []
+
+    class Timed(SRLTrainer):
+        def _generate_single_turn(self, *a, **k):
+            t = time.perf_counter()
+            try:
+                return super()._generate_single_turn(*a, **k)
+            finally:
+                times["generation"][-1] += time.perf_counter() - t
+
+        def _prepare_inputs(self, batch):
+            t = time.perf_counter()
+            try:
+                return super()._prepare_inputs(batch)
+            finally:
+                times["prepare"][-1] += time.perf_counter() - t
+
+        def _compute_loss(self, model, inputs):
+            runs = prompt_runs(inputs["prompt_ids"], inputs["prompt_mask"])
+            rows_, p_width = inputs["prompt_ids"].shape
+            c_width = inputs["completion_ids"].size(1)
+            lengths = [int(inputs["prompt_mask"][s].sum()) for s, _ in runs]
+            unique = torch.unique(inputs["prompt_ids"], dim=0)
+            unique_lengths = sorted(int((u != tokenizer.pad_token_id).sum()) for u in unique)
+            tokens.append({"rows": rows_, "prompts": len(unique), "runs": len(runs), "completion_width": c_width,
+                           "trl_layout": rows_ * (p_width + c_width),  # every row: its padded prompt + completion
+                           "shared": len(runs) * max(lengths) + rows_ * (c_width + 1),  # prompts once per run
+                           "distinct": sum(unique_lengths) + rows_ * c_width, "prompt_lengths": unique_lengths})
+            return super()._compute_loss(model, inputs)
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            for key in times:
+                times[key].append(0.0)
+            self.step = time.perf_counter()
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            self.opt = time.perf_counter()
+
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            times["optimizer"][-1] = time.perf_counter() - self.opt
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times["step"][-1] = time.perf_counter() - self.step
+
+    trainer = Timed(model=model, reward_funcs=_rewards("srl", run), args=cfg, train_dataset=datasets.Dataset.from_list(rows),
+                    processing_class=tokenizer, output_format=output_format(run), callbacks=[Clock()])
+    trainer.train()
+    for i in range(len(times["step"])):  # the loss: the step, less generation/scoring and the optimizer
+        times["loss"][i] = times["step"][i] - times["prepare"][i] - times["optimizer"][i]
+    n_params = sum(p.numel() for p in model.parameters())
+    config = model.config
+    return {"workload": workload, "shared_prefix": shared, "times": times, "tokens": tokens,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "threads": threads_line,
+            "torch_threads": torch.get_num_threads(), "params": n_params, "hidden": config.hidden_size,
+            "layers": config.num_hidden_layers, "vocab": config.vocab_size, "width": width,
+            "fallbacks": sorted(trainer._fallbacks_logged)}
+
+
+def matmul_gflops(threads: int | None) -> float:
+    """This CPU's fp32 matmul rate (GFLOP/s) on the model's shapes (576 x 1536), best of a few runs."""
+    import torch
+
+    from srl.training.threads import set_torch_threads
+
+    set_torch_threads(threads)
+    a, b = torch.randn(2048, 576), torch.randn(576, 1536)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, (time.perf_counter() - t) / 10)
+    return 2 * 2048 * 576 * 1536 / best / 1e9
+
+
+def bound_seconds(result: dict, rate_gflops: float) -> float:
+    """FLOPs of one step's distinct work / rate: the prompts forwarded once (generation prefill; the loss
+    forward + backward = 3 forwards), every completion token decoded once and scored once (LM head included),
+    attention over each token's context."""
+    d, layers, vocab = result["hidden"], result["layers"], result["vocab"]
+    body = result["params"] - vocab * d  # the tied embedding / LM head counted apart
+    tok = result["tokens"][0]
+    prompt_tokens = sum(tok["prompt_lengths"])
+    completion = tok["rows"] * tok["completion_width"]
+    mean_context = (sum(tok["prompt_lengths"]) / len(tok["prompt_lengths"])) + tok["completion_width"] / 2
+    per_token = 2 * body + 4 * layers * d * mean_context
+    generation = prompt_tokens * per_token + completion * (per_token + 2 * d * vocab)
+    loss = 3 * (prompt_tokens * per_token + completion * (per_token + 2 * d * vocab))
+    return (generation + loss) / (rate_gflops * 1e9)
+
+
+# --- the comparison ---------------------------------------------------------------------------------------------
+def run_worker(workload: str, shared: bool, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", f"{workload},{shared}", "--steps", str(args.steps),
+           "--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"worker {workload} shared_prefix={shared} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def table(results: list[dict], rate: float) -> str:
+    lines = ["| workload | layout | step (s) | generation (s) | log-probs + backward (s) | optimizer (s) | "
+             "loss tokens forwarded | peak RSS (GB) | physical bound (s) | bound / step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for workload in sorted({r["workload"] for r in results}):
+        for shared in (False, True):
+            mine = [r for r in results if r["workload"] == workload and r["shared_prefix"] == shared]
+            if not mine:
+                continue
+            t = {k: median([x for r in mine for x in r["times"][k]]) for k in ("step", "generation", "loss",
+                                                                              "optimizer")}
+            tok = mine[0]["tokens"][0]  # the first micro-batch
+            forwarded = tok["shared"] if shared else tok["trl_layout"]
+            bound = bound_seconds(mine[0], rate)
+            lines.append(f"| {workload} | {'shared prefix' if shared else 'TRL layout'} | {t['step']:.1f} | "
+                         f"{t['generation']:.1f} | {t['loss']:.1f} | {t['optimizer']:.2f} | {forwarded:,} | "
+                         f"{max(r['peak_rss_gb'] for r in mine):.2f} | {bound:.1f} | {bound / t['step']:.0%} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        workload, shared = args.worker.split(",")
+        print(json.dumps(worker(workload, shared == "True", args.steps, args.threads, args.model)))
+        return
+    load = os.getloadavg()
+    results = []
+    for workload in args.workload.split(","):
+        for repeat in range(args.repeats):
+            for shared in (False, True):
+                started = time.perf_counter()
+                results.append(run_worker(workload, shared, args))
+                print(f"# {workload} shared_prefix={shared} repeat {repeat + 1}: {time.perf_counter() - started:.0f} s"
+                      f" ({results[-1]['threads']})", flush=True)
+    rate = matmul_gflops(args.threads)
+    print(f"\nfp32 matmul rate: {rate:.1f} GFLOP/s; load average before: {load[0]:.2f}, after: "
+          f"{os.getloadavg()[0]:.2f}\n")
+    print(table(results, rate))
+    for workload in sorted({r["workload"] for r in results}):
+        mine = [r for r in results if r["workload"] == workload]
+        steps = {s: median([x for r in mine if r["shared_prefix"] == s for x in r["times"]["step"]])
+                 for s in (False, True)}
+        tok = mine[0]["tokens"][0]
+        print(f"\n{workload}: whole step {steps[False] / steps[True]:.2f}x faster with shared prefixes; "
+              f"{tok['prompts']} prompts of {tok['prompt_lengths']} tokens x {tok['rows'] // tok['prompts']} rows x "
+              f"{tok['completion_width']} tokens; fallbacks: {sorted({f for r in mine for f in r['fallbacks']})}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "matmul_gflops": rate, "load": [load, os.getloadavg()]}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Rollouts with a shared prefill: each distinct prompt is prefilled once and its G continuations decoded from the
+repeated KV cache (`generate` prefills every row's copy; `generate(num_return_sequences=G)` does not expand a cache
+passed in).
+
+`generate_shared(model, prompts, config)` takes one prompt (token ids) per row, as TRL's `_generate_single_turn`
+and `srl.generation.hf.generate_batch` do, and returns each row's completion up to and including its first end
+token, as TRL keeps it. It applies `generate`'s own logits processors for `config` (`model._get_logits_processor`, on the config `generate` completes)
+and accepts only those it knows (`SUPPORTED_PROCESSORS`: temperature, top-k, top-p, min-p, repetition penalty, min_new_tokens);
+`unsupported(model, config)` says why another configuration must go through `generate`. Greedy decoding takes the
+argmax as `generate` does. Sampling draws from the same probabilities as `generate`'s softmax + `torch.multinomial`,
+by inverse CDF (`sample`), which is exact and cheaper on a CPU (measured in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+SUPPORTED_PROCESSORS = {"TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper",
+                        "RepetitionPenaltyLogitsProcessor", "MinNewTokensLengthLogitsProcessor"}
+
+
+def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from `probs` (rows of non-negative weights), by inverse CDF: the first token whose
+    cumulative weight exceeds u·total, u ~ U[0, 1). Exactly the distribution `torch.multinomial(probs, 1)` draws
+    from; tokens of weight 0 are never drawn.
+
+    >>> sample(torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0]])).tolist()
+    [1, 2]
+    """
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=probs.size(-1) - 1)
+
+
+def prompt_groups(prompts: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """(start, end) of each run of consecutive identical prompts.
+
+    >>> prompt_groups([[1, 2], [1, 2], [3], [1, 2]])
+    [(0, 2), (2, 3), (3, 4)]
+    """
+    starts = [i for i in range(len(prompts)) if i == 0 or list(prompts[i]) != list(prompts[i - 1])]
+    return list(zip(starts, starts[1:] + [len(prompts)]))
+
+
+def _prepared(model, config, prompt_width: int):
+    """`config` as `generate` completes it (the model's generation config for unset fields, the special tokens),
+    and the logits processors `generate` builds from it."""
+    device = next(model.parameters()).device
+    config, _ = model._prepare_generation_config(config)
+    model._prepare_special_tokens(config, True, device=device)
+    processors = model._get_logits_processor(generation_config=config, input_ids_seq_length=prompt_width,
+                                             encoder_input_ids=None, prefix_allowed_tokens_fn=None,
+                                             logits_processor=None, device=device)
+    return config, processors
+
+
+def unsupported(model, config) -> str | None:
+    """Why `generate_shared` cannot reproduce `generate` with `config` (None when it can)."""
+    if getattr(config, "num_beams", 1) not in (None, 1) or getattr(config, "num_return_sequences", 1) not in (None, 1):
+        return "beam search or num_return_sequences"
+    if getattr(config, "cache_implementation", None) not in (None, "dynamic"):
+        return f"cache_implementation={config.cache_implementation}"
+    if getattr(config, "max_new_tokens", None) is None:
+        return "no max_new_tokens"
+    try:
+        names = {type(p).__name__ for p in _prepared(model, config, 1)[1]}
+    except Exception as e:  # a transformers release that changed the private helper: generate() is the safe path
+        return f"transformers' logits processors could not be built here ({type(e).__name__})"
+    unknown = sorted(names - SUPPORTED_PROCESSORS)
+    return f"logits processors {unknown}" if unknown else None
+
+
+@torch.no_grad()
+def generate_shared(model, prompts: Sequence[Sequence[int]], config, *, eos_ids: Sequence[int], pad_id: int,
+                    generator: torch.Generator | None = None) -> list[list[int]]:
+    """One completion per row of `prompts` (token ids), each distinct run of identical prompts prefilled once.
+    Returns each completion up to and including its first token of `eos_ids` (at most `config.max_new_tokens`)."""
+    device = next(model.parameters()).device
+    groups = prompt_groups(prompts)
+    distinct = [list(prompts[s]) for s, _ in groups]
+    row_group = torch.tensor([g for g, (s, e) in enumerate(groups) for _ in range(s, e)], device=device)
+    width = max(len(p) for p in distinct)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in distinct], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in distinct], device=device)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+                use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    cache.batch_select_indices(row_group)  # one copy of its prompt's cache per row
+    logits = out.logits[:, -1].float()[row_group]
+    sequences, attention = ids[row_group], mask[row_group]
+    positions = attention.sum(dim=1)
+    config, processors = _prepared(model, config, width)
+    eos = torch.tensor(list(eos_ids), device=device)
+    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    new = []
+    for step in range(config.max_new_tokens):
+        scores = processors(sequences, logits)
+        token = sample(torch.softmax(scores, dim=-1), generator) if config.do_sample else scores.argmax(dim=-1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        new.append(token)
+        finished |= torch.isin(token, eos)
+        if bool(finished.all()) or step + 1 == config.max_new_tokens:
+            break
+        sequences = torch.cat([sequences, token[:, None]], dim=1)
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attention, position_ids=positions[:, None],
+                    past_key_values=cache, use_cache=True)
+        positions = positions + 1
+        logits = out.logits[:, -1].float()
+    tokens = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
+    eos_set = set(int(i) for i in eos_ids)
+    return [row[:next((i + 1 for i, t in enumerate(row) if t in eos_set), len(row))] for row in tokens]
