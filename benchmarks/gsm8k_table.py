@@ -136,7 +136,8 @@ def train_run(stage: str, folder: str, model: str, train_path: str, minutes: flo
             "--max_steps", "100000", "--save_steps", "100000", "--save_total_limit", "10",
             "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--report_to", "none"] + flags
     run, cfg = parse_stage(stage, argv)
-    print(f"[table] train {stage} -> {folder} ({minutes:g} min): srl train --stage {stage} {' '.join(argv)}",
+    print(f"[table] train {stage} -> {folder} ({f'{steps} steps' if steps else f'{minutes:g} min'}): "
+          f"srl train --stage {stage} {' '.join(argv)}",
           flush=True)
     os.makedirs(folder, exist_ok=True)
     budget = TimeBudget(minutes * 60, os.path.join(folder, MARKS_FILE), steps=steps)
