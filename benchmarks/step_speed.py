@@ -8,7 +8,9 @@ Run from the repository root (after `make install`):
 Workloads (the `hf` backend, dynamic sampling off so that a step is one generation round, the same seed):
 
 - `a`: SmolLM2-135M-Instruct (fp32), 4 real GSM8K step instances (prompts with earlier expert steps, drawn
-  with a fixed seed from the bundled GSM8K sample) x G=8 x 64 new tokens: per_device_train_batch_size 32.
+  with a fixed seed from the bundled GSM8K sample) x G=8 x 64 new tokens: one generation batch of 32 rows, the
+  loss in 2 micro-batches of 16 (gradient accumulation 2: TRL's layout at 32 rows per micro-batch needs more
+  than the 16 GB this 23 GB machine had free, and was killed by the OOM killer).
 - `b`: the `cpu-small` preset (SmolLM2, 4 prompts x G=4, 48 tokens, 16 rows per step).
 
 Every completion is exactly max_completion_length tokens (`min_new_tokens`: the end token is suppressed), so both
@@ -54,7 +56,8 @@ def parse_args(argv=None):
 def workload_flags(workload: str, model: str) -> list[str]:
     if workload == "a":
         return ["--model", model, "--think", "optional", "--use_cpu", "true", "--bf16", "false",
-                "--num_generations", "8", "--per_device_train_batch_size", "32", "--max_completion_length", "64",
+                "--num_generations", "8", "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "2",
+                "--max_completion_length", "64",
                 "--learning_rate", "2e-6", "--dataloader_pin_memory", "false"]
     if workload == "b":
         return ["--preset", "cpu-small", "--model", model]
@@ -115,12 +118,11 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
             rows_, p_width = inputs["prompt_ids"].shape
             c_width = inputs["completion_ids"].size(1)
             lengths = [int(inputs["prompt_mask"][s].sum()) for s, _ in runs]
-            unique = torch.unique(inputs["prompt_ids"], dim=0)
-            unique_lengths = sorted(int((u != tokenizer.pad_token_id).sum()) for u in unique)
-            tokens.append({"rows": rows_, "prompts": len(unique), "runs": len(runs), "completion_width": c_width,
+            unique = {tuple(ids[mask.bool()].tolist()) for ids, mask in zip(inputs["prompt_ids"], inputs["prompt_mask"])}
+            tokens.append({"step": self.state.global_step, "rows": rows_, "completion_width": c_width,
                            "trl_layout": rows_ * (p_width + c_width),  # every row: its padded prompt + completion
                            "shared": len(runs) * max(lengths) + rows_ * (c_width + 1),  # prompts once per run
-                           "distinct": sum(unique_lengths) + rows_ * c_width, "prompt_lengths": unique_lengths})
+                           "prompts": sorted(str(hash(u)) + ":" + str(len(u)) for u in unique)})
             return super()._compute_loss(model, inputs)
 
     class Clock(TrainerCallback):
@@ -143,9 +145,15 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     trainer.train()
     for i in range(len(times["step"])):  # the loss: the step, less generation/scoring and the optimizer
         times["loss"][i] = times["step"][i] - times["prepare"][i] - times["optimizer"][i]
+    first = [t for t in tokens if t["step"] == tokens[0]["step"]]  # the first step's micro-batches
+    prompts = sorted(set(p for t in first for p in t["prompts"]))
+    step_tokens = {"rows": sum(t["rows"] for t in first), "micro_batches": len(first),
+                   "completion_width": first[0]["completion_width"],
+                   "trl_layout": sum(t["trl_layout"] for t in first), "shared": sum(t["shared"] for t in first),
+                   "prompt_lengths": sorted(int(p.split(":")[1]) for p in prompts)}
     n_params = sum(p.numel() for p in model.parameters())
     config = model.config
-    return {"workload": workload, "shared_prefix": shared, "times": times, "tokens": tokens,
+    return {"workload": workload, "shared_prefix": shared, "times": times, "tokens": step_tokens,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "threads": threads_line,
             "torch_threads": torch.get_num_threads(), "params": n_params, "hidden": config.hidden_size,
             "layers": config.num_hidden_layers, "vocab": config.vocab_size, "width": width,
@@ -175,7 +183,7 @@ def bound_seconds(result: dict, rate_gflops: float) -> float:
     attention over each token's context."""
     d, layers, vocab = result["hidden"], result["layers"], result["vocab"]
     body = result["params"] - vocab * d  # the tied embedding / LM head counted apart
-    tok = result["tokens"][0]
+    tok = result["tokens"]
     prompt_tokens = sum(tok["prompt_lengths"])
     completion = tok["rows"] * tok["completion_width"]
     mean_context = (sum(tok["prompt_lengths"]) / len(tok["prompt_lengths"])) + tok["completion_width"] / 2
@@ -210,7 +218,7 @@ def table(results: list[dict], rate: float) -> str:
                 continue
             t = {k: median([x for r in mine for x in r["times"][k]]) for k in ("step", "generation", "loss",
                                                                               "optimizer")}
-            tok = mine[0]["tokens"][0]  # the first micro-batch
+            tok = mine[0]["tokens"]  # the first step's micro-batches
             forwarded = tok["shared"] if shared else tok["trl_layout"]
             bound = bound_seconds(mine[0], rate)
             lines.append(f"| {workload} | {'shared prefix' if shared else 'TRL layout'} | {t['step']:.1f} | "
@@ -242,9 +250,10 @@ def main(argv=None):
         mine = [r for r in results if r["workload"] == workload]
         steps = {s: median([x for r in mine if r["shared_prefix"] == s for x in r["times"]["step"]])
                  for s in (False, True)}
-        tok = mine[0]["tokens"][0]
+        tok = mine[0]["tokens"]
+        n = len(tok["prompt_lengths"])
         print(f"\n{workload}: whole step {steps[False] / steps[True]:.2f}x faster with shared prefixes; "
-              f"{tok['prompts']} prompts of {tok['prompt_lengths']} tokens x {tok['rows'] // tok['prompts']} rows x "
+              f"{n} prompts of {tok['prompt_lengths']} tokens x {tok['rows'] // n} rows x "
               f"{tok['completion_width']} tokens; fallbacks: {sorted({f for r in mine for f in r['fallbacks']})}")
     if args.json:
         with open(args.json, "w") as f:
