@@ -118,7 +118,8 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
             rows_, p_width = inputs["prompt_ids"].shape
             c_width = inputs["completion_ids"].size(1)
             lengths = [int(inputs["prompt_mask"][s].sum()) for s, _ in runs]
-            unique = {tuple(ids[mask.bool()].tolist()) for ids, mask in zip(inputs["prompt_ids"], inputs["prompt_mask"])}
+            unique = {tuple(ids[mask.bool()].tolist())
+                      for ids, mask in zip(inputs["prompt_ids"], inputs["prompt_mask"])}
             tokens.append({"step": self.state.global_step, "rows": rows_, "completion_width": c_width,
                            "trl_layout": rows_ * (p_width + c_width),  # every row: its padded prompt + completion
                            "shared": len(runs) * max(lengths) + rows_ * (c_width + 1),  # prompts once per run
@@ -140,8 +141,9 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
         def on_step_end(self, args, state, control, **kwargs):
             times["step"][-1] = time.perf_counter() - self.step
 
-    trainer = Timed(model=model, reward_funcs=_rewards("srl", run), args=cfg, train_dataset=datasets.Dataset.from_list(rows),
-                    processing_class=tokenizer, output_format=output_format(run), callbacks=[Clock()])
+    trainer = Timed(model=model, reward_funcs=_rewards("srl", run), args=cfg,
+                    train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
+                    output_format=output_format(run), callbacks=[Clock()])
     trainer.train()
     for i in range(len(times["step"])):  # the loss: the step, less generation/scoring and the optimizer
         times["loss"][i] = times["step"][i] - times["prepare"][i] - times["optimizer"][i]

@@ -4,9 +4,10 @@ passed in).
 
 `generate_shared(model, prompts, config)` takes one prompt (token ids) per row, as TRL's `_generate_single_turn`
 and `srl.generation.hf.generate_batch` do, and returns each row's completion up to and including its first end
-token, as TRL keeps it. It applies `generate`'s own logits processors for `config` (`model._get_logits_processor`, on the config `generate` completes)
-and accepts only those it knows (`SUPPORTED_PROCESSORS`: temperature, top-k, top-p, min-p, repetition penalty, min_new_tokens);
-`unsupported(model, config)` says why another configuration must go through `generate`. Greedy decoding takes the
+token, as TRL keeps it. It applies `generate`'s own logits processors (`model._get_logits_processor`, on `config`
+as `generate` completes it) and accepts only those it knows (`SUPPORTED_PROCESSORS`: temperature, top-k, top-p,
+min-p, repetition penalty, min_new_tokens); `unsupported(model, config)` says why another configuration must go
+through `generate`. Greedy decoding takes the
 argmax as `generate` does. Sampling draws from the same probabilities as `generate`'s softmax + `torch.multinomial`,
 by inverse CDF (`sample`), which is exact and cheaper on a CPU (measured in docs/benchmarks.md).
 """
