@@ -9,8 +9,8 @@ Workloads (the `hf` backend, dynamic sampling off so that a step is one generati
 
 - `a`: SmolLM2-135M-Instruct (fp32), 4 real GSM8K step instances (prompts with earlier expert steps, drawn
   with a fixed seed from the bundled GSM8K sample) x G=8 x 64 new tokens: one generation batch of 32 rows, the
-  loss in 2 micro-batches of 16 (gradient accumulation 2: TRL's layout at 32 rows per micro-batch needs more
-  than the 16 GB this 23 GB machine had free, and was killed by the OOM killer).
+  loss in 4 micro-batches of 8 (gradient accumulation 4: TRL's layout needed more than 15 GB at 16 rows per
+  micro-batch and was killed by the OOM killer on this 23 GB machine, shared with another job).
 - `b`: the `cpu-small` preset (SmolLM2, 4 prompts x G=4, 48 tokens, 16 rows per step).
 
 Every completion is exactly max_completion_length tokens (`min_new_tokens`: the end token is suppressed), so both
@@ -48,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: srl.training.threads)")
     p.add_argument("--model", default=MODEL)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--sampler", action="store_true", help="only time the two samplers (per decoding step)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: "<workload>,<shared>"
     return p.parse_args(argv)
 
@@ -56,7 +57,7 @@ def parse_args(argv=None):
 def workload_flags(workload: str, model: str) -> list[str]:
     if workload == "a":
         return ["--model", model, "--think", "optional", "--use_cpu", "true", "--bf16", "false",
-                "--num_generations", "8", "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "2",
+                "--num_generations", "8", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "4",
                 "--max_completion_length", "64",
                 "--learning_rate", "2e-6", "--dataloader_pin_memory", "false"]
     if workload == "b":
@@ -195,13 +196,33 @@ def bound_seconds(result: dict, rate_gflops: float) -> float:
     return (generation + loss) / (rate_gflops * 1e9)
 
 
+def sampler_ms(rows: int, vocab: int = 49152, repeats: int = 30) -> dict[str, float]:
+    """Milliseconds per decoding step to draw one token per row from softmax(logits): `generate`'s
+    `torch.multinomial` against the shared prefill's inverse CDF (the same distribution), median of `repeats`."""
+    import torch
+
+    from srl.generation.shared_prefill import sample
+
+    logits = torch.randn(rows, vocab) * 3
+    out = {}
+    for name, draw in (("softmax + multinomial", lambda p: torch.multinomial(p, 1)), ("softmax + inverse CDF", sample)):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            draw(torch.softmax(logits, dim=-1))
+            times.append(time.perf_counter() - t)
+        out[name] = 1000 * statistics.median(times)
+    return out
+
+
 # --- the comparison ---------------------------------------------------------------------------------------------
 def run_worker(workload: str, shared: bool, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", f"{workload},{shared}", "--steps", str(args.steps),
            "--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"worker {workload} shared_prefix={shared} failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"worker {workload} shared_prefix={shared} failed (exit status {done.returncode}; -9: "
+                         f"killed, e.g. by the OOM killer):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -231,6 +252,13 @@ def table(results: list[dict], rate: float) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.sampler:
+        from srl.training.threads import set_torch_threads
+
+        print(set_torch_threads(args.threads))
+        for rows in (16, 32, 64):
+            print(rows, "rows:", {k: round(v, 1) for k, v in sampler_ms(rows).items()}, "ms per decoding step")
+        return
     if args.worker:
         workload, shared = args.worker.split(",")
         print(json.dumps(worker(workload, shared == "True", args.steps, args.threads, args.model)))
