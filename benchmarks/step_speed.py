@@ -220,9 +220,10 @@ def run_worker(workload: str, shared: bool, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", f"{workload},{shared}", "--steps", str(args.steps),
            "--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"worker {workload} shared_prefix={shared} failed (exit status {done.returncode}; -9: "
-                         f"killed, e.g. by the OOM killer):\n{done.stderr[-4000:]}")
+    if done.returncode != 0:  # reported in the table; the other cells still run
+        print(f"worker {workload} shared_prefix={shared} failed (exit status {done.returncode}; -9: killed, e.g. "
+              f"by the OOM killer):\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {"workload": workload, "shared_prefix": shared, "failed": done.returncode}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -237,6 +238,10 @@ def table(results: list[dict], rate: float) -> str:
     for workload in sorted({r["workload"] for r in results}):
         for shared in (False, True):
             mine = [r for r in results if r["workload"] == workload and r["shared_prefix"] == shared]
+            name = "shared prefix" if shared else "TRL layout"
+            if any("failed" in r for r in mine):
+                lines.append(f"| {workload} | {name} | failed: exit status {mine[0]['failed']} (-9: killed) |")
+                continue
             if not mine:
                 continue
             t = {k: median([x for r in mine for x in r["times"][k]]) for k in ("step", "generation", "loss",
@@ -244,7 +249,7 @@ def table(results: list[dict], rate: float) -> str:
             tok = mine[0]["tokens"]  # the first step's micro-batches
             forwarded = tok["shared"] if shared else tok["trl_layout"]
             bound = bound_seconds(mine[0], rate)
-            lines.append(f"| {workload} | {'shared prefix' if shared else 'TRL layout'} | {t['step']:.1f} | "
+            lines.append(f"| {workload} | {name} | {t['step']:.1f} | "
                          f"{t['generation']:.1f} | {t['loss']:.1f} | {t['optimizer']:.2f} | {forwarded:,} | "
                          f"{max(r['peak_rss_gb'] for r in mine):.2f} | {bound:.1f} | {bound / t['step']:.0%} |")
     return "\n".join(lines)
@@ -271,13 +276,15 @@ def main(argv=None):
                 started = time.perf_counter()
                 results.append(run_worker(workload, shared, args))
                 print(f"# {workload} shared_prefix={shared} repeat {repeat + 1}: {time.perf_counter() - started:.0f} s"
-                      f" ({results[-1]['threads']})", flush=True)
+                      f" ({results[-1].get('threads', 'failed')})", flush=True)
     rate = matmul_gflops(args.threads)
     print(f"\nfp32 matmul rate: {rate:.1f} GFLOP/s; load average before: {load[0]:.2f}, after: "
           f"{os.getloadavg()[0]:.2f}\n")
     print(table(results, rate))
     for workload in sorted({r["workload"] for r in results}):
-        mine = [r for r in results if r["workload"] == workload]
+        mine = [r for r in results if r["workload"] == workload and "failed" not in r]
+        if len({r["shared_prefix"] for r in mine}) < 2:
+            continue
         steps = {s: median([x for r in mine if r["shared_prefix"] == s for x in r["times"]["step"]])
                  for s in (False, True)}
         tok = mine[0]["tokens"]
