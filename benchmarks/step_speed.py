@@ -8,7 +8,9 @@ Run from the repository root (after `make install`):
 Workloads (the `hf` backend, dynamic sampling off so that a step is one generation round, the same seed):
 
 - `a`: SmolLM2-135M-Instruct (fp32), 4 real GSM8K step instances (prompts with earlier expert steps, drawn
-  with a fixed seed from the bundled GSM8K sample) x G=8 x 64 new tokens: per_device_train_batch_size 32.
+  with a fixed seed from the bundled GSM8K sample) x G=8 x 64 new tokens: one generation batch of 32 rows, the
+  loss in 4 micro-batches of 8 (gradient accumulation 4: TRL's layout needed more than 15 GB at 16 rows per
+  micro-batch and was killed by the OOM killer on this 23 GB machine, shared with another job).
 - `b`: the `cpu-small` preset (SmolLM2, 4 prompts x G=4, 48 tokens, 16 rows per step).
 
 Every completion is exactly max_completion_length tokens (`min_new_tokens`: the end token is suppressed), so both
@@ -46,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: srl.training.threads)")
     p.add_argument("--model", default=MODEL)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--sampler", action="store_true", help="only time the two samplers (per decoding step)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: "<workload>,<shared>"
     return p.parse_args(argv)
 
@@ -54,7 +57,8 @@ def parse_args(argv=None):
 def workload_flags(workload: str, model: str) -> list[str]:
     if workload == "a":
         return ["--model", model, "--think", "optional", "--use_cpu", "true", "--bf16", "false",
-                "--num_generations", "8", "--per_device_train_batch_size", "32", "--max_completion_length", "64",
+                "--num_generations", "8", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "4",
+                "--max_completion_length", "64",
                 "--learning_rate", "2e-6", "--dataloader_pin_memory", "false"]
     if workload == "b":
         return ["--preset", "cpu-small", "--model", model]
@@ -115,12 +119,12 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
             rows_, p_width = inputs["prompt_ids"].shape
             c_width = inputs["completion_ids"].size(1)
             lengths = [int(inputs["prompt_mask"][s].sum()) for s, _ in runs]
-            unique = torch.unique(inputs["prompt_ids"], dim=0)
-            unique_lengths = sorted(int((u != tokenizer.pad_token_id).sum()) for u in unique)
-            tokens.append({"rows": rows_, "prompts": len(unique), "runs": len(runs), "completion_width": c_width,
+            unique = {tuple(ids[mask.bool()].tolist())
+                      for ids, mask in zip(inputs["prompt_ids"], inputs["prompt_mask"])}
+            tokens.append({"step": self.state.global_step, "rows": rows_, "completion_width": c_width,
                            "trl_layout": rows_ * (p_width + c_width),  # every row: its padded prompt + completion
                            "shared": len(runs) * max(lengths) + rows_ * (c_width + 1),  # prompts once per run
-                           "distinct": sum(unique_lengths) + rows_ * c_width, "prompt_lengths": unique_lengths})
+                           "prompts": sorted(str(hash(u)) + ":" + str(len(u)) for u in unique)})
             return super()._compute_loss(model, inputs)
 
     class Clock(TrainerCallback):
@@ -138,14 +142,21 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
         def on_step_end(self, args, state, control, **kwargs):
             times["step"][-1] = time.perf_counter() - self.step
 
-    trainer = Timed(model=model, reward_funcs=_rewards("srl", run), args=cfg, train_dataset=datasets.Dataset.from_list(rows),
-                    processing_class=tokenizer, output_format=output_format(run), callbacks=[Clock()])
+    trainer = Timed(model=model, reward_funcs=_rewards("srl", run), args=cfg,
+                    train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
+                    output_format=output_format(run), callbacks=[Clock()])
     trainer.train()
     for i in range(len(times["step"])):  # the loss: the step, less generation/scoring and the optimizer
         times["loss"][i] = times["step"][i] - times["prepare"][i] - times["optimizer"][i]
+    first = [t for t in tokens if t["step"] == tokens[0]["step"]]  # the first step's micro-batches
+    prompts = sorted(set(p for t in first for p in t["prompts"]))
+    step_tokens = {"rows": sum(t["rows"] for t in first), "micro_batches": len(first),
+                   "completion_width": first[0]["completion_width"],
+                   "trl_layout": sum(t["trl_layout"] for t in first), "shared": sum(t["shared"] for t in first),
+                   "prompt_lengths": sorted(int(p.split(":")[1]) for p in prompts)}
     n_params = sum(p.numel() for p in model.parameters())
     config = model.config
-    return {"workload": workload, "shared_prefix": shared, "times": times, "tokens": tokens,
+    return {"workload": workload, "shared_prefix": shared, "times": times, "tokens": step_tokens,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "threads": threads_line,
             "torch_threads": torch.get_num_threads(), "params": n_params, "hidden": config.hidden_size,
             "layers": config.num_hidden_layers, "vocab": config.vocab_size, "width": width,
@@ -175,7 +186,7 @@ def bound_seconds(result: dict, rate_gflops: float) -> float:
     attention over each token's context."""
     d, layers, vocab = result["hidden"], result["layers"], result["vocab"]
     body = result["params"] - vocab * d  # the tied embedding / LM head counted apart
-    tok = result["tokens"][0]
+    tok = result["tokens"]
     prompt_tokens = sum(tok["prompt_lengths"])
     completion = tok["rows"] * tok["completion_width"]
     mean_context = (sum(tok["prompt_lengths"]) / len(tok["prompt_lengths"])) + tok["completion_width"] / 2
@@ -185,13 +196,34 @@ def bound_seconds(result: dict, rate_gflops: float) -> float:
     return (generation + loss) / (rate_gflops * 1e9)
 
 
+def sampler_ms(rows: int, vocab: int = 49152, repeats: int = 30) -> dict[str, float]:
+    """Milliseconds per decoding step to draw one token per row from softmax(logits): `generate`'s
+    `torch.multinomial` against the shared prefill's inverse CDF (the same distribution), median of `repeats`."""
+    import torch
+
+    from srl.generation.shared_prefill import sample
+
+    logits = torch.randn(rows, vocab) * 3
+    out = {}
+    for name, draw in (("softmax + multinomial", lambda p: torch.multinomial(p, 1)), ("softmax + inverse CDF", sample)):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            draw(torch.softmax(logits, dim=-1))
+            times.append(time.perf_counter() - t)
+        out[name] = 1000 * statistics.median(times)
+    return out
+
+
 # --- the comparison ---------------------------------------------------------------------------------------------
 def run_worker(workload: str, shared: bool, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", f"{workload},{shared}", "--steps", str(args.steps),
            "--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"worker {workload} shared_prefix={shared} failed:\n{done.stderr[-4000:]}")
+    if done.returncode != 0:  # reported in the table; the other cells still run
+        print(f"worker {workload} shared_prefix={shared} failed (exit status {done.returncode}; -9: killed, e.g. "
+              f"by the OOM killer):\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {"workload": workload, "shared_prefix": shared, "failed": done.returncode}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -206,14 +238,18 @@ def table(results: list[dict], rate: float) -> str:
     for workload in sorted({r["workload"] for r in results}):
         for shared in (False, True):
             mine = [r for r in results if r["workload"] == workload and r["shared_prefix"] == shared]
+            name = "shared prefix" if shared else "TRL layout"
+            if any("failed" in r for r in mine):
+                lines.append(f"| {workload} | {name} | failed: exit status {mine[0]['failed']} (-9: killed) |")
+                continue
             if not mine:
                 continue
             t = {k: median([x for r in mine for x in r["times"][k]]) for k in ("step", "generation", "loss",
                                                                               "optimizer")}
-            tok = mine[0]["tokens"][0]  # the first micro-batch
+            tok = mine[0]["tokens"]  # the first step's micro-batches
             forwarded = tok["shared"] if shared else tok["trl_layout"]
             bound = bound_seconds(mine[0], rate)
-            lines.append(f"| {workload} | {'shared prefix' if shared else 'TRL layout'} | {t['step']:.1f} | "
+            lines.append(f"| {workload} | {name} | {t['step']:.1f} | "
                          f"{t['generation']:.1f} | {t['loss']:.1f} | {t['optimizer']:.2f} | {forwarded:,} | "
                          f"{max(r['peak_rss_gb'] for r in mine):.2f} | {bound:.1f} | {bound / t['step']:.0%} |")
     return "\n".join(lines)
@@ -221,6 +257,13 @@ def table(results: list[dict], rate: float) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.sampler:
+        from srl.training.threads import set_torch_threads
+
+        print(set_torch_threads(args.threads))
+        for rows in (16, 32, 64):
+            print(rows, "rows:", {k: round(v, 1) for k, v in sampler_ms(rows).items()}, "ms per decoding step")
+        return
     if args.worker:
         workload, shared = args.worker.split(",")
         print(json.dumps(worker(workload, shared == "True", args.steps, args.threads, args.model)))
@@ -233,18 +276,21 @@ def main(argv=None):
                 started = time.perf_counter()
                 results.append(run_worker(workload, shared, args))
                 print(f"# {workload} shared_prefix={shared} repeat {repeat + 1}: {time.perf_counter() - started:.0f} s"
-                      f" ({results[-1]['threads']})", flush=True)
+                      f" ({results[-1].get('threads', 'failed')})", flush=True)
     rate = matmul_gflops(args.threads)
     print(f"\nfp32 matmul rate: {rate:.1f} GFLOP/s; load average before: {load[0]:.2f}, after: "
           f"{os.getloadavg()[0]:.2f}\n")
     print(table(results, rate))
     for workload in sorted({r["workload"] for r in results}):
-        mine = [r for r in results if r["workload"] == workload]
+        mine = [r for r in results if r["workload"] == workload and "failed" not in r]
+        if len({r["shared_prefix"] for r in mine}) < 2:
+            continue
         steps = {s: median([x for r in mine if r["shared_prefix"] == s for x in r["times"]["step"]])
                  for s in (False, True)}
-        tok = mine[0]["tokens"][0]
+        tok = mine[0]["tokens"]
+        n = len(tok["prompt_lengths"])
         print(f"\n{workload}: whole step {steps[False] / steps[True]:.2f}x faster with shared prefixes; "
-              f"{tok['prompts']} prompts of {tok['prompt_lengths']} tokens x {tok['rows'] // tok['prompts']} rows x "
+              f"{n} prompts of {tok['prompt_lengths']} tokens x {tok['rows'] // n} rows x "
               f"{tok['completion_width']} tokens; fallbacks: {sorted({f for r in mine for f in r['fallbacks']})}")
     if args.json:
         with open(args.json, "w") as f:

@@ -50,6 +50,10 @@ def trl_completions(model, tok, rows, config, eos):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_greedy_outputs_equal_generate(tok, arch):
+    """(Both tiny models have grouped-query attention: 4 query heads, 2 KV heads.)"""
+    from transformers.integrations import sdpa_attention
+
+    original = sdpa_attention.use_gqa_in_sdpa
     model = sharp_model(tok, arch)
     rows = prompts(tok)
     config = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id,
@@ -66,6 +70,7 @@ def test_greedy_outputs_equal_generate(tok, arch):
                               eos_token_id=eos)  # the end tokens are suppressed for 6 tokens
     ours = generate_shared(model, rows, config, eos_ids=eos, pad_id=tok.pad_token_id)
     assert ours == trl_completions(model, tok, rows, config, eos) and min(len(r) for r in ours) >= 6
+    assert sdpa_attention.use_gqa_in_sdpa is original  # the CPU GQA switch is scoped to generate_shared
 
 
 def test_the_sampler_draws_the_exact_distribution():

@@ -61,8 +61,9 @@ def make_trainer(tmp_path, arch="llama", peft=False, reward=constant_reward, tra
 
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM",
                                  init_lora_weights=False)  # B != 0: every adapter matrix gets a gradient
-    return trainer_class(model=model, reward_funcs=[reward], args=SRLConfig(**settings), train_dataset=to_dataset(rows()),
-                         processing_class=tok, peft_config=peft_config, output_format=FMT)
+    return trainer_class(model=model, reward_funcs=[reward], args=SRLConfig(**settings),
+                         train_dataset=to_dataset(rows()), processing_class=tok, peft_config=peft_config,
+                         output_format=FMT)
 
 
 def batch(trainer, seed=0, groups=(4, 4, 1, 3), prompt_lengths=(9, 17, 5, 12), width=8):

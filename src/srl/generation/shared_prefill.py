@@ -4,15 +4,17 @@ passed in).
 
 `generate_shared(model, prompts, config)` takes one prompt (token ids) per row, as TRL's `_generate_single_turn`
 and `srl.generation.hf.generate_batch` do, and returns each row's completion up to and including its first end
-token, as TRL keeps it. It applies `generate`'s own logits processors for `config` (`model._get_logits_processor`, on the config `generate` completes)
-and accepts only those it knows (`SUPPORTED_PROCESSORS`: temperature, top-k, top-p, min-p, repetition penalty, min_new_tokens);
-`unsupported(model, config)` says why another configuration must go through `generate`. Greedy decoding takes the
+token, as TRL keeps it. It applies `generate`'s own logits processors (`model._get_logits_processor`, on `config`
+as `generate` completes it) and accepts only those it knows (`SUPPORTED_PROCESSORS`: temperature, top-k, top-p,
+min-p, repetition penalty, min_new_tokens); `unsupported(model, config)` says why another configuration must go
+through `generate`. Greedy decoding takes the
 argmax as `generate` does. Sampling draws from the same probabilities as `generate`'s softmax + `torch.multinomial`,
 by inverse CDF (`sample`), which is exact and cheaper on a CPU (measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -72,12 +74,39 @@ def unsupported(model, config) -> str | None:
     return f"logits processors {unknown}" if unknown else None
 
 
+@contextlib.contextmanager
+def _gqa_without_copies(device: torch.device):
+    """On a CPU, let transformers' sdpa attention hand grouped-query heads to torch (`enable_gqa`) with a mask too.
+    transformers only does so without a mask (for CUDA, where a mask sends GQA to the slow math kernel) and
+    otherwise copies every layer's whole KV cache to the query heads' count at every decoding step: 8.0 of 19.0 s
+    of a 32-row SmolLM2 decode here. torch's CPU kernel takes the mask; the outputs are the same
+    (tests/test_shared_prefill.py compares them with `generate`). Scoped to this module's forwards."""
+    try:
+        from transformers.integrations import sdpa_attention
+    except ImportError:
+        sdpa_attention = None
+    original = getattr(sdpa_attention, "use_gqa_in_sdpa", None)
+    if device.type != "cpu" or original is None:
+        yield
+        return
+    sdpa_attention.use_gqa_in_sdpa = lambda attention_mask, key, value: key.shape[-1] == value.shape[-1] <= 256
+    try:
+        yield
+    finally:
+        sdpa_attention.use_gqa_in_sdpa = original
+
+
 @torch.no_grad()
 def generate_shared(model, prompts: Sequence[Sequence[int]], config, *, eos_ids: Sequence[int], pad_id: int,
                     generator: torch.Generator | None = None) -> list[list[int]]:
     """One completion per row of `prompts` (token ids), each distinct run of identical prompts prefilled once.
     Returns each completion up to and including its first token of `eos_ids` (at most `config.max_new_tokens`)."""
     device = next(model.parameters()).device
+    with _gqa_without_copies(device):
+        return _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device)
+
+
+def _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device) -> list[list[int]]:
     groups = prompt_groups(prompts)
     distinct = [list(prompts[s]) for s, _ in groups]
     row_group = torch.tensor([g for g, (s, e) in enumerate(groups) for _ in range(s, e)], device=device)

@@ -133,7 +133,8 @@ def _score_chunk(model, prompt_ids, prompt_mask, completion_ids, completion_mask
                     position_ids=(prefix_mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
         if out.past_key_values is None:
             raise NoCache("the model returned no KV cache")
-        cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, row_run), layer.values.index_select(0, row_run))
+        cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, row_run),
+                                              layer.values.index_select(0, row_run))
                                              for layer in out.past_key_values.layers])
     input_ids = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)
     ones = torch.ones(n, 1, dtype=completion_mask.dtype, device=completion_mask.device)
