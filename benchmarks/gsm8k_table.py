@@ -42,13 +42,14 @@ import math
 import os
 import random
 import shutil
+import subprocess
 import sys
 import time
 
 from transformers import TrainerCallback
 
 from srl.evaluation.metrics import paired_exact_test, paired_mean_difference, wilson_interval
-from srl.io import write_json
+from srl.io import atomic_open, file_lock, write_json
 
 ROWS = ("base", "sft", "rlvr", "srl", "srl_rlvr", "sft_srl")
 LABELS = {"base": "base (no training)", "sft": "SFT", "rlvr": "RLVR", "srl": "SRL", "srl_rlvr": "SRL → RLVR",
@@ -60,6 +61,34 @@ SAME_FOR_EVERY_ROW = ("model", "train_file", "validation_problems", "validation_
                       "srl_max_completion_length", "srl_lr", "rlvr_lr", "sft_lr", "test_problems", "k", "k_problems",
                       "temperature", "math_problems", "step_problems", "max_new_tokens", "math_max_new_tokens",
                       "seed")
+CHILD = "--_child"  # argv[1] of a process running one isolated call (see `isolated`)
+
+
+# --- one process per model ----------------------------------------------------------------------------------
+def isolated(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` run in a fresh Python process, then here. Every function passed here keeps its result
+    in a file and only reads it on a second call, so the call here is cheap; the memory a trainer, a model or a
+    vLLM engine leaves behind goes away with its process (one process running every row grew to 16.5 GB after three
+    rows and was killed). argparse namespaces travel as their fields."""
+    encoded = [{"namespace": vars(a)} if isinstance(a, argparse.Namespace) else a for a in args]
+    call = json.dumps({"fn": fn.__name__, "args": encoded, "kwargs": kwargs})
+    code = subprocess.run([sys.executable, os.path.abspath(__file__), CHILD, call]).returncode
+    if code != 0:
+        sys.exit(f"gsm8k_table: {fn.__name__} failed in its own process (exit code {code}); rerun to continue")
+    return fn(*args, **kwargs)
+
+
+def _run_child(call: str) -> int:
+    call = json.loads(call)
+    args = [argparse.Namespace(**a["namespace"]) if isinstance(a, dict) and set(a) == {"namespace"} else a
+            for a in call["args"]]
+    globals()[call["fn"]](*args, **call["kwargs"])
+    return 0
+
+
+def _call(args, fn, *a, **kw):
+    """`fn` in its own process with --isolate (the default), else here (tests that replace `fn`)."""
+    return isolated(fn, *a, **kw) if getattr(args, "isolate", False) else fn(*a, **kw)
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -89,21 +118,31 @@ def split_train(train_file: str, out: str, validation: int, train_problems: int,
 class TimeBudget(TrainerCallback):
     """Save a checkpoint at the first step past half the budget, and stop (saving) at the first step past it.
     The budget is wall-clock `seconds`, or optimizer `steps` when given (the same rollouts for every RL method).
-    The steps are recorded in `marks_path` so the table knows which checkpoint is which."""
+    The steps are recorded in `marks_path` so the table knows which checkpoint is which, with the training time at
+    every save: a step-budget run resumed from a checkpoint keeps counting its time from there. Checkpoints saved
+    only to resume from are pruned to the newest one."""
 
     def __init__(self, seconds: float, marks_path: str, steps: int | None = None):
         self.seconds, self.steps, self.marks_path = seconds, steps, marks_path
         self.start = time.time()
         self.marks: dict[str, int] = {}  # half/end -> optimizer step
         self.times: dict[str, float] = {}  # half/end -> seconds since the start of training
+        self.saved: dict[str, float] = {}  # optimizer step of each save -> seconds since the start of training
+        if os.path.exists(marks_path):  # a run resumed from one of its checkpoints
+            with open(marks_path, encoding="utf-8") as f:
+                before = json.load(f)
+            self.marks, self.times, self.saved = before["steps"], before["seconds"], before.get("saved", {})
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.time()
+        self.start = time.time() - self.saved.get(str(state.global_step), 0.0)
 
     def _past(self, fraction: float, step: int, elapsed: float) -> bool:
         if self.steps:
             return step >= max(1, math.ceil(self.steps * fraction))
         return elapsed >= self.seconds * fraction
+
+    def _write(self) -> None:
+        write_json(self.marks_path, {"steps": self.marks, "seconds": self.times, "saved": self.saved})
 
     def on_step_end(self, args, state, control, **kwargs):
         elapsed = time.time() - self.start
@@ -115,37 +154,55 @@ class TimeBudget(TrainerCallback):
         if "end" in self.marks:
             control.should_training_stop = True
         if control.should_save:
-            write_json(self.marks_path, {"steps": self.marks, "seconds": self.times})
+            self._write()
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        from srl.training.checkpoints import complete_checkpoints
+
+        self.saved[str(state.global_step)] = round(time.time() - self.start, 1)
+        self._write()
+        keep = {f"checkpoint-{step}" for step in self.marks.values()}
+        for path in complete_checkpoints(args.output_dir)[:-1]:  # the newest complete one is kept to resume from
+            if os.path.basename(path) not in keep:
+                shutil.rmtree(path, ignore_errors=True)
         return control
 
 
 def train_run(stage: str, folder: str, model: str, train_path: str, minutes: float, flags: list[str],
               steps: int | None = None) -> dict:
     """Train one stage for `minutes` of wall time (or `steps` optimizer steps); return {'half': path, 'end': path,
-    'seconds', 'tokens'}."""
+    'seconds', 'tokens'}. A step-budget run saves a checkpoint every eighth of its budget and, cut in the middle,
+    continues from the newest one; a wall-clock budget is spoilt by an interruption, so that run starts again."""
     from srl.cli.train import parse_stage
+    from srl.training.checkpoints import last_complete_checkpoint
     from srl.training.stages import run_stage
 
     done = os.path.join(folder, "run.json")
     if os.path.exists(done):
         with open(done, encoding="utf-8") as f:
             return json.load(f)
-    if os.path.exists(folder):  # a run cut in the middle: its budget is spoilt, start again
+    resume = bool(steps) and last_complete_checkpoint(folder) is not None \
+        and os.path.exists(os.path.join(folder, MARKS_FILE))
+    if os.path.exists(folder) and not resume:
         shutil.rmtree(folder)
     argv = ["--preset", "cpu-small", "--model", model, "--train_data", train_path, "--output_dir", folder,
-            "--max_steps", "100000", "--save_steps", "100000", "--save_total_limit", "10",
-            "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--report_to", "none"] + flags
+            "--max_steps", "100000", "--save_steps", str(max(1, steps // 8) if steps else 100000),
+            "--save_total_limit", "10", "--lr_scheduler_type", "constant", "--warmup_steps", "0",
+            "--report_to", "none"] + flags + (["--resume"] if resume else [])
     run, cfg = parse_stage(stage, argv)
-    print(f"[table] train {stage} -> {folder} ({f'{steps} steps' if steps else f'{minutes:g} min'}): "
+    print(f"[table] {'resume' if resume else 'train'} {stage} -> {folder} "
+          f"({f'{steps} steps' if steps else f'{minutes:g} min'}): "
           f"srl train --stage {stage} {' '.join(argv)}",
           flush=True)
     os.makedirs(folder, exist_ok=True)
     budget = TimeBudget(minutes * 60, os.path.join(folder, MARKS_FILE), steps=steps)
     started = time.time()
     run_stage(stage, run, cfg, callbacks=[budget], progress=False)
-    seconds = time.time() - started
+    # training time at the last save, counted over every resumption
+    seconds = max(budget.saved.values(), default=round(time.time() - started, 1))
     marks = budget.marks
-    result = {"stage": stage, "model": model, "seconds": round(seconds, 1), "train_seconds": budget.times,
+    result = {"stage": stage, "model": model, "seconds": seconds, "train_seconds": budget.times,
               "steps": marks,
               "command": f"srl train --stage {stage} {' '.join(argv)}", "minutes_budget": None if steps else minutes,
               "steps_budget": steps,
@@ -178,6 +235,47 @@ def run_metrics(path: str) -> dict:
             "reward_last_quarter": sum(last) / len(last) if last else None}
 
 
+CURVES = (("reward", "training reward (SRL: step similarity; RLVR: outcome)"),
+          ("dynamic_sampling/filtered_fraction", "zero-spread groups (filtered by dynamic sampling)"),
+          ("format_error_rate", "format errors in rollouts"),
+          ("loss", "training loss"))
+
+
+def training_part(folder: str, stage: str, batch: int, until: int | None = None) -> dict | None:
+    """What one training run consumed up to optimizer step `until` (all of it: None), from its metrics.jsonl:
+    optimizer steps, rollouts drawn (generation rounds x `batch`; SFT draws none), generated tokens, and its
+    per-step curves for the figure. None when the run's folder is not on this machine."""
+    from srl.training.reporting import read_metrics
+
+    path = os.path.join(folder, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    rows = [r for r in read_metrics(path) if "loss" in r and "step" in r and (until is None or r["step"] <= until)]
+    rl = stage != "sft"
+    return {"stage": stage, "steps": len(rows),
+            "rollouts": int(sum(r.get("dynamic_sampling/rounds", 1) for r in rows) * batch) if rl else 0,
+            "generated_tokens": int(sum(r.get("generated_tokens", 0) for r in rows)),
+            "curves": {key: [[r["step"], round(r[key], 5)] for r in rows if isinstance(r.get(key), (int, float))]
+                       for key, _ in CURVES}}
+
+
+def training_record(out: str, row: str, r: dict, args) -> dict | None:
+    """The row's training parts (SRL → RLVR has two: SRL to its half-budget checkpoint, then RLVR) with their
+    totals; None for the base model or when a run folder is missing."""
+    if row == "base":
+        return None
+    batch = args.G * args.prompts_per_step
+    if row == "srl_rlvr":
+        parts = [training_part(os.path.join(out, "srl"), "srl", batch, until=r["srl_part"]["steps"]),
+                 training_part(os.path.join(out, row), "rlvr", batch)]
+    else:
+        parts = [training_part(os.path.join(out, row), r.get("stage", row.split("_")[-1]), batch)]
+    if None in parts:
+        return None
+    return {"parts": parts, "rollouts": sum(p["rollouts"] for p in parts),
+            "generated_tokens": sum(p["generated_tokens"] for p in parts)}
+
+
 # --- evaluation ---------------------------------------------------------------------------------------------
 def evaluate_once(folder: str, **options) -> dict:
     """`srl eval` with these options, into `folder`; reuse its summary.json if there."""
@@ -201,10 +299,10 @@ def choose(candidates: dict[str, str], folder: str, val_path: str, args) -> tupl
             continue
         if name == "half" and candidates.get("end") == candidates["half"]:
             continue
-        s = evaluate_once(os.path.join(folder, f"validation-{name}"), model=candidates[name], data=val_path,
-                          limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
-                          batch_size=args.batch_size, threads=args.threads, seed=args.seed,
-                          backend=getattr(args, "backend", "hf"))
+        s = _call(args, evaluate_once, os.path.join(folder, f"validation-{name}"), model=candidates[name],
+                  data=val_path, limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
+                  batch_size=args.batch_size, threads=args.threads, seed=args.seed,
+                  backend=getattr(args, "backend", "hf"))
         scores[name] = s["metrics"]["greedy_accuracy"]
     best = max(scores, key=lambda n: (scores[n], n == "end"))
     return best, scores
@@ -212,13 +310,13 @@ def choose(candidates: dict[str, str], folder: str, val_path: str, args) -> tupl
 
 def evaluate_row(model: str, folder: str, args, steps_path: str | None = None) -> dict:
     common = dict(model=model, batch_size=args.batch_size, threads=args.threads, seed=args.seed, backend=args.backend)
-    greedy_run = evaluate_once(os.path.join(folder, "gsm8k-greedy"), data="gsm8k", limit=args.test_problems,
-                               max_new_tokens=args.max_new_tokens, **common)
-    sampled = evaluate_once(os.path.join(folder, f"gsm8k-avg{args.k}"), data="gsm8k", limit=args.k_problems,
-                            greedy=False, k=args.k, temperature=args.temperature,
-                            max_new_tokens=args.max_new_tokens, **common)
-    math = evaluate_once(os.path.join(folder, "math500-greedy"), data="math500", limit=args.math_problems,
-                         max_new_tokens=args.math_max_new_tokens, **common)
+    greedy_run = _call(args, evaluate_once, os.path.join(folder, "gsm8k-greedy"), data="gsm8k",
+                       limit=args.test_problems, max_new_tokens=args.max_new_tokens, **common)
+    sampled = _call(args, evaluate_once, os.path.join(folder, f"gsm8k-avg{args.k}"), data="gsm8k",
+                    limit=args.k_problems, greedy=False, k=args.k, temperature=args.temperature,
+                    max_new_tokens=args.max_new_tokens, **common)
+    math = _call(args, evaluate_once, os.path.join(folder, "math500-greedy"), data="math500",
+                 limit=args.math_problems, max_new_tokens=args.math_max_new_tokens, **common)
     flags = greedy_flags(greedy_run)
     scores = {"gsm8k_greedy": greedy_run["metrics"]["greedy_accuracy"],
               "gsm8k_greedy_wilson95": list(wilson_interval(sum(flags.values()), len(flags))),
@@ -230,7 +328,8 @@ def evaluate_row(model: str, folder: str, args, steps_path: str | None = None) -
               "gsm8k_answer_rate": greedy_run["answer_rate"], "gsm8k_truncated": greedy_run["truncated_rate"],
               "eval_seconds": sum(s["seconds"]["total"] for s in (greedy_run, sampled, math))}
     if steps_path is not None:
-        scores["step_objective"] = step_scores(model, steps_path, os.path.join(folder, "steps.json"), args)
+        scores["step_objective"] = _call(args, step_scores, model, steps_path, os.path.join(folder, "steps.json"),
+                                         args)
     return scores
 
 
@@ -307,6 +406,35 @@ def comparisons(rows: dict[str, dict]) -> list[dict]:
 
 
 # --- the table ----------------------------------------------------------------------------------------------
+def rl_batch_flags(args) -> list[str]:
+    """One optimizer step = one generation batch of G x prompts_per_step rollouts, split into `--micro_batches`
+    forward/backward passes (gradient accumulation: the same update with the token-normalised DAPO loss, less
+    memory)."""
+    rollouts, micro = args.G * args.prompts_per_step, getattr(args, "micro_batches", 1)
+    if rollouts % micro or (rollouts // micro) % args.G:
+        sys.exit(f"gsm8k_table: --micro_batches {micro} must split the {rollouts} rollouts of a step into whole "
+                 f"groups of G={args.G}")
+    flags = ["--per_device_train_batch_size", str(rollouts // micro)]
+    if micro > 1:
+        flags += ["--gradient_accumulation_steps", str(micro), "--steps_per_generation", str(micro)]
+    return flags
+
+
+def save_record(path: str, results: dict) -> None:
+    """Write `results` (with its comparisons) to the record's results.json, keeping the finished rows another
+    process wrote there meanwhile (two rows may run at once, one per core, with the same --record)."""
+    with file_lock(path + ".lock", waiting_message=f"waiting for another table process to write {path}"):
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                on_disk = json.load(f).get("rows", {})
+            for name, row in on_disk.items():
+                if row.get("complete") and name not in results["rows"]:
+                    results["rows"][name] = row
+        results["rows"] = {name: results["rows"][name] for name in ROWS if name in results["rows"]}
+        results["comparisons"] = comparisons(results["rows"])
+        write_json(path, results)
+
+
 def run_table(args) -> dict:
     out = args.out
     record = args.record or out
@@ -316,12 +444,11 @@ def run_table(args) -> dict:
     steps_path = make_step_instances(out, args)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     common = ["--seed", str(args.seed)] + (["--backend", args.backend] if args.backend != "hf" else [])
+    batch = rl_batch_flags(args)
     srl_flags = common + ["--think", args.think, "--learning_rate", str(args.srl_lr), "--num_generations", str(args.G),
-                          "--per_device_train_batch_size", str(args.G * args.prompts_per_step),
-                          "--max_completion_length", str(args.srl_max_completion_length)]
+                          *batch, "--max_completion_length", str(args.srl_max_completion_length)]
     rlvr_flags = common + ["--learning_rate", str(args.rlvr_lr), "--num_generations", str(args.G),
-                           "--per_device_train_batch_size", str(args.G * args.prompts_per_step),
-                           "--max_completion_length", str(args.max_new_tokens)]
+                           *batch, "--max_completion_length", str(args.max_new_tokens)]
     sft_flags = ["--seed", str(args.seed), "--learning_rate", str(args.sft_lr)]
     results = {"settings": vars(args), "rows": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     results_path = os.path.join(record, "results.json")
@@ -339,7 +466,8 @@ def run_table(args) -> dict:
     rl_steps = args.rl_steps or None
 
     def trained(name: str, stage: str, model: str, minutes: float, flags: list[str], steps: int | None) -> dict:
-        runs[name] = train_run(stage, os.path.join(out, name), model, train_path, minutes, flags, steps)
+        runs[name] = _call(args, train_run, stage, os.path.join(out, name), model, train_path, minutes, flags,
+                           steps)
         return runs[name]
 
     for row in rows:
@@ -373,24 +501,30 @@ def run_table(args) -> dict:
             model = info["checkpoints"][chosen]
             info = {**info, "validation_greedy": val_scores, "chosen": chosen}
         if row == "base":
-            val = evaluate_once(os.path.join(eval_dir, "validation-base"), model=model, data=val_path,
-                                limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
-                                batch_size=args.batch_size, threads=args.threads, seed=args.seed,
-                                backend=args.backend)
+            val = _call(args, evaluate_once, os.path.join(eval_dir, "validation-base"), model=model,
+                        data=val_path, limit=args.validation_eval_problems, max_new_tokens=args.max_new_tokens,
+                        batch_size=args.batch_size, threads=args.threads, seed=args.seed, backend=args.backend)
             info = {"validation_greedy": {"base": val["metrics"]["greedy_accuracy"]}}
         scores = evaluate_row(model, eval_dir, args, steps_path)
         results["rows"][row] = {"label": LABELS[row], **info, "start_model": info.get("model"), "model": model,
                                 **scores, "row_seconds": round(time.time() - started, 1), "complete": True}
+        results["rows"][row]["training"] = training_record(out, row, results["rows"][row], args)
         results["seconds"] = round(time.time() - t0, 1)
-        results["comparisons"] = comparisons(results["rows"])
-        write_json(results_path, results)  # each finished row is kept: commit the record folder as rows come
+        save_record(results_path, results)  # each finished row is kept: commit the record folder as rows come
         print(f"[table] {LABELS[row]}: " + json.dumps({k: scores[k] for k in ("gsm8k_greedy", "math500_greedy")}),
               flush=True)
-    results["comparisons"] = comparisons(results["rows"])
-    write_json(results_path, results)
+    for row, r in results["rows"].items():  # rows finished by an older version of this script
+        if not r.get("training"):
+            r["training"] = training_record(out, row, r, args)
+    save_record(results_path, results)
     table = markdown_table(results, args)
-    _write_text(os.path.join(record, "table.md"), table)
-    plot_table(results, os.path.join(record, "table.png"), args)
+    with atomic_open(os.path.join(record, "table.md")) as f:
+        f.write(table)
+    figures = args.figures or record
+    name = os.path.basename(os.path.normpath(record)) if args.figures else "table"
+    os.makedirs(figures, exist_ok=True)
+    plot_table(results, os.path.join(figures, f"{name}.png"), args)
+    plot_curves(results, os.path.join(figures, f"{name}_curves.png"))
     print(table)
     return results
 
@@ -417,9 +551,9 @@ def markdown_table(results: dict, args) -> str:
     lines = [f"| method | GSM8K greedy ({args.test_problems}) [95% CI] | GSM8K avg@{k} T={args.temperature:g} "
              f"({args.k_problems}) | MATH-500 greedy ({args.math_problems}) [95% CI] | SRL objective: step reward "
              f"on {args.step_problems} held-out steps [95% CI] | validation greedy ({args.validation_eval_problems}) | "
-             "answer found (GSM8K greedy) | checkpoint | train time | generated tokens | format errors (SRL "
-             "training) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "answer found (GSM8K greedy) | checkpoint | train time (to the checkpoint) | rollouts (whole run) | "
+             "generated tokens (whole run) | format errors (SRL training) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, r in results["rows"].items():
         val = r.get("validation_greedy", {})
         chosen = r.get("chosen", "base")
@@ -429,7 +563,10 @@ def markdown_table(results: dict, args) -> str:
         if "srl_part" in r:
             part = r["srl_part"]
             train = f"SRL {part['seconds'] / 60:.1f} min, {part['steps']} steps + RLVR {train}"
-        tokens = "—" if not r.get("generated_tokens") else f"{r['generated_tokens']:,}"
+        spent = r.get("training") or {}
+        rollouts = f"{spent['rollouts']:,}" if spent.get("rollouts") else "—"
+        total = spent.get("generated_tokens", r.get("generated_tokens"))
+        tokens = f"{total:,}" if total else "—"
         if r.get("stage") == "srl":
             fmt = _pct(r["format_error_rate"]) + "%"
         else:  # the outcome reward has no format term; SFT generates nothing
@@ -437,7 +574,7 @@ def markdown_table(results: dict, args) -> str:
         lines.append(f"| {r['label']} | {_pct(r['gsm8k_greedy'])}{_ci(r, 'gsm8k_greedy_wilson95')} | "
                      f"{_pct(r[f'gsm8k_avg@{k}'])} | {_pct(r['math500_greedy'])}{_ci(r, 'math500_greedy_wilson95')} | "
                      f"{_steps_cell(r)} | {_pct(val.get(chosen))} | {_pct(r['gsm8k_answer_rate'])} | "
-                     f"{ckpt} | {train} | {tokens} | {fmt} |")
+                     f"{ckpt} | {train} | {rollouts} | {tokens} | {fmt} |")
     pairs = results.get("comparisons") or []
     if pairs:
         lines += ["", "Paired comparisons on the same items (a vs b): GSM8K greedy by McNemar's exact test (right "
@@ -485,14 +622,44 @@ def plot_table(results: dict, path: str, args) -> None:
     os.replace(path + ".tmp.png", path)
 
 
-def _write_text(path: str, text: str) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+def plot_curves(results: dict, path: str) -> None:
+    """Every trained row's per-step curves (the record's `training` parts); SRL → RLVR's RLVR part dashed, after
+    its SRL part."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    colors = {"sft": "tab:green", "rlvr": "tab:red", "srl": "tab:blue", "srl_rlvr": "tab:purple",
+              "sft_srl": "tab:cyan"}
+    for ax, (key, title) in zip(axes.flat, CURVES):
+        for row, r in results["rows"].items():
+            offset, labelled = 0, False
+            for part in (r.get("training") or {}).get("parts", []):
+                pts = part["curves"].get(key) or []
+                if pts:
+                    ax.plot([offset + x for x, _ in pts], [y for _, y in pts], "--" if offset else "-",
+                            color=colors.get(row), lw=1.2, label=None if labelled else r["label"])
+                    labelled = True
+                offset += part["steps"]
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step (dashed: the RLVR part of SRL → RLVR)", fontsize=8)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
     from srl.evaluation.benchmarks import data_root
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [CHILD]:
+        return _run_child(argv[1])
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -516,6 +683,10 @@ def main(argv=None) -> int:
     p.add_argument("--G", type=int, default=4, help="rollouts per prompt")
     p.add_argument("--prompts_per_step", type=int, default=4)
     p.add_argument("--srl_max_completion_length", type=int, default=64, help="tokens per SRL rollout (one step)")
+    p.add_argument("--micro_batches", type=int, default=1,
+                   help="forward/backward passes per RL optimizer step (gradient accumulation over one generation "
+                        "batch: the same update, less memory; RLVR's 256-token rollouts need 2 to run beside "
+                        "another row in 24 GB)")
     p.add_argument("--srl_lr", type=float, default=1e-5)
     p.add_argument("--rlvr_lr", type=float, default=1e-5)
     p.add_argument("--sft_lr", type=float, default=1e-5)
@@ -537,6 +708,11 @@ def main(argv=None) -> int:
                    help="folder for results.json, table.md and table.png (default --out): keep it in the "
                         "repository, and finished rows are reused from it on any machine")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--figures", default=None,
+                   help="folder for the figures, named after the record (e.g. docs/figures); default: the record "
+                        "folder, as table.png and table_curves.png")
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                   help="train and evaluate each model in its own process (memory is given back after each)")
     args = p.parse_args(argv)
     started = time.time()
     run_table(args)

@@ -59,7 +59,39 @@ def test_time_budget_saves_at_half_and_stops_at_end(table, tmp_path, monkeypatch
         decisions.append((control.should_save, control.should_training_stop))
     assert decisions == [(False, False), (False, False), (True, False), (False, False), (True, True)]
     with open(tmp_path / "marks.json") as f:
-        assert json.load(f) == {"steps": {"half": 3, "end": 5}, "seconds": {"half": 6.0, "end": 11.0}}
+        assert json.load(f) == {"steps": {"half": 3, "end": 5}, "seconds": {"half": 6.0, "end": 11.0}, "saved": {}}
+
+
+def test_step_budget_run_resumes_its_clock_and_prunes_resume_checkpoints(table, tmp_path, monkeypatch):
+    """A step-budget run cut after its step-3 save continues from there: its time counts on from that save, the
+    half mark set before the cut stays, and only the marked checkpoints and the newest one are kept."""
+    from srl.training.checkpoints import COMPLETE_MARKER
+
+    clock = [0.0]
+    monkeypatch.setattr(table.time, "time", lambda: clock[0])
+    marks, args = str(tmp_path / "marks.json"), types.SimpleNamespace(output_dir=str(tmp_path))
+
+    def run(budget, steps, start_step, t0):
+        state = types.SimpleNamespace(global_step=start_step)
+        clock[0] = t0
+        budget.on_train_begin(args, state, None)
+        for step in steps:
+            clock[0] += 10
+            state.global_step = step
+            control = types.SimpleNamespace(should_save=True, should_training_stop=False)  # save every step
+            budget.on_step_end(args, state, control)
+            (tmp_path / f"checkpoint-{step}").mkdir()
+            (tmp_path / f"checkpoint-{step}" / COMPLETE_MARKER).write_text("")
+            budget.on_save(args, state, control)
+        return control
+
+    run(table.TimeBudget(1e9, marks, steps=4), [1, 2, 3], 0, 1000.0)  # then the machine goes away
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2", "checkpoint-3", "marks.json"]  # half (2) + newest
+    resumed = table.TimeBudget(1e9, marks, steps=4)
+    control = run(resumed, [4], 3, 5000.0)  # an hour later, from checkpoint-3
+    assert control.should_training_stop and resumed.marks == {"half": 2, "end": 4}
+    assert resumed.times == {"half": 20.0, "end": 40.0}  # the hour between is not training time
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2", "checkpoint-4", "marks.json"]
 
 
 def test_choose_prefers_validation_accuracy_then_the_end(table, tmp_path, monkeypatch):
@@ -78,7 +110,7 @@ def test_choose_prefers_validation_accuracy_then_the_end(table, tmp_path, monkey
 
 
 @pytest.mark.slow  # every method of the table, trained and evaluated
-def test_whole_table_on_the_tiny_model(table, tmp_path, capsys):
+def test_whole_table_on_the_tiny_model(table, tmp_path, capfd):
     """Every row trains, is chosen on validation and evaluated; the table and plot are written; a second call
     reuses everything (no training)."""
     if not os.path.exists(GSM8K_TRAIN):
@@ -106,20 +138,23 @@ def test_whole_table_on_the_tiny_model(table, tmp_path, capsys):
     assert chained["stage"] == "rlvr" and chained["generated_tokens"] > 0
     assert chained["start_model"] == srl["checkpoints"]["half"]  # RLVR starts from SRL's half-budget checkpoint
     assert chained["chosen"] in chained["validation_greedy"]
-    assert os.path.exists(tmp_path / "record" / "table.png")
+    assert os.path.exists(tmp_path / "record" / "table.png") and os.path.exists(tmp_path / "record" / "table_curves.png")
+    parts = chained["training"]["parts"]  # SRL up to its half-budget checkpoint, then RLVR
+    assert [p["stage"] for p in parts] == ["srl", "rlvr"] and parts[0]["steps"] == srl["steps"]["half"]
+    assert chained["training"]["rollouts"] >= 2 * 2 * (parts[0]["steps"] + parts[1]["steps"])  # G x prompts per step
     with open(tmp_path / "record" / "table.md") as f:
         md = f.read()
     assert md.count("\n| SRL → RLVR |") == 1 and "+ RLVR" in md  # its row, with the two parts of its budget
     assert "| base (no training) | SRL → RLVR |" in md  # the paired comparison
-    capsys.readouterr()
+    capfd.readouterr()
     assert table.main(argv) == 0
-    assert "[table] train" not in capsys.readouterr().out
+    assert "[table] train" not in capfd.readouterr().out
     # a new machine: only the record is there; finished rows are reused, nothing trains or evaluates
     import shutil
 
     shutil.rmtree(out)
     assert table.main(argv) == 0
-    printed = capsys.readouterr().out
+    printed = capfd.readouterr().out
     assert "[table] train" not in printed and "[table] eval" not in printed and "reused from" in printed
     with pytest.raises(SystemExit, match="other settings"):  # rows measured otherwise are never mixed
         table.main([*argv, "--test_problems", "3"])
@@ -152,3 +187,49 @@ def test_comparisons_pair_rows_on_the_same_problems_and_steps(table):
     assert abs(pairs[("base", "srl")]["step_reward"]["difference"] + 0.2) < 1e-9
     assert "step_reward" not in pairs[("base", "sft")]  # SFT has no step scores here
     assert pairs[("srl", "sft")]["gsm8k_greedy"]["a_only"] == 3
+
+
+def test_isolated_call_runs_in_a_child_and_reads_its_result(table, tmp_path):
+    """Each model is trained and evaluated in its own process; the parent only reads the result file; a failure
+    in the child stops the table with a message instead of running the work again here."""
+    expected = (str(tmp_path / "a" / "data" / "train.jsonl"), str(tmp_path / "a" / "data" / "validation.jsonl"))
+    assert table.isolated(table.split_train, BUNDLED, str(tmp_path / "a"), 5, 20, 3) == expected
+    assert len(_lines(expected[0])) == 20
+    with pytest.raises(SystemExit, match="split_train failed in its own process"):
+        table.isolated(table.split_train, str(tmp_path / "missing.jsonl"), str(tmp_path / "b"), 5, 20, 3)
+    assert not os.path.exists(tmp_path / "b")
+
+
+def test_record_keeps_rows_another_process_finished(table, tmp_path):
+    """Two table processes (one row each, one per core) share a record: neither loses the other's row."""
+    path = str(tmp_path / "results.json")
+    row = {"complete": True, "gsm8k_greedy_flags": {"1": 1, "2": 0}}
+    first = {"settings": {}, "rows": {"base": dict(row), "rlvr": dict(row)}}
+    second = {"settings": {}, "rows": {"base": dict(row), "srl_rlvr": {**row, "gsm8k_greedy_flags": {"1": 0, "2": 0}}}}
+    table.save_record(path, first)
+    table.save_record(path, second)
+    with open(path) as f:
+        saved = json.load(f)
+    assert list(saved["rows"]) == ["base", "rlvr", "srl_rlvr"]  # the paper's order, whoever finished first
+    assert {(p["a"], p["b"]) for p in saved["comparisons"]} == {("base", "rlvr"), ("base", "srl_rlvr"),
+                                                              ("rlvr", "srl_rlvr")}
+    table.save_record(path, {"settings": {}, "rows": {"sft": {"complete": False}}})  # unfinished: never merged in
+    with open(path) as f:
+        assert "sft" not in [k for k, v in json.load(f)["rows"].items() if v.get("complete")]
+
+
+def test_training_part_counts_rollouts_and_tokens_up_to_a_step(table, tmp_path):
+    """Rollouts drawn = generation rounds x batch (dynamic-sampling refills count); SFT draws none."""
+    rows = [{"step": 1, "loss": 0.1, "reward": 0.2, "dynamic_sampling/rounds": 1.0, "generated_tokens": 100},
+            {"step": 2, "loss": 0.1, "reward": 0.3, "dynamic_sampling/rounds": 3.0, "generated_tokens": 250},
+            {"step": 3, "loss": 0.1, "reward": 0.4, "dynamic_sampling/rounds": 2.0, "generated_tokens": 90},
+            {"train_runtime": 5.0}]
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    whole = table.training_part(str(tmp_path), "rlvr", batch=16)
+    assert (whole["steps"], whole["rollouts"], whole["generated_tokens"]) == (3, 96, 440)
+    assert whole["curves"]["reward"] == [[1, 0.2], [2, 0.3], [3, 0.4]]
+    half = table.training_part(str(tmp_path), "srl", batch=16, until=2)
+    assert (half["steps"], half["rollouts"], half["generated_tokens"]) == (2, 64, 350)
+    assert table.training_part(str(tmp_path), "sft", batch=16)["rollouts"] == 0
+    assert table.training_part(str(tmp_path / "gone"), "srl", batch=16) is None
