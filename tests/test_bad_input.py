@@ -87,6 +87,13 @@ CASES = [
     ("prompt of the wrong type", {"inst.jsonl": json.dumps({"prompt": 5, "expert_step": "x"}) + "\n"},
      ["train", "--stage", "srl", "--train_data", "{tmp}/inst.jsonl", "--output_dir", "{tmp}/run"],
      "inst.jsonl:1: field 'prompt'"),
+    ("a data option on built instances", {"inst.jsonl": json.dumps({"prompt": "q", "expert_step": "x"}) + "\n"},
+     ["train", "--stage", "srl", "--train_data", "{tmp}/inst.jsonl", "--data_format", "instances", "--drop_submit",
+      "--output_dir", "{tmp}/run"],
+     "field 'drop_submit': --drop_submit applies when --train_data holds solutions or trajectories"),
+    ("a data option on instances found by auto", {"inst.jsonl": json.dumps({"prompt": "q", "expert_step": "x"}) + "\n"},
+     ["train", "--stage", "rlvr", "--train_data", "{tmp}/inst.jsonl", "--max_previous_steps", "2", "--output_dir",
+      "{tmp}/run"], "inst.jsonl: field 'max_previous_steps': --max_previous_steps applies"),
 ]
 
 

@@ -17,7 +17,7 @@ import random
 from typing import Any
 
 from srl.data import BUNDLED_GSM8K
-from srl.data.build import instance_rows, iter_trajectories
+from srl.data.build import DataOptions, instance_rows, iter_trajectories
 from srl.io import write_json
 from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint
 from srl.training.config import RunArguments
@@ -36,6 +36,19 @@ def _is_instances_file(path: str) -> bool:
 
     first = next(iter(read_records(path)), None)
     return first is not None and all(c in first.data for c in INSTANCE_COLUMNS)
+
+
+def _read_instances(run: RunArguments, path: str) -> bool:
+    """True when --train_data is read as built instances. Then the data options (`srl data build`'s) cannot apply:
+    one set away from its default is refused instead of being ignored."""
+    if not (run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path)):
+        return False
+    for f in dataclasses.fields(DataOptions):
+        if getattr(run, f.name) != f.default:
+            raise InputError(f"--{f.name} applies when --train_data holds solutions or trajectories, but it holds "
+                             f"instances that are already built: rebuild them with `srl data build --{f.name} ...`",
+                             path=path, field=f.name)
+    return True
 
 
 def _trajectories(run: RunArguments):
@@ -88,7 +101,7 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
     from srl.io import read_records
 
     path = run.train_data or BUNDLED_GSM8K
-    if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
+    if _read_instances(run, path):
         rows = []
         for rec in read_records(path):
             _check_instance(rec)
@@ -103,7 +116,7 @@ def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
 
     path = run.train_data or BUNDLED_GSM8K
     problems = {}
-    if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
+    if _read_instances(run, path):
         for rec in read_records(path):
             problems.setdefault(rec.data.get("trajectory_id"), (rec.text("problem"), rec.text("final_answer")))
     else:
