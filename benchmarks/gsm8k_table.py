@@ -347,16 +347,12 @@ def make_step_instances(out: str, args) -> str | None:
     path = os.path.join(out, "data", "test_steps.jsonl")
     if os.path.exists(path):
         return path
-    from srl.data.build import DataConfig, build
+    from srl.data.build import DataConfig, instance_rows
     from srl.evaluation.benchmarks import data_root
     from srl.io import write_jsonl
 
-    every = path + ".all.jsonl"
-    build(DataConfig(input=os.path.join(data_root(), "gsm8k", "test.jsonl"), output=every, format="gsm8k",
-                     think=args.think))
-    with open(every, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
-    os.remove(every)
+    rows = list(instance_rows(DataConfig(input=os.path.join(data_root(), "gsm8k", "test.jsonl"), output="",
+                                         format="gsm8k", think=args.think)))
     random.Random(args.seed).shuffle(rows)
     write_jsonl(path, rows[:args.step_problems])
     return path

@@ -233,3 +233,21 @@ def test_training_part_counts_rollouts_and_tokens_up_to_a_step(table, tmp_path):
     assert (half["steps"], half["rollouts"], half["generated_tokens"]) == (2, 64, 350)
     assert table.training_part(str(tmp_path), "sft", batch=16)["rollouts"] == 0
     assert table.training_part(str(tmp_path / "gone"), "srl", batch=16) is None
+
+
+def test_held_out_step_instances_come_from_test_solutions_seeded(table, tmp_path):
+    """The SRL objective is measured on step instances cut from GSM8K *test* solutions: a seeded sample, kept in
+    the table's folder so that every row is scored on the same ones."""
+    test_file = os.path.join(os.path.dirname(GSM8K_TRAIN), "test.jsonl")
+    if not os.path.exists(test_file):
+        pytest.skip(f"the shared GSM8K data is not beside the repository ({test_file})")
+    args = types.SimpleNamespace(step_problems=5, think="optional", seed=0)
+    path = table.make_step_instances(str(tmp_path), args)
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 5 and all(r["expert_step"].strip() and r["prompt"] for r in rows)
+    questions = set(_lines(test_file))
+    assert all(r["problem"] in questions for r in rows)
+    os.utime(path, (0, 0))
+    assert table.make_step_instances(str(tmp_path), args) == path and os.stat(path).st_mtime == 0  # reused
+    assert table.make_step_instances(str(tmp_path / "none"), types.SimpleNamespace(step_problems=0)) is None
