@@ -53,7 +53,6 @@ def test_greedy_outputs_equal_generate(tok, arch):
     """(Both tiny models have grouped-query attention: 4 query heads, 2 KV heads.)"""
     from transformers.integrations import sdpa_attention
 
-    original = sdpa_attention.use_gqa_in_sdpa
     model = sharp_model(tok, arch)
     rows = prompts(tok)
     config = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id,
@@ -70,7 +69,35 @@ def test_greedy_outputs_equal_generate(tok, arch):
                               eos_token_id=eos)  # the end tokens are suppressed for 6 tokens
     ours = generate_shared(model, rows, config, eos_ids=eos, pad_id=tok.pad_token_id)
     assert ours == trl_completions(model, tok, rows, config, eos) and min(len(r) for r in ours) >= 6
-    assert sdpa_attention.use_gqa_in_sdpa is original  # the CPU GQA switch is scoped to generate_shared
+    # the CPU GQA switch is scoped to generate_shared's context: outside it, transformers' own rule decides
+    switch, key = sdpa_attention.use_gqa_in_sdpa, torch.zeros(1, 2, 3, 8)
+    assert switch(torch.ones(1, 1, 3, 3), key, key) == switch.original(torch.ones(1, 1, 3, 3), key, key)
+
+
+def test_the_cpu_gqa_switch_is_per_thread():
+    """Inside `_gqa_without_copies` in one thread, a forward in another thread keeps transformers' rule."""
+    import threading
+
+    from transformers.integrations import sdpa_attention
+
+    from srl.generation.shared_prefill import _gqa_without_copies
+
+    key, mask = torch.zeros(1, 2, 3, 8), torch.ones(1, 1, 3, 3)
+    inside, entered, done = [], threading.Event(), threading.Event()
+
+    def other_thread():
+        entered.wait()
+        inside.append(sdpa_attention.use_gqa_in_sdpa(mask, key, key))
+        done.set()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    with _gqa_without_copies(torch.device("cpu")):
+        assert sdpa_attention.use_gqa_in_sdpa(mask, key, key) is True  # with a mask, on: no KV copies here
+        entered.set()
+        done.wait()
+    worker.join()
+    assert inside == [sdpa_attention.use_gqa_in_sdpa.original(mask, key, key)]
 
 
 def test_the_sampler_draws_the_exact_distribution():

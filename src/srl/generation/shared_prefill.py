@@ -15,6 +15,7 @@ by inverse CDF (`sample`), which is exact and cheaper on a CPU (measured in docs
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Sequence
 
 import torch
@@ -74,26 +75,49 @@ def unsupported(model, config) -> str | None:
     return f"logits processors {unknown}" if unknown else None
 
 
+# True inside `_gqa_without_copies` in this thread (or asyncio task): the switch below is read per context, so a
+# forward in another thread keeps transformers' own choice.
+_GQA_ON_CPU = contextvars.ContextVar("srl_gqa_on_cpu", default=False)
+
+
+def _install_gqa_switch(sdpa_attention) -> None:
+    """Wrap transformers' `use_gqa_in_sdpa` once: inside `_gqa_without_copies` (this context only) grouped-query
+    heads go to torch with a mask too; everywhere else the original decides."""
+    original = sdpa_attention.use_gqa_in_sdpa
+    if getattr(original, "srl_switch", False):
+        return
+
+    def use_gqa_in_sdpa(attention_mask, key, value, *args, **kwargs):
+        if _GQA_ON_CPU.get():
+            return key.shape[-1] == value.shape[-1] <= 256
+        return original(attention_mask, key, value, *args, **kwargs)
+
+    use_gqa_in_sdpa.srl_switch = True
+    use_gqa_in_sdpa.original = original
+    sdpa_attention.use_gqa_in_sdpa = use_gqa_in_sdpa
+
+
 @contextlib.contextmanager
 def _gqa_without_copies(device: torch.device):
     """On a CPU, let transformers' sdpa attention hand grouped-query heads to torch (`enable_gqa`) with a mask too.
     transformers only does so without a mask (for CUDA, where a mask sends GQA to the slow math kernel) and
     otherwise copies every layer's whole KV cache to the query heads' count at every decoding step: 8.0 of 19.0 s
     of a 32-row SmolLM2 decode here. torch's CPU kernel takes the mask; the outputs are the same
-    (tests/test_shared_prefill.py compares them with `generate`). Scoped to this module's forwards."""
+    (tests/test_shared_prefill.py compares them with `generate`). Scoped to this context's forwards: other threads
+    are not affected."""
     try:
         from transformers.integrations import sdpa_attention
     except ImportError:
         sdpa_attention = None
-    original = getattr(sdpa_attention, "use_gqa_in_sdpa", None)
-    if device.type != "cpu" or original is None:
+    if device.type != "cpu" or getattr(sdpa_attention, "use_gqa_in_sdpa", None) is None:
         yield
         return
-    sdpa_attention.use_gqa_in_sdpa = lambda attention_mask, key, value: key.shape[-1] == value.shape[-1] <= 256
+    _install_gqa_switch(sdpa_attention)
+    token = _GQA_ON_CPU.set(True)
     try:
         yield
     finally:
-        sdpa_attention.use_gqa_in_sdpa = original
+        _GQA_ON_CPU.reset(token)
 
 
 @torch.no_grad()
