@@ -60,7 +60,9 @@ SAME_FOR_EVERY_ROW = ("model", "train_file", "validation_problems", "validation_
                       "rl_minutes", "rl_steps", "sft_minutes", "sft_steps", "think", "G", "prompts_per_step",
                       "srl_max_completion_length", "srl_lr", "rlvr_lr", "sft_lr", "test_problems", "k", "k_problems",
                       "temperature", "math_problems", "step_problems", "max_new_tokens", "math_max_new_tokens",
-                      "seed")
+                      "seed", "number_fallback")
+# What a setting added later was before it existed (records made then lack it).
+SETTING_BEFORE = {"number_fallback": "off"}
 CHILD = "--_child"  # argv[1] of a process running one isolated call (see `isolated`)
 
 
@@ -444,15 +446,17 @@ def run_table(args) -> dict:
     srl_flags = common + ["--think", args.think, "--learning_rate", str(args.srl_lr), "--num_generations", str(args.G),
                           *batch, "--max_completion_length", str(args.srl_max_completion_length)]
     rlvr_flags = common + ["--learning_rate", str(args.rlvr_lr), "--num_generations", str(args.G),
-                           *batch, "--max_completion_length", str(args.max_new_tokens)]
+                           *batch, "--max_completion_length", str(args.max_new_tokens),
+                           "--number_fallback", args.number_fallback]
     sft_flags = ["--seed", str(args.seed), "--learning_rate", str(args.sft_lr)]
     results = {"settings": vars(args), "rows": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     results_path = os.path.join(record, "results.json")
     if os.path.exists(results_path):  # finished rows (possibly from another machine: the record is committed)
         with open(results_path, encoding="utf-8") as f:
             before = json.load(f)
-        changed = {k: (before["settings"].get(k), v) for k, v in vars(args).items()
-                   if k in SAME_FOR_EVERY_ROW and before.get("settings", {}).get(k) != v}
+        settings = {**SETTING_BEFORE, **before.get("settings", {})}
+        changed = {k: (settings.get(k), v) for k, v in vars(args).items()
+                   if k in SAME_FOR_EVERY_ROW and settings.get(k) != v}
         if changed:
             sys.exit(f"gsm8k_table: {results_path} was made with other settings ({changed}: before, now); every "
                      "row must be measured the same way: use another --record or the same settings")
@@ -685,6 +689,9 @@ def main(argv=None) -> int:
                         "another row in 24 GB)")
     p.add_argument("--srl_lr", type=float, default=1e-5)
     p.add_argument("--rlvr_lr", type=float, default=1e-5)
+    p.add_argument("--number_fallback", choices=("auto", "on", "off"), default="auto",
+                   help="RLVR reward: score a rollout without \\boxed{}/#### by its last number, as the evaluation "
+                        "scores GSM8K (auto = on for GSM8K); `off` = the strict format (every reward 0 at 135M)")
     p.add_argument("--sft_lr", type=float, default=1e-5)
     p.add_argument("--test_problems", type=int, default=40, help="GSM8K test subset, greedy")
     p.add_argument("--k", type=int, default=4, help="samples per problem for avg@k")

@@ -129,11 +129,20 @@ def test_rlvr_export_from_solutions(tmp_path):
     assert first["data_source"] == "srl_outcome" and first["reward_model"]["ground_truth"] == answer
     assert first["prompt"][1]["content"] == solutions[0]["question"]
     compute_score = load_reward_module(out)
-    for row in rows[:30]:
+    for row in rows[:30]:  # GSM8K rows: a bare last number counts, as in `srl train --stage rlvr` and `srl eval`
         truth = row["reward_model"]["ground_truth"]
+        assert row["extra_info"]["gold_kind"] == "gsm8k" and row["extra_info"]["number_fallback"] == "auto"
         for text in (f"so \\boxed{{{truth}}}", f"#### {truth}", f"\\boxed{{{truth}1}}", "no answer", f"{truth}"):
             got = compute_score("srl_outcome", text, truth, row["extra_info"])
-            assert got == {"score": outcome_reward(text, truth), "acc": outcome_reward(text, truth)}
+            want = outcome_reward(text, truth, number_fallback=True)
+            assert got == {"score": want, "acc": want}
+        assert compute_score("srl_outcome", f"so {truth}", truth, row["extra_info"])["score"] == 1.0
+    code, strict = export(tmp_path, "--input", BUNDLED_GSM8K, "--stage", "rlvr", "--number_fallback", "off",
+                          name="strict")
+    row = rows_of(strict / "train.parquet")[0]
+    truth = row["reward_model"]["ground_truth"]
+    assert code == 0 and load_reward_module(strict)("srl_outcome", f"so {truth}", truth, row["extra_info"]) == {
+        "score": 0.0, "acc": 0.0}
     config = yaml.safe_load(open(out / "srl_verl.yaml"))
     assert config["data"]["train_batch_size"] == 128 and config["data"]["max_response_length"] == 4096
     assert config["algorithm"]["filter_groups"] == {"enable": True, "metric": "acc", "max_inflight_gen_batches": 1}

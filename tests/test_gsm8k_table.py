@@ -158,6 +158,14 @@ def test_whole_table_on_the_tiny_model(table, tmp_path, capfd):
     assert "[table] train" not in printed and "[table] eval" not in printed and "reused from" in printed
     with pytest.raises(SystemExit, match="other settings"):  # rows measured otherwise are never mixed
         table.main([*argv, "--test_problems", "3"])
+    assert "--number_fallback auto" in chained["command"]  # the RLVR reward scores GSM8K as the evaluation
+    # a record made before --number_fallback existed was measured with the strict reward: refused with auto
+    del recorded["settings"]["number_fallback"]
+    with open(tmp_path / "record" / "results.json", "w") as f:
+        json.dump(recorded, f)
+    with pytest.raises(SystemExit, match="number_fallback"):
+        table.main(argv)
+    assert table.main([*argv, "--number_fallback", "off"]) == 0
 
 
 def test_step_budget_marks_half_and_end_by_optimizer_steps(table, tmp_path):

@@ -245,6 +245,26 @@ def test_outcome_modes():
     assert outcome_reward("so it is 9.", "9", mode="last_number") == 1.0
 
 
+def test_number_fallback_scores_gsm8k_answers_as_the_evaluation_does():
+    """The RLVR reward and `srl eval` agree: with `auto`, a GSM8K row's completion without a box or `#### n` is
+    scored by its last number (a 135M model rarely boxes: with the strict format every RLVR reward of the GSM8K
+    table was 0); MATH rows keep the strict format; `off` is strict everywhere."""
+    from srl.evaluation.metrics import score_response
+
+    texts = ["She pays 3 * 6 = 18 dollars.", "She pays 18 dollars, not 17.", r"\boxed{18}", "no number"]
+    auto, strict = get_answer_reward(), get_answer_reward(number_fallback="off")
+    assert auto(texts, ["18"] * 4, gold_kind=["gsm8k"] * 4) == [1.0, 0.0, 1.0, 0.0]
+    assert auto(texts, ["18"] * 4, gold_kind=["boxed"] * 4) == [0.0, 0.0, 1.0, 0.0]
+    assert auto(texts, ["18"] * 4) == [0.0, 0.0, 1.0, 0.0]  # rows without a gold_kind column: strict
+    assert strict(texts, ["18"] * 4, gold_kind=["gsm8k"] * 4) == [0.0, 0.0, 1.0, 0.0]
+    assert get_answer_reward(number_fallback="on")(texts, ["18"] * 4) == [1.0, 0.0, 1.0, 0.0]
+    for text in texts:  # the evaluation's score of a GSM8K problem is the reward's
+        assert auto([text], ["18"], gold_kind=["gsm8k"])[0] == float(score_response(text, "18",
+                                                                                      number_fallback=True).correct)
+    with pytest.raises(ValueError, match="number fallback"):
+        get_answer_reward(number_fallback="sometimes")
+
+
 GARBAGE = [
     "\\boxed{", "\\boxed{}}}}", "}}}{{{", "\\boxed", "\\boxed{\\}", "\\boxed{\\", "####", "#### ,,,", "#### ...",
     "$$", "\\boxed{$}", "\\boxed{\\frac{}{}}", "\\boxed{1/0}", "\\boxed{0/0}", "\\boxed{\\infty - \\infty}",

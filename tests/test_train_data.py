@@ -74,6 +74,22 @@ def test_rlvr_reads_solutions_with_the_data_options(tmp_path):
     assert rows[0]["prompt"][1]["content"].startswith("A shop sells pencils")
 
 
+def test_rlvr_rows_say_which_answers_may_fall_back_on_the_last_number(tmp_path):
+    """GSM8K solutions give `gold_kind` gsm8k (the reward then takes a last number, as `srl eval` does), MATH-style
+    solutions `boxed`; built instances, which do not record the format, count a plain-number answer as GSM8K."""
+    from srl.training.stages import BUNDLED_GSM8K
+
+    run, _ = parse_stage("rlvr", [*BASE, "--train_data", BUNDLED_GSM8K, "--output_dir", str(tmp_path / "g")])
+    assert {r["gold_kind"] for r in rlvr_rows(run)} == {"gsm8k"}
+    run, _ = parse_stage("rlvr", [*BASE, "--train_data", NUMBERED, "--data_format", "numbered",
+                                  "--output_dir", str(tmp_path / "n")])
+    assert {r["gold_kind"] for r in rlvr_rows(run)} == {"boxed"}
+    inst = tmp_path / "inst.jsonl"
+    assert main(["data", "build", "--input", BUNDLED_GSM8K, "--output", str(inst), "--limit", "5"]) == 0
+    run, _ = parse_stage("rlvr", [*BASE, "--train_data", str(inst), "--output_dir", str(tmp_path / "i")])
+    assert {r["gold_kind"] for r in rlvr_rows(run)} == {"gsm8k"}
+
+
 def test_a_bad_data_option_is_refused_when_parsing(tmp_path):
     with pytest.raises(InputError, match="pattern"):
         parse_stage("srl", [*BASE, "--data_format", "regex", "--output_dir", str(tmp_path / "r")])

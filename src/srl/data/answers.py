@@ -7,6 +7,7 @@ evaluation. Whether two answers are the same is `srl.rewards.answers.answers_mat
     `extract_gsm8k`       GSM8K's `#### n` line, with the dataset's own regex
     `extract_last_number` the last number in the text (a GSM8K fallback)
     `extract_answer`      one of the above by name, or "auto": boxed, then `####`
+    `use_number_fallback` whether a response's last number counts as its answer (`--number_fallback`)
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ __all__ = [
     "extract_gsm8k",
     "extract_last_number",
     "extract_answer",
+    "use_number_fallback",
+    "gold_kind_of",
     "ANSWER_MODES",
+    "NUMBER_FALLBACKS",
 ]
 
 ANSWER_MODES = ("auto", "boxed", "gsm8k", "last_number")
+NUMBER_FALLBACKS = ("auto", "on", "off")
 
 # --------------------------------------------------------------------------------------------------------------
 # Extraction
@@ -173,3 +178,42 @@ def extract_answer(text: str, mode: str = "auto", *, last_number_fallback: bool 
     if answer is None and last_number_fallback:
         answer = extract_last_number(text)
     return answer
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Which answers may fall back on the last number
+# --------------------------------------------------------------------------------------------------------------
+
+
+def use_number_fallback(number_fallback: str, gold_kind: str | None) -> bool:
+    """Whether the last number of a response counts as its answer when it has no `\\boxed{}` or `#### n`:
+    `on`, `off`, or `auto` = for GSM8K golds (a `#### n` line), as GSM8K's own flexible scoring does.
+    `srl eval` and the RLVR reward (`srl train --stage rlvr`) decide alike.
+
+    >>> use_number_fallback("auto", "gsm8k"), use_number_fallback("auto", "boxed"), use_number_fallback("on", None)
+    (True, False, True)
+    """
+    if number_fallback not in NUMBER_FALLBACKS:
+        raise ValueError(f"unknown number fallback {number_fallback!r} (expected one of {', '.join(NUMBER_FALLBACKS)})")
+    if number_fallback == "auto":
+        return gold_kind == "gsm8k"
+    return number_fallback == "on"
+
+
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
+
+
+def gold_kind_of(final_answer: str | None, data_format: str | None) -> str:
+    """The kind of an expert's final answer for `use_number_fallback`: `gsm8k` when it came from GSM8K data (a
+    `#### n` line), `boxed` from MATH-style solutions, `plain` otherwise. Built instances do not record the
+    solution format: there (`data_format` None or "instances") a plain number counts as GSM8K-style.
+
+    >>> gold_kind_of("72", "gsm8k"), gold_kind_of("72", "math"), gold_kind_of("72", None), gold_kind_of("x^2", None)
+    ('gsm8k', 'boxed', 'gsm8k', 'plain')
+    """
+    if data_format == "gsm8k":
+        return "gsm8k"
+    if data_format in ("math", "numbered", "regex", "steps"):
+        return "boxed"
+    text = str(final_answer).strip().replace(",", "") if final_answer is not None else ""
+    return "gsm8k" if _PLAIN_NUMBER_RE.fullmatch(text) else "plain"

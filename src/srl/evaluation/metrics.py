@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from srl.data.answers import extract_answer
+from srl.data.answers import extract_answer, use_number_fallback
 from srl.rewards.answers import answers_match
 
 
@@ -29,13 +29,6 @@ class Scored:
 
     answer: str | None
     correct: bool
-
-
-def use_number_fallback(number_fallback: str, gold_kind: str) -> bool:
-    """Whether the last number of a response counts as its answer: `on`, `off`, or `auto` (GSM8K golds)."""
-    if number_fallback == "auto":
-        return gold_kind == "gsm8k"
-    return number_fallback == "on"
 
 
 def score_response(response: str, gold: str, *, answer_mode: str = "auto", number_fallback: bool = False,

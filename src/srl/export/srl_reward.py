@@ -4,7 +4,7 @@
 verl at it (`reward.custom_reward_function.path=.../srl_reward.py`, `...name=compute_score`). verl calls it
 once per response with the row's `data_source`, the decoded response, `reward_model.ground_truth` and the
 row's `extra_info`, which carries every reward option `srl train` would use (think mode, similarity options,
-agent-action options, answer mode), so a row scores exactly as it does in `srl train`.
+agent-action options, answer mode and number fallback), so a row scores exactly as it does in `srl train`.
 
 It scores with the `srl` package itself rather than a copy of it, so the values are those of `srl.rewards` by
 construction. `srl.rewards` needs only the standard library and math-verify (no torch, transformers or TRL),
@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
+    from srl.data.answers import use_number_fallback
     from srl.rewards.format import OutputFormat
     from srl.rewards import FORMAT_PENALTY, action_reward, outcome_reward, srl_reward
 except ImportError as error:  # pragma: no cover - the message is the point
@@ -61,8 +62,9 @@ def step_score(solution_str: str, ground_truth: str, info: dict[str, Any]) -> di
 
 def outcome_score(solution_str: str, ground_truth: str, info: dict[str, Any]) -> dict[str, float]:
     """The RLVR outcome reward of one response (`srl.rewards.outcome_reward`, as `srl train --stage rlvr`)."""
+    fallback = use_number_fallback(info.get("number_fallback") or "off", info.get("gold_kind"))
     score = outcome_reward(solution_str, ground_truth, mode=info.get("answer_mode") or "auto",
-                           timeout=float(info.get("answer_timeout") or 5.0))
+                           timeout=float(info.get("answer_timeout") or 5.0), number_fallback=fallback)
     return {"score": score, "acc": score}
 
 

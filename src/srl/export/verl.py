@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from srl.errors import InputError
+from srl.rewards.functions import ANSWER_TIMEOUT
 
 VERL_VERSION = "0.9.1"
 DATA_SOURCES = {"srl": "srl_step", "rlvr": "srl_outcome"}
@@ -74,6 +75,9 @@ class ExportConfig:
         "help": "Agent instances, as `srl train --action_structure`: compare tool calls by structure."})
     action_shell: bool = field(default=False, metadata={
         "help": "Agent instances, as `srl train --action_shell`: normalise shell whitespace first."})
+    number_fallback: Literal["auto", "on", "off"] = field(default="auto", metadata={
+        "help": "RLVR rows, as `srl train --number_fallback`: score a response without \\boxed{} or `#### n` by its "
+                "last number (auto = for GSM8K answers)."})
     score_decimals: int | None = field(default=None, metadata={
         "help": "Round the SRL score to this many decimals, so that verl's group filter (it drops a group only "
                 "when the std of its scores is exactly 0) also drops groups whose rewards differ by less than the "
@@ -147,8 +151,8 @@ class ExportSummary:
 # --- rows ---------------------------------------------------------------------------------------------------
 def reward_options(cfg: ExportConfig) -> dict[str, Any]:
     """The options `srl_reward.compute_score` reads from `extra_info`: those `srl train` scores with."""
-    if cfg.stage == "rlvr":  # srl.stages._rewards: get_answer_reward() with its defaults
-        return {"answer_mode": "auto", "answer_timeout": 5.0}
+    if cfg.stage == "rlvr":  # srl.stages._rewards: get_answer_reward(number_fallback=...)
+        return {"answer_mode": "auto", "answer_timeout": ANSWER_TIMEOUT, "number_fallback": cfg.number_fallback}
     return {"think": cfg.think, "solution_tags": cfg.solution_tags, "similarity": cfg.similarity,
             "autojunk": cfg.autojunk, "normalize_whitespace": cfg.normalize_whitespace,
             "action_structure": cfg.action_structure, "action_shell": cfg.action_shell,
@@ -180,6 +184,8 @@ def verl_row(row: dict[str, Any], index: int, split: str, cfg: ExportConfig) -> 
     if cfg.stage == "srl":
         info |= {"step_index": int(row.get("step_index") or 0), "num_steps": int(row.get("num_steps") or 0),
                  "final_answer": None if row.get("final_answer") is None else str(row["final_answer"])}
+    else:
+        info["gold_kind"] = row.get("gold_kind")
     return {"data_source": DATA_SOURCES[cfg.stage],
             "prompt": [{"role": str(m["role"]), "content": m["content"]} for m in prompt],
             "ability": cfg.ability,

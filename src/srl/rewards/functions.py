@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from srl.data.answers import extract_answer
+from srl.data.answers import extract_answer, use_number_fallback
 from srl.rewards.answers import answers_match
 from srl.data.prompts import ThinkMode
 from srl.rewards.format import OutputFormat, completion_text, parse_response
@@ -69,13 +69,13 @@ ANSWER_TIMEOUT = 1.0
 
 
 def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "auto",
-                   timeout: float = ANSWER_TIMEOUT) -> float:
-    """1.0 if the answer in the completion (`\\boxed{}` or GSM8K `#### n`) is equivalent to `final_answer`
-    (checked with math-verify within `timeout` seconds), else 0.0."""
+                   timeout: float = ANSWER_TIMEOUT, number_fallback: bool = False) -> float:
+    """1.0 if the answer in the completion (`\\boxed{}` or GSM8K `#### n`; with `number_fallback`, else its last
+    number) is equivalent to `final_answer` (checked with math-verify within `timeout` seconds), else 0.0."""
     if final_answer is None:
         return 0.0
     try:
-        predicted = extract_answer(completion_text(completion), mode=mode)
+        predicted = extract_answer(completion_text(completion), mode=mode, last_number_fallback=number_fallback)
         final_answer = str(final_answer)
     except Exception:  # unreadable completion or answer: no answer
         return 0.0
@@ -167,11 +167,18 @@ def get_step_reward(output_format: OutputFormat | None = None, **similarity_opti
     return step_similarity
 
 
-def get_answer_reward(mode: str = "auto", timeout: float = ANSWER_TIMEOUT) -> Callable:
-    """A TRL reward function `f(completions, final_answer, **kwargs) -> list[float]` (the RLVR reward)."""
+def get_answer_reward(mode: str = "auto", timeout: float = ANSWER_TIMEOUT, number_fallback: str = "auto") -> Callable:
+    """A TRL reward function `f(completions, final_answer, **kwargs) -> list[float]` (the RLVR reward).
 
-    def answer(completions: list, final_answer: list[str], **kwargs: Any) -> list[float]:
-        return [outcome_reward(c, a, mode=mode, timeout=timeout) for c, a in zip(completions, final_answer)]
+    `number_fallback` (`auto`, `on`, `off`): whether a completion without `\\boxed{}` or `#### n` is scored by
+    its last number; `auto` = for rows whose `gold_kind` column is `gsm8k`, as `srl eval` scores GSM8K."""
+    use_number_fallback(number_fallback, None)  # a bad value fails here, not at the first batch
+
+    def answer(completions: list, final_answer: list[str], gold_kind: list[str] | None = None,
+               **kwargs: Any) -> list[float]:
+        kinds = gold_kind or [None] * len(completions)
+        return [outcome_reward(c, a, mode=mode, timeout=timeout, number_fallback=use_number_fallback(number_fallback, k))
+                for c, a, k in zip(completions, final_answer, kinds)]
 
     return answer
 

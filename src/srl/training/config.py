@@ -69,6 +69,9 @@ class RunArguments(DataOptions):
         "help": "difflib's autojunk heuristic (Python's default, which the paper's formula implies)."})
     normalize_whitespace: bool = field(default=False, metadata={
         "help": "Collapse whitespace before comparing actions."})
+    number_fallback: Literal["auto", "on", "off"] = field(default="auto", metadata={
+        "help": "RLVR reward: a completion without \\boxed{} or `#### n` is scored by its last number: auto = for "
+                "GSM8K answers (as `srl eval` scores GSM8K), on, or off (only the format the prompt asks for)."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (PEFT) instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})

@@ -22,6 +22,7 @@ from srl.io import write_json
 from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint
 from srl.training.config import RunArguments
 from srl.errors import InputError
+from srl.data.answers import gold_kind_of
 from srl.data.prompts import EVAL_SYSTEM_PROMPT
 from srl.rewards.format import OutputFormat
 
@@ -116,15 +117,18 @@ def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
 
     path = run.train_data or BUNDLED_GSM8K
     problems = {}
-    if _read_instances(run, path):
+    if _read_instances(run, path):  # built instances do not say the solutions' format
         for rec in read_records(path):
-            problems.setdefault(rec.data.get("trajectory_id"), (rec.text("problem"), rec.text("final_answer")))
+            answer = rec.text("final_answer")
+            problems.setdefault(rec.data.get("trajectory_id"), (rec.text("problem"), answer,
+                                                                 gold_kind_of(answer, None)))
     else:
+        fmt = run.data_config().format
         for t in _trajectories(run):
             if t.final_answer:
-                problems[t.id] = (t.problem, t.final_answer)
+                problems[t.id] = (t.problem, t.final_answer, gold_kind_of(t.final_answer, fmt))
     return [{"prompt": [{"role": "system", "content": EVAL_SYSTEM_PROMPT}, {"role": "user", "content": p}],
-             "final_answer": a, "trajectory_id": i} for i, (p, a) in problems.items()]
+             "final_answer": a, "gold_kind": k, "trajectory_id": i} for i, (p, a, k) in problems.items()]
 
 
 def sft_rows(run: RunArguments) -> list[dict[str, Any]]:
@@ -163,7 +167,7 @@ def _rewards(stage: str, run: RunArguments):
             return [get_action_reward(output_format(run), structure=run.action_structure, shell=run.action_shell,
                                       **options)]
         return [get_step_reward(output_format(run), **options)]
-    return [get_answer_reward()]
+    return [get_answer_reward(number_fallback=run.number_fallback)]
 
 
 def _peft_config(run: RunArguments):
