@@ -94,6 +94,9 @@ CASES = [
     ("a data option on instances found by auto", {"inst.jsonl": json.dumps({"prompt": "q", "expert_step": "x"}) + "\n"},
      ["train", "--stage", "rlvr", "--train_data", "{tmp}/inst.jsonl", "--max_previous_steps", "2", "--output_dir",
       "{tmp}/run"], "inst.jsonl: field 'max_previous_steps': --max_previous_steps applies"),
+    ("an agent option with --data_format auto", {},
+     ["train", "--stage", "srl", "--last_pairs", "3", "--output_dir", "{tmp}/run"],
+     "field 'last_pairs': is for agent trajectories: name their format with --data_format (openai-tools"),
 ]
 
 

@@ -18,7 +18,8 @@ from typing import Literal
 from trl import GRPOConfig, SFTConfig
 
 from srl.data import BUNDLED_GSM8K
-from srl.data.build import DataConfig, DataOptions
+from srl.data.agents.records import AGENT_FORMATS
+from srl.data.build import AGENT_ONLY, DataConfig, DataOptions
 from srl.errors import InputError
 from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
 
@@ -95,6 +96,13 @@ class RunArguments(DataOptions):
             raise InputError("must be >= 0", field="validation_problems")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise InputError("must be >= 1", field="max_train_samples")
+        if self.data_format == "auto":  # auto never reads agent trajectories: say which flag to give
+            defaults = {f.name: f.default for f in fields(DataOptions)}
+            for name in AGENT_ONLY:
+                if getattr(self, name) != defaults[name]:
+                    raise InputError(f"is for agent trajectories: name their format with --data_format "
+                                     f"({', '.join(AGENT_FORMATS)}); auto reads built instances or GSM8K solutions",
+                                     field=name)
         if self.data_format != "instances":
             self.data_config()  # bad data options fail here, before anything is loaded
 
