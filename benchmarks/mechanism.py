@@ -156,27 +156,14 @@ def evaluate_model(model: str, paths: dict, folder: str, size: dict) -> dict:
 
 
 def step_accuracy(model_path: str, path: str, limit: int, batch_size: int = 100) -> dict:
-    """The SRL objective itself on held-out instances of the test problems: greedy next-step exact match and
-    the mean step reward (difflib similarity) of the first `limit` step-wise instances."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The SRL objective itself on held-out instances of the test problems (`srl.evaluation.step_objective`, no
+    monologue): greedy next-step exact match and the mean step reward of the first `limit` step-wise instances."""
+    from srl.evaluation.step_objective import step_objective
 
-    from srl.generation.hf import generate_batch
-    from srl.rewards import srl_reward
-
-    rows = stage_rows("srl", path)[:limit]
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
-    torch.set_num_threads(1)
-    ids = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True) for r in rows]
-    ids = [x["input_ids"] if isinstance(x, dict) or hasattr(x, "keys") else x for x in ids]
-    texts = []
-    for i in range(0, len(ids), batch_size):
-        texts += [g.text for g in generate_batch(model, tokenizer, ids[i:i + batch_size], max_new_tokens=16,
-                                                 do_sample=False)]
-    exact = sum(t.strip() == r["expert_step"] for t, r in zip(texts, rows))
-    reward = sum(srl_reward(t, r["expert_step"], think="off") for t, r in zip(texts, rows)) / len(rows)
-    return {"exact": exact / len(rows), "n": len(rows), "wilson95": wilson(exact, len(rows)), "step_reward": reward}
+    result = step_objective(model_path, stage_rows("srl", path)[:limit], think="off", max_new_tokens=16,
+                            batch_size=batch_size, threads=1)
+    return {"exact": result["exact_match"], "n": result["n"], "wilson95": result["exact_match_wilson95"],
+            "step_reward": result["mean_reward"]}
 
 
 def wilson(correct: int, n: int) -> list[float]:
