@@ -300,3 +300,48 @@ def test_help_says_n_instances_for_agent_formats(capsys):
         main(["data", "build", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "Agent formats: N actions -> N instances" in out and "mini-swe-agent" in out
+
+
+# OpenHands for models without function calling (openhands/llm/fn_call_converter.py, quoted): the system suffix
+# and the in-context example around the first user turn.
+OPENHANDS_SYSTEM = (
+    "You are OpenHands agent, a helpful AI assistant that can interact with a computer to solve tasks.\n"
+    "\nYou have access to the following functions:\n\n---- BEGIN FUNCTION #1: execute_bash ----\n"
+    "Description: Execute a bash command in the terminal.\nParameters:\n"
+    "  (1) command (string, required): The bash command to execute.\n---- END FUNCTION #1 ----\n\n"
+    "If you choose to call a function ONLY reply in the following format with NO suffix:\n\n"
+    "<function=example_function_name>\n<parameter=example_parameter_1>value_1</parameter>\n</function>\n\n"
+    "<IMPORTANT>\nReminder:\n- Function calls MUST follow the specified format, start with <function= and end "
+    "with </function>\n- Only call one function at a time\n</IMPORTANT>\n")
+OPENHANDS_TASK = (
+    "Here's a running example of how to perform a task with the provided tools.\n\n"
+    "--------------------- START OF EXAMPLE ---------------------\n\n"
+    "USER: Create a list of numbers from 1 to 10, and display them in a web page at port 5000.\n\n"
+    "ASSISTANT: Sure! Let me first check the current directory:\n<function=execute_bash>\n<parameter=command>\n"
+    "pwd && ls\n</parameter>\n</function>\n\nUSER: EXECUTION RESULT of [execute_bash]:\n/workspace\n\n"
+    "--------------------- END OF EXAMPLE ---------------------\n\n"
+    "Do NOT assume the environment is the same as in the example above.\n\n"
+    "--------------------- NEW TASK DESCRIPTION ---------------------\n"
+    "<pr_description>\nf() returns None\n</pr_description>\n"
+    "--------------------- END OF NEW TASK DESCRIPTION ---------------------\n\n"
+    "PLEASE follow the format strictly! PLEASE EMIT ONE AND ONLY ONE FUNCTION CALL PER MESSAGE.\n")
+
+
+def test_openhands_text_function_calls_scaffold_instructions(tmp_path):
+    """OpenHands' text function-call format: its format block and in-context example go (or become one line); the
+    function descriptions, the task and the actions stay."""
+    record = {"instance_id": "oh-1", "resolved": True, "messages": [
+        {"role": "system", "content": OPENHANDS_SYSTEM}, {"role": "user", "content": OPENHANDS_TASK},
+        {"role": "assistant", "content": "Let me look.\n<function=execute_bash>\n<parameter=command>\nls\n"
+                                         "</parameter>\n</function>"},
+        {"role": "user", "content": "EXECUTION RESULT of [execute_bash]:\na.py"},
+        {"role": "assistant", "content": "<function=finish>\n</function>"}]}
+    path = write(tmp_path, "oh.jsonl", [record])
+    keep = read_one(path, "openhands")
+    assert keep.system == OPENHANDS_SYSTEM.strip() and keep.task == OPENHANDS_TASK.strip()
+    removed = read_one(path, "openhands", scaffold_instructions="remove")
+    assert removed.system.endswith("---- END FUNCTION #1 ----") and "<IMPORTANT>" not in removed.system
+    assert removed.task == "<pr_description>\nf() returns None\n</pr_description>"
+    assert [s.action for s in removed.steps] == [s.action for s in keep.steps] and len(keep.steps) == 2
+    replaced = read_one(path, "openhands", scaffold_instructions="replace")
+    assert replaced.task == SCAFFOLD_INSTRUCTIONS_TEXT + "\n<pr_description>\nf() returns None\n</pr_description>"

@@ -59,7 +59,7 @@ CASES = [
      ["data", "build", "--format", "mini-swe-agent", "--keep_calculator", "--input", "{tmp}/in.jsonl", "--output",
       "{tmp}/out.jsonl"], "field 'keep_calculator'"),
     ("--scaffold_instructions where the format knows none", {"in.jsonl": json.dumps(AGENT) + "\n"},
-     ["data", "build", "--format", "openhands", "--scaffold_instructions", "remove", "--input", "{tmp}/in.jsonl",
+     ["data", "build", "--format", "openai-tools", "--scaffold_instructions", "remove", "--input", "{tmp}/in.jsonl",
       "--output", "{tmp}/out.jsonl"], "field 'scaffold_instructions'"),
     ("message without a content string", {"in.jsonl": json.dumps(AGENT) + "\n" + json.dumps(NO_CONTENT) + "\n"},
      ["data", "build", "--format", "chat", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],

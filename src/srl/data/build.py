@@ -95,8 +95,8 @@ class DataOptions:
     scaffold_instructions: Literal["keep", "remove", "replace"] = field(default="keep", metadata={
         "help": "Agent formats: the scaffold's own response-format instructions in the system text and the task "
                 "(e.g. 'exactly one fenced block with a THOUGHT'), which contradict the SRL instructions: keep, "
-                "remove, or replace them with a line pointing to the SRL format (swe-agent, mini-swe-agent, or a "
-                "--chat_config with scaffold_instructions_pattern)."})
+                "remove, or replace them with a line pointing to the SRL format (swe-agent, mini-swe-agent, openhands, "
+                "or a --chat_config with scaffold_instructions_pattern)."})
 
 
 AGENT_ONLY = ("last_pairs", "observation_chars", "observation_tokens", "tokenizer", "resolved_only", "resolved_field",

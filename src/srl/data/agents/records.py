@@ -141,7 +141,8 @@ FORMATS: dict[str, ChatFormat] = {
     # OpenAI chat messages: assistant `tool_calls` (or `function_call`), results in `tool` turns.
     "openai-tools": ChatFormat(actions=("tool_calls",)),
     # OpenHands / SWE-Gym: OpenAI tool calls, or the same calls as function-call text, or CodeAct tags.
-    "openhands": ChatFormat(actions=("tool_calls", "xml_function", "codeact")),
+    "openhands": ChatFormat(actions=("tool_calls", "xml_function", "codeact"),
+                            scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["openhands"]),
     # SWE-agent / SWE-smith: text actions: `<function=...>` calls, `<command>` tags, or the last fenced block.
     # Its XML function-call parser refuses a turn with several calls.
     "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced"), exactly_one=("xml_function",),

@@ -18,7 +18,12 @@ Sources (read from the scaffolds' code):
   errors and was NOT executed", "Operation '...' is not supported by this environment"). It submits with
   `submit`.
 - **OpenHands / OpenAI tools**: structured tool calls; a turn without one is a message (OpenHands answers "Please
-  continue working on the task"), i.e. a turn without an action. They finish with the `finish` tool.
+  continue working on the task"), i.e. a turn without an action. They finish with the `finish` tool. For models
+  without function calling (and in SFT sets converted that way) OpenHands writes the calls as text
+  (`openhands/llm/fn_call_converter.py`): `SYSTEM_PROMPT_SUFFIX_TEMPLATE` appends the function descriptions, the
+  `<function=...>` format and an `<IMPORTANT>` reminder to the system text, and the first user turn is wrapped in
+  an in-context example ("Here's a running example ... NEW TASK DESCRIPTION") and a closing "END OF NEW TASK
+  DESCRIPTION ... PLEASE follow the format strictly!".
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ SUBMIT_PATTERN = (r"\A\s*(?:submit\s*\Z|<function=(?:submit|finish)>|<function=b
                   r"\s*</parameter>)|\b(?:COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT|MINI_SWE_AGENT_FINAL_OUTPUT)\b")
 
 # The scaffolds' own response-format instructions in the system text or the task (for --scaffold_instructions).
+# OpenHands' text function-call format (fn_call_converter.SYSTEM_PROMPT_SUFFIX_TEMPLATE), which SWE-smith reuses.
+_FUNCTION_CALL_FORMAT = r"^If you choose to call a function ONLY reply in the following format.*?(?:</IMPORTANT>|\Z)"
 SCAFFOLD_INSTRUCTIONS = {
     "mini-swe-agent": (
         # system template: "Your response must contain exactly ONE bash code block ... will be rejected."
@@ -59,9 +66,17 @@ SCAFFOLD_INSTRUCTIONS = {
         # SWE-agent's system text: the RESPONSE FORMAT section, up to the next CAPITALISED heading or the end
         r"^RESPONSE FORMAT:\n.*?(?=^[A-Z][A-Z ]{3,}:\n|\Z)"
         # SWE-smith's function-call format (system text), with its reminder block
-        r"|^If you choose to call a function ONLY reply in the following format.*?(?:</IMPORTANT>|\Z)"
+        r"|" + _FUNCTION_CALL_FORMAT
     ),
 }
+SCAFFOLD_INSTRUCTIONS["openhands"] = (
+    # fn_call_converter's system suffix: the call format and its reminder (the function descriptions stay)
+    _FUNCTION_CALL_FORMAT
+    # its in-context example before the task, up to the NEW TASK DESCRIPTION header
+    + r"|^Here's a running example of how to [^\n]* with the provided tools\..*?^-{5,} NEW TASK DESCRIPTION -{5,}\n"
+    # and its closing after the task
+    + r"|^-{5,} END OF NEW TASK DESCRIPTION -{5,}\s*PLEASE follow the format strictly![^\n]*"
+)
 SCAFFOLD_INSTRUCTIONS_TEXT = "(Respond in the format the system prompt asks for.)"
 SCAFFOLD_INSTRUCTIONS_CHOICES = ("keep", "remove", "replace")
 
