@@ -200,9 +200,6 @@ def use_number_fallback(number_fallback: str, gold_kind: str | None) -> bool:
     return number_fallback == "on"
 
 
-_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
-
-
 def gold_kind_of(final_answer: str | None, data_format: str | None) -> str:
     """The kind of an expert's final answer for `use_number_fallback`: `gsm8k` when it came from GSM8K data (a
     `#### n` line), `boxed` from MATH-style solutions, `plain` otherwise. Built instances do not record the
@@ -216,4 +213,4 @@ def gold_kind_of(final_answer: str | None, data_format: str | None) -> str:
     if data_format in ("math", "numbered", "regex", "steps"):
         return "boxed"
     text = str(final_answer).strip().replace(",", "") if final_answer is not None else ""
-    return "gsm8k" if _PLAIN_NUMBER_RE.fullmatch(text) else "plain"
+    return "gsm8k" if _NUMBER_RE.fullmatch(text) else "plain"

@@ -176,9 +176,9 @@ def get_answer_reward(mode: str = "auto", timeout: float = ANSWER_TIMEOUT, numbe
 
     def answer(completions: list, final_answer: list[str], gold_kind: list[str] | None = None,
                **kwargs: Any) -> list[float]:
-        kinds = gold_kind or [None] * len(completions)
-        return [outcome_reward(c, a, mode=mode, timeout=timeout, number_fallback=use_number_fallback(number_fallback, k))
-                for c, a, k in zip(completions, final_answer, kinds)]
+        fallbacks = [use_number_fallback(number_fallback, k) for k in gold_kind or [None] * len(completions)]
+        return [outcome_reward(c, a, mode=mode, timeout=timeout, number_fallback=f)
+                for c, a, f in zip(completions, final_answer, fallbacks)]
 
     return answer
 

@@ -96,15 +96,15 @@ class RunArguments(DataOptions):
             raise InputError("must be >= 0", field="validation_problems")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise InputError("must be >= 1", field="max_train_samples")
-        if self.data_format == "auto":  # auto never reads agent trajectories: say which flag to give
-            defaults = {f.name: f.default for f in fields(DataOptions)}
-            for name in AGENT_ONLY:
-                if getattr(self, name) != defaults[name]:
+        if self.data_format != "instances":
+            try:
+                self.data_config()  # bad data options fail here, before anything is loaded
+            except InputError as e:  # auto never reads agent trajectories: say which flag to give
+                if self.data_format == "auto" and e.field in AGENT_ONLY:
                     raise InputError(f"is for agent trajectories: name their format with --data_format "
                                      f"({', '.join(AGENT_FORMATS)}); auto reads built instances or GSM8K solutions",
-                                     field=name)
-        if self.data_format != "instances":
-            self.data_config()  # bad data options fail here, before anything is loaded
+                                     field=e.field) from None
+                raise
 
     def data_config(self) -> DataConfig:
         """The `srl data build` configuration that builds this run's instances from --train_data (solutions)."""
