@@ -65,7 +65,7 @@ def parse_cores(spec: str) -> set[int]:
 def srl_prompts(tokenizer, n: int) -> list[list[int]]:
     """The n longest step-wise SRL prompts of the bundled GSM8K sample (token ids, assistant turn opened)."""
     from srl.training.config import RunArguments
-    from srl.training.stages import srl_rows
+    from srl.training.rows import srl_rows
 
     rows = srl_rows(RunArguments(think="optional"))
     ids = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in rows]

@@ -75,10 +75,11 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     import torch
     from transformers import TrainerCallback
 
-    from srl.cli.train import parse_stage
     from srl.models import load_model_and_tokenizer
     from srl.training.shared_prefix import prompt_runs
-    from srl.training.stages import _rewards, output_format, srl_rows
+    from srl.rewards.stage import output_format, reward_funcs
+    from srl.training.presets import stage_arguments
+    from srl.training.rows import srl_rows
     from srl.training.threads import set_torch_threads
     from srl.training.trainer import SRLTrainer
     import datasets
@@ -88,7 +89,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
         "--output_dir", out_dir, "--shared_prefix", str(shared).lower(), "--max_steps", str(steps),
         "--dynamic_sampling", "false", "--save_strategy", "no", "--report_to", "none", "--seed", "0",
         "--logging_steps", "1", "--disable_tqdm", "true"]
-    run, cfg = parse_stage("srl", flags)[:2]
+    run, cfg = stage_arguments("srl", flags)
     threads_line = set_torch_threads(threads)
     width = cfg.max_completion_length
     cfg.generation_kwargs = {"min_new_tokens": width}  # every completion is `width` tokens in both layouts
@@ -142,7 +143,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
         def on_step_end(self, args, state, control, **kwargs):
             times["step"][-1] = time.perf_counter() - self.step
 
-    trainer = Timed(model=model, reward_funcs=_rewards("srl", run), args=cfg,
+    trainer = Timed(model=model, reward_funcs=reward_funcs("srl", run), args=cfg,
                     train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
                     output_format=output_format(run), callbacks=[Clock()])
     trainer.train()

@@ -84,7 +84,8 @@ def main(work: str) -> None:
     from srl.cli import main as srl_main
     from srl.training.config import RunArguments
     from srl.training.sampling import informative_groups
-    from srl.training.stages import BUNDLED_GSM8K, _rewards
+    from srl.data import BUNDLED_GSM8K
+    from srl.rewards.stage import reward_funcs
     from srl.tiny import tiny_tokenizer
 
     os.makedirs(work, exist_ok=True)
@@ -99,7 +100,7 @@ def main(work: str) -> None:
         rows = pq.read_table(os.path.join(out, "train.parquet")).to_pylist()
         picked = sorted(rng.sample(range(len(rows)), GROUPS))
         stage = "rlvr" if name == "rlvr" else "srl"
-        reward = _rewards(stage, RunArguments(**run_fields))[0]  # the function `srl train` scores with
+        reward = reward_funcs(stage, RunArguments(**run_fields))[0]  # the function `srl train` scores with
         for g, i in enumerate(picked):
             row, truth = rows[i], rows[i]["reward_model"]["ground_truth"]
             uniform = g % 5 == 4

@@ -16,7 +16,7 @@ import yaml
 import srl.models
 import srl.tiny
 from srl.cli import main
-from srl.cli.train import RECIPES, parse_stage
+from srl.training.presets import RECIPES, stage_arguments
 from srl.errors import InputError
 
 OK = ["--model", "tiny", "--think", "off", "--use_cpu", "true", "--bf16", "false", "--num_generations", "4",
@@ -31,7 +31,7 @@ def warm_imports():
     import srl.training.reporting  # noqa: F401
     import srl.training.stages  # noqa: F401
 
-    parse_stage("srl", ["--output_dir", "unused", *OK])
+    stage_arguments("srl", ["--output_dir", "unused", *OK])
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_bad_choice_in_yaml_is_refused(tmp_path, capsys, no_model_loading):
 def test_think_off_in_yaml_means_off(tmp_path):
     """YAML reads `off` as False; the option's choices turn it back into the word (srl.cli.utils)."""
     cfg = write(tmp_path / "c.yaml", "think: off\n")
-    run, _ = parse_stage("srl", ["--use_cpu", "true", "--bf16", "false", "--config", cfg,
+    run, _ = stage_arguments("srl", ["--use_cpu", "true", "--bf16", "false", "--config", cfg,
                                  "--output_dir", str(tmp_path / "out")])
     assert run.think == "off"
 
@@ -166,7 +166,7 @@ def parsed_value(run, cfg, key):
 
 @pytest.mark.parametrize("name,stage,path", recipes(), ids=lambda x: x if "/" not in str(x) else None)
 def test_every_recipe_parses_into_its_stage(name, stage, path, tmp_path):
-    run, cfg = parse_stage(stage, ["--preset", name, "--output_dir", str(tmp_path), *CPU])
+    run, cfg = stage_arguments(stage, ["--preset", name, "--output_dir", str(tmp_path), *CPU])
     assert run.preset == name and cfg.output_dir == str(tmp_path)
     values = yaml.safe_load(open(path))
     assert values
@@ -175,24 +175,24 @@ def test_every_recipe_parses_into_its_stage(name, stage, path, tmp_path):
 
 
 def test_paper_values():
-    srl_run, srl = parse_stage("srl", ["--preset", "paper", "--output_dir", "unused", *CPU])
+    srl_run, srl = stage_arguments("srl", ["--preset", "paper", "--output_dir", "unused", *CPU])
     assert (srl.learning_rate, srl.num_generations, srl.temperature, srl.beta, srl.max_grad_norm,
             srl.generation_batch_size) == (5e-7, 8, 1.0, 0.0, 1.0, 4096)
     assert srl.warmup_steps == 0 and srl.bf16 and srl.dynamic_sampling and srl_run.think == "required"
-    _, rlvr = parse_stage("rlvr", ["--preset", "paper", "--output_dir", "unused", *CPU])
+    _, rlvr = stage_arguments("rlvr", ["--preset", "paper", "--output_dir", "unused", *CPU])
     assert rlvr.generation_batch_size == 1024 and rlvr.num_generations == 8 and rlvr.learning_rate == 5e-7
-    _, sft = parse_stage("sft", ["--preset", "paper", "--output_dir", "unused", *CPU])
+    _, sft = stage_arguments("sft", ["--preset", "paper", "--output_dir", "unused", *CPU])
     assert sft.learning_rate == 5e-6 and sft.lr_scheduler_type.value == "cosine" and sft.num_train_epochs == 3
     assert sft.per_device_train_batch_size * sft.gradient_accumulation_steps == 64
     # the dataclass defaults are the paper's too
-    _, default = parse_stage("srl", ["--output_dir", "unused", *CPU])
+    _, default = stage_arguments("srl", ["--output_dir", "unused", *CPU])
     assert (default.learning_rate, default.num_generations, default.temperature, default.beta,
             default.max_grad_norm) == (5e-7, 8, 1.0, 0.0, 1.0)
 
 
 def test_flags_override_yaml_override_preset(tmp_path):
     cfg = write(tmp_path / "run.yaml", "learning_rate: 2.0e-3\nmax_steps: 7\nthink: 'off'\nsave_steps: 3\n")
-    run, srl = parse_stage("srl", ["--preset", "cpu-small", "--config", cfg, "--max_steps", "3",
+    run, srl = stage_arguments("srl", ["--preset", "cpu-small", "--config", cfg, "--max_steps", "3",
                                    "--output_dir", str(tmp_path / "out")])
     assert srl.max_steps == 3  # flag > YAML > preset (40)
     assert srl.learning_rate == 2e-3 and srl.save_steps == 3 and run.think == "off"  # YAML > preset
@@ -202,7 +202,7 @@ def test_flags_override_yaml_override_preset(tmp_path):
 
 def test_preset_named_in_yaml(tmp_path):
     cfg = write(tmp_path / "run.yaml", "preset: cpu-small\nmax_steps: 7\n")
-    run, srl = parse_stage("srl", ["--config", cfg, "--output_dir", str(tmp_path / "out")])
+    run, srl = stage_arguments("srl", ["--config", cfg, "--output_dir", str(tmp_path / "out")])
     assert run.preset == "cpu-small" and srl.num_generations == 4 and srl.max_steps == 7
-    run, srl = parse_stage("srl", ["--config", cfg, "--preset", "none", "--output_dir", str(tmp_path / "out"), *CPU])
+    run, srl = stage_arguments("srl", ["--config", cfg, "--preset", "none", "--output_dir", str(tmp_path / "out"), *CPU])
     assert run.preset == "none" and srl.num_generations == 8 and srl.max_steps == 7  # the flag names no preset

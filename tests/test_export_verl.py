@@ -17,7 +17,7 @@ from srl.rewards import outcome_reward, srl_reward
 
 @pytest.fixture(scope="module")
 def instances(tmp_path_factory):
-    from srl.training.stages import BUNDLED_GSM8K
+    from srl.data import BUNDLED_GSM8K
 
     path = tmp_path_factory.mktemp("inst") / "instances.jsonl"
     assert main(["data", "build", "--input", BUNDLED_GSM8K, "--output", str(path)]) == 0
@@ -105,7 +105,7 @@ def test_exported_compute_score_is_srl_reward(tmp_path, instances, flags, option
 def test_think_off_instances_refused_with_required_format(tmp_path):
     """Instances whose prompt asks for no monologue, scored with the paper's `required` format, would give -1
     to every response: the export refuses them, naming the option."""
-    from srl.training.stages import BUNDLED_GSM8K
+    from srl.data import BUNDLED_GSM8K
 
     inst = tmp_path / "off.jsonl"
     assert main(["data", "build", "--input", BUNDLED_GSM8K, "--output", str(inst), "--think", "off"]) == 0
@@ -118,7 +118,7 @@ def test_think_off_instances_refused_with_required_format(tmp_path):
 def test_rlvr_export_from_solutions(tmp_path):
     """RLVR rows as `srl train --stage rlvr` reads them: one per problem, the evaluation prompt, the final answer
     as ground truth, scored by `outcome_reward`; the config filters groups on `acc` with the paper's 128 prompts."""
-    from srl.training.stages import BUNDLED_GSM8K
+    from srl.data import BUNDLED_GSM8K
 
     code, out = export(tmp_path, "--input", BUNDLED_GSM8K, "--stage", "rlvr")
     assert code == 0

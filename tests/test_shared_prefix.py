@@ -268,11 +268,11 @@ def test_hf_rollouts_prefill_each_prompt_once(tmp_path, monkeypatch, shared):
 
 
 def test_on_by_default_in_every_preset_and_stage():
-    """`make demo`, the presets and benchmarks/gsm8k_table.py build their configs with parse_stage: the default
+    """`make demo`, the presets and benchmarks/gsm8k_table.py build their configs with stage_arguments: the default
     holds there; `--shared_prefix false` turns it off."""
-    from srl.cli.train import parse_stage
+    from srl.training.presets import stage_arguments
 
     for stage, flags in [("srl", []), ("srl", ["--preset", "cpu-small"]), ("srl", ["--preset", "paper"]),
                          ("rlvr", ["--preset", "cpu-small"])]:
-        assert parse_stage(stage, flags + ["--use_cpu", "true"])[1].shared_prefix is True, (stage, flags)
-    assert parse_stage("srl", ["--shared_prefix", "false", "--use_cpu", "true"])[1].shared_prefix is False
+        assert stage_arguments(stage, flags + ["--use_cpu", "true"])[1].shared_prefix is True, (stage, flags)
+    assert stage_arguments("srl", ["--shared_prefix", "false", "--use_cpu", "true"])[1].shared_prefix is False

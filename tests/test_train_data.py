@@ -7,9 +7,9 @@ import os
 import pytest
 
 from srl.cli import main
-from srl.cli.train import parse_stage
+from srl.training.presets import stage_arguments
 from srl.errors import InputError
-from srl.training.stages import rlvr_rows, srl_rows
+from srl.training.rows import rlvr_rows, srl_rows
 
 HERE = os.path.dirname(__file__)
 NUMBERED = os.path.join(HERE, "data", "numbered_solutions.jsonl")
@@ -31,7 +31,7 @@ def test_train_builds_the_instances_data_build_writes(tmp_path):
              "--think", "optional"]
     expected = built_by_data_build(tmp_path, flags)
     train_flags = [("--data_format" if f == "--format" else f) for f in flags]
-    run, _ = parse_stage("srl", [*BASE, "--train_data", NUMBERED, *train_flags, "--output_dir", str(tmp_path / "r")])
+    run, _ = stage_arguments("srl", [*BASE, "--train_data", NUMBERED, *train_flags, "--output_dir", str(tmp_path / "r")])
     rows = srl_rows(run)
     assert rows == expected
     # ... and the options did something: titles as hints, one previous step, our template.
@@ -45,7 +45,7 @@ def test_train_builds_the_instances_data_build_writes(tmp_path):
 
 def test_train_default_instances_are_unchanged(tmp_path, gsm8k_sample):
     """Without data options, training builds the paper's instances (N-1 per solution), as before."""
-    run, _ = parse_stage("srl", [*BASE, "--train_data", gsm8k_sample, "--limit", "5",
+    run, _ = stage_arguments("srl", [*BASE, "--train_data", gsm8k_sample, "--limit", "5",
                                  "--output_dir", str(tmp_path / "r")])
     rows = srl_rows(run)
     expected = built_by_data_build_gsm8k(tmp_path, gsm8k_sample)
@@ -66,7 +66,7 @@ def test_rlvr_reads_solutions_with_the_data_options(tmp_path):
         for line in f:
             row = json.loads(line)
             out.write(json.dumps({"task": row["problem"], "worked": row["solution"]}) + "\n")
-    run, _ = parse_stage("rlvr", [*BASE, "--train_data", str(renamed), "--data_format", "numbered",
+    run, _ = stage_arguments("rlvr", [*BASE, "--train_data", str(renamed), "--data_format", "numbered",
                                   "--problem_field", "task", "--solution_field", "worked",
                                   "--output_dir", str(tmp_path / "r")])
     rows = rlvr_rows(run)
@@ -77,19 +77,19 @@ def test_rlvr_reads_solutions_with_the_data_options(tmp_path):
 def test_rlvr_rows_say_which_answers_may_fall_back_on_the_last_number(tmp_path):
     """GSM8K solutions give `gold_kind` gsm8k (the reward then takes a last number, as `srl eval` does), MATH-style
     solutions `boxed`; built instances, which do not record the format, count a plain-number answer as GSM8K."""
-    from srl.training.stages import BUNDLED_GSM8K
+    from srl.data import BUNDLED_GSM8K
 
-    run, _ = parse_stage("rlvr", [*BASE, "--train_data", BUNDLED_GSM8K, "--output_dir", str(tmp_path / "g")])
+    run, _ = stage_arguments("rlvr", [*BASE, "--train_data", BUNDLED_GSM8K, "--output_dir", str(tmp_path / "g")])
     assert {r["gold_kind"] for r in rlvr_rows(run)} == {"gsm8k"}
-    run, _ = parse_stage("rlvr", [*BASE, "--train_data", NUMBERED, "--data_format", "numbered",
+    run, _ = stage_arguments("rlvr", [*BASE, "--train_data", NUMBERED, "--data_format", "numbered",
                                   "--output_dir", str(tmp_path / "n")])
     assert {r["gold_kind"] for r in rlvr_rows(run)} == {"boxed"}
     inst = tmp_path / "inst.jsonl"
     assert main(["data", "build", "--input", BUNDLED_GSM8K, "--output", str(inst), "--limit", "5"]) == 0
-    run, _ = parse_stage("rlvr", [*BASE, "--train_data", str(inst), "--output_dir", str(tmp_path / "i")])
+    run, _ = stage_arguments("rlvr", [*BASE, "--train_data", str(inst), "--output_dir", str(tmp_path / "i")])
     assert {r["gold_kind"] for r in rlvr_rows(run)} == {"gsm8k"}
 
 
 def test_a_bad_data_option_is_refused_when_parsing(tmp_path):
     with pytest.raises(InputError, match="pattern"):
-        parse_stage("srl", [*BASE, "--data_format", "regex", "--output_dir", str(tmp_path / "r")])
+        stage_arguments("srl", [*BASE, "--data_format", "regex", "--output_dir", str(tmp_path / "r")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from srl.errors import InputError
-from srl.cli.utils import make_parser, parse
+from srl.options import make_parser, parse
 from srl.console import console, progress_bar
 
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from srl.cli.data import run_build
-from srl.cli.train import parse_stage, quiet_libraries
+from srl.cli.train import quiet_libraries
 from srl.console import console
 from srl.data import BUNDLED_GSM8K as DEMO_DATA
 from srl.errors import InputError
@@ -61,8 +61,10 @@ def demo(argv: Sequence[str]) -> int:
     flags = DEMO_FLAGS + ["--model", model, "--train_data", instances, "--max_steps", str(steps),
                           "--learning_rate", str(lr), "--output_dir", run_dir, "--backend", args.backend] + \
         (["--resume"] if args.resume else [])
-    run, cfg = parse_stage("srl", flags)
+    from srl.training.presets import stage_arguments
     from srl.training.stages import run_stage
+
+    run, cfg = stage_arguments("srl", flags)
 
     run_stage("srl", run, cfg)
     _print_run_summary(run_dir)

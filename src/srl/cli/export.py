@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from srl.cli import utils as cli_utils
+from srl import options
 from srl.console import console
 
 
 def make_parser():
     from srl.export.verl import ExportConfig
 
-    return cli_utils.make_parser("srl data export", "Write training data for another engine: verl's parquet files, a "
+    return options.make_parser("srl data export", "Write training data for another engine: verl's parquet files, a "
                                           "reward module scoring exactly as `srl train`, and a run script with the "
                                           "paper's values (docs/scaling.md).", ExportConfig)
 
@@ -24,7 +24,7 @@ def make_parser():
 def data_export(argv: Sequence[str]) -> int:
     from srl.export.verl import export
 
-    (cfg,) = cli_utils.parse(make_parser(), argv)
+    (cfg,) = options.parse(make_parser(), argv)
     summary = export(cfg)
     rows = ", ".join(f"{split} {n:,} rows / {summary.problems[split]:,} problems"
                      for split, n in summary.rows.items() if n)

@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from srl.cli.utils import make_parser, parse
+from srl.options import make_parser, parse
 from srl.console import console
 
 

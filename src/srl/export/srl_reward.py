@@ -28,9 +28,8 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from srl.data.answers import use_number_fallback
-    from srl.rewards.format import OutputFormat
-    from srl.rewards import FORMAT_PENALTY, action_reward, outcome_reward, srl_reward
+    from srl.rewards import FORMAT_PENALTY
+    from srl.rewards.stage import score
 except ImportError as error:  # pragma: no cover - the message is the point
     raise ImportError(
         "srl_reward.py scores with the `srl` package, which is not importable in this environment: install it "
@@ -40,32 +39,18 @@ except ImportError as error:  # pragma: no cover - the message is the point
 STEP, OUTCOME = "srl_step", "srl_outcome"
 
 
-def _output_format(info: dict[str, Any]) -> OutputFormat:
-    """The response format `srl train` checks (`srl.stages.output_format`); verl never pre-fills `<think>`."""
-    tags = ("<solution>", "</solution>") if info.get("solution_tags") else (None, None)
-    return OutputFormat(think=info.get("think") or "required", solution_open=tags[0], solution_close=tags[1])
-
-
 def step_score(solution_str: str, ground_truth: str, info: dict[str, Any]) -> dict[str, float]:
-    """The SRL step reward of one response, with the row's reward options (`srl.stages._rewards`)."""
-    options = dict(method=info.get("similarity") or "difflib", autojunk=bool(info.get("autojunk", True)),
-                   normalize_whitespace=bool(info.get("normalize_whitespace", False)))
-    fmt = _output_format(info)
-    if info.get("action_structure") or info.get("action_shell"):  # agent actions
-        score = action_reward(solution_str, ground_truth, output_format=fmt, structure=bool(info.get(
-            "action_structure")), shell=bool(info.get("action_shell")), **options)
-    else:
-        score = srl_reward(solution_str, ground_truth, output_format=fmt, **options)
-    ok = score != FORMAT_PENALTY  # a similarity is never negative
-    return {"score": _rounded(score, info), "similarity": score if ok else 0.0, "format_ok": float(ok)}
+    """The SRL step reward of one response, with the row's reward options (`srl.rewards.stage.score`, as
+    `srl train --stage srl`; verl never pre-fills `<think>`)."""
+    value = score("srl", solution_str, ground_truth, {**info, "think_prefill": False})
+    ok = value != FORMAT_PENALTY  # a similarity is never negative
+    return {"score": _rounded(value, info), "similarity": value if ok else 0.0, "format_ok": float(ok)}
 
 
 def outcome_score(solution_str: str, ground_truth: str, info: dict[str, Any]) -> dict[str, float]:
-    """The RLVR outcome reward of one response (`srl.rewards.outcome_reward`, as `srl train --stage rlvr`)."""
-    fallback = use_number_fallback(info.get("number_fallback") or "off", info.get("gold_kind"))
-    score = outcome_reward(solution_str, ground_truth, mode=info.get("answer_mode") or "auto",
-                           timeout=float(info.get("answer_timeout") or 5.0), number_fallback=fallback)
-    return {"score": score, "acc": score}
+    """The RLVR outcome reward of one response (`srl.rewards.stage.score`, as `srl train --stage rlvr`)."""
+    value = score("rlvr", solution_str, ground_truth, info, gold_kind=info.get("gold_kind"))
+    return {"score": value, "acc": value}
 
 
 def _rounded(score: float, info: dict[str, Any]) -> float:

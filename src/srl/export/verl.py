@@ -9,7 +9,7 @@ One command turns our rows into a folder verl 0.9.1 runs as it is:
     srl_verl.yaml, run_srl.sh    the paper's values in verl's keys (Hydra config on top of verl's ppo_trainer)
     srl_export.json              what was exported, with which options (and: this folder is ours)
 
-The rows are exactly those `srl train` trains on (`srl.stages.srl_rows` / `rlvr_rows`): the same system prompt
+The rows are exactly those `srl train` trains on (`srl.training.rows.srl_rows` / `rlvr_rows`): the same system prompt
 and user turn, the expert step (SRL) or final answer (RLVR) as `reward_model.ground_truth`, and in
 `extra_info` every reward option `srl train` would use, so that `compute_score` gives `srl train`'s reward.
 
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from srl.errors import InputError
-from srl.rewards.functions import ANSWER_TIMEOUT
 
 VERL_VERSION = "0.9.1"
 DATA_SOURCES = {"srl": "srl_step", "rlvr": "srl_outcome"}
@@ -151,18 +150,17 @@ class ExportSummary:
 # --- rows ---------------------------------------------------------------------------------------------------
 def reward_options(cfg: ExportConfig) -> dict[str, Any]:
     """The options `srl_reward.compute_score` reads from `extra_info`: those `srl train` scores with."""
-    if cfg.stage == "rlvr":  # srl.stages._rewards: get_answer_reward(number_fallback=...)
-        return {"answer_mode": "auto", "answer_timeout": ANSWER_TIMEOUT, "number_fallback": cfg.number_fallback}
-    return {"think": cfg.think, "solution_tags": cfg.solution_tags, "similarity": cfg.similarity,
-            "autojunk": cfg.autojunk, "normalize_whitespace": cfg.normalize_whitespace,
-            "action_structure": cfg.action_structure, "action_shell": cfg.action_shell,
-            "score_decimals": cfg.score_decimals}
+    from srl.rewards.stage import reward_options as stage_options
+
+    if cfg.stage == "rlvr":
+        return stage_options("rlvr", cfg)
+    return {**stage_options("srl", cfg), "think_prefill": False, "score_decimals": cfg.score_decimals}
 
 
 def read_rows(cfg: ExportConfig) -> list[dict[str, Any]]:
     """The rows `srl train --stage {srl,rlvr}` would train on, read with the same code."""
     from srl.training.config import RunArguments
-    from srl.training.stages import STAGE_ROWS
+    from srl.training.rows import STAGE_ROWS
 
     run = RunArguments(train_data=cfg.input, data_format=cfg.data_format, think=cfg.think)
     return STAGE_ROWS[cfg.stage](run)
@@ -210,13 +208,13 @@ def _check_think(rows: list[dict[str, Any]], cfg: ExportConfig) -> None:
 
 def split_rows(rows: list[dict[str, Any]], cfg: ExportConfig) -> tuple[list, list]:
     """Train and validation rows, holding out whole problems as `srl train --validation_problems` does."""
-    from srl.training.stages import _split_validation
+    from srl.training.rows import split_validation
 
     if cfg.validation_fraction <= 0:
         return rows, []
     problems = len({r.get("trajectory_id") for r in rows})
     held = max(1, round(cfg.validation_fraction * problems))
-    return _split_validation(rows, lambda r: r.get("trajectory_id"), held, cfg.seed)
+    return split_validation(rows, lambda r: r.get("trajectory_id"), held, cfg.seed)
 
 
 # --- run configuration ----------------------------------------------------------------------------------------
