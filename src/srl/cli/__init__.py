@@ -5,6 +5,7 @@ Python too:
     srl data show instances.jsonl
     srl train --stage srl --preset cpu-small                                        (srl.cli.train)
     srl pipeline / srl demo / srl eval / srl models                                 (train, demo, eval, models)
+    srl compare --config compare.yaml                                               (srl.cli.compare)
 
 Library code never imports this package.
 """
@@ -15,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from srl.cli.compare import compare_command
 from srl.cli.data import data_build, data_show
 from srl.cli.export import data_export
 from srl.cli.teacher import generate_main as data_generate, rewrite_main as data_rewrite
@@ -35,6 +37,7 @@ COMMANDS = {
     ("pipeline",): (pipeline, "SRL then RLVR from the SRL model, one run folder"),
     ("demo",): (demo, "the embedded default run"),
     ("eval",): (eval_command, "evaluate a model on a math benchmark (greedy, avg@k, pass@k)"),
+    ("compare",): (compare_command, "compare methods (SFT, RLVR, SRL, SRL → RLVR, ...) at the same budget, paired tests"),
     ("models",): (models_command, "list the models srl knows and where they are cached"),
 }
 
