@@ -53,8 +53,14 @@ def _boolean(text: str) -> bool:
 
 
 def _yaml(text: str):
+    """A flag's value read as YAML, numbers as Python reads them (YAML 1.1 reads `2e-3` as a string)."""
     import yaml
 
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

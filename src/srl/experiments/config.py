@@ -135,6 +135,8 @@ class CompareConfig:
         names = [e.get("name") for e in self.evaluations if isinstance(e, dict)]
         if len(names) != len(self.evaluations) or not all(names) or len(set(names)) != len(names):
             raise InputError("each evaluation is a mapping with a unique `name`", field="evaluations")
+        for name in self.methods:
+            self.plan(name)  # budget shares and stage budgets fail here, before any work
         if self.record is None:
             self.record = self.output_dir
 
