@@ -77,7 +77,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
 
     from srl.cli.train import parse_stage
     from srl.models import load_model_and_tokenizer
-    from srl.training.shared_prefix import prompt_runs
+    from srl.generation.shared_prefill import prompt_runs
     from srl.training.stages import _rewards, output_format, srl_rows
     from srl.training.threads import set_torch_threads
     from srl.training.trainer import SRLTrainer
