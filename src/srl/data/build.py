@@ -12,7 +12,7 @@ from srl.data.agents import AGENT_FORMATS
 from srl.errors import InputError
 from srl.data.instances import (BuildSummary, InstanceOptions, build_instances, check_output_target,
                                  remove_stale_temporaries, write_rows)
-from srl.data.prompts import PromptTemplate
+from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import load_trajectories
 from srl.io import read_records
 
@@ -120,7 +120,7 @@ class DataConfig(DataOptions):
                     "openai-tools (chat messages with tool_calls), swe-agent (SWE-agent / SWE-smith text actions), "
                     "mini-swe-agent (a THOUGHT and exactly one ```bash block), openhands (OpenHands / SWE-Gym), "
                     "chat (any chat; --action_pattern or --chat_config)."})
-    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+    think: ThinkMode = field(default="required", metadata={
         "help": "Output format the prompt asks for: with the <think> monologue (required/optional) or without (off)."})
 
     @property

@@ -20,6 +20,7 @@ from trl import GRPOConfig, SFTConfig
 from srl.data import BUNDLED_GSM8K
 from srl.data.agents.records import AGENT_FORMATS
 from srl.data.build import AGENT_ONLY, DataConfig, DataOptions
+from srl.data.prompts import ThinkMode
 from srl.errors import InputError
 from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
 
@@ -50,7 +51,7 @@ class RunArguments(DataOptions):
     validation_problems: int = field(default=0, metadata={
         "help": "Hold out this many problems (whole trajectories) from the training data for validation, as the "
                 "paper held out 60 (0: none)."})
-    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+    think: ThinkMode = field(default="required", metadata={
         "help": "Output format: `required` = <think>...</think> then the action, else reward -1 (the paper); "
                 "`optional` = the action follows </think> when present, else the whole response is the action; "
                 "`off` = the prompt asks for the next step only. See docs/format.md."})
