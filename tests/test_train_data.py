@@ -16,9 +16,9 @@ NUMBERED = os.path.join(HERE, "data", "numbered_solutions.jsonl")
 BASE = ["--model", "tiny", "--use_cpu", "true", "--bf16", "false"]
 
 
-def built_by_data_build(tmp_path, flags):
+def built_by_data_build(tmp_path, flags, path=NUMBERED):
     out = tmp_path / "instances.jsonl"
-    assert main(["data", "build", "--input", NUMBERED, "--output", str(out), *flags]) == 0
+    assert main(["data", "build", "--input", path, "--output", str(out), *flags]) == 0
     with open(out, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
@@ -93,3 +93,64 @@ def test_rlvr_rows_say_which_answers_may_fall_back_on_the_last_number(tmp_path):
 def test_a_bad_data_option_is_refused_when_parsing(tmp_path):
     with pytest.raises(InputError, match="pattern"):
         parse_stage("srl", [*BASE, "--data_format", "regex", "--output_dir", str(tmp_path / "r")])
+
+
+# --- agent trajectories (issue 20: `srl train --data_format mini-swe-agent` was refused) ---
+SWE = os.path.join(HERE, "data", "swe")
+AGENT_DATA = {  # every agent format of srl.data.formats, with trajectories it reads and its extra flags
+    "swe-agent": (os.path.join(SWE, "nebius_SWE-agent-trajectories.rows.json"), []),
+    "openhands": (os.path.join(SWE, "swe-gym_openhands_sampled_trajectories.rows.json"), []),
+    "openai-tools": (os.path.join(SWE, "swe-gym_openhands_sampled_trajectories.rows.json"), []),
+    "chat": (os.path.join(SWE, "react_log.jsonl"), ["--chat_config", os.path.join(SWE, "react_log.yaml")]),
+    "mini-swe-agent": (None, []),  # written by `mini_swe_agent_file`
+}
+
+
+def mini_swe_agent_file(tmp_path):
+    """A mini-swe-agent run (tests/test_agent_turns.py: every kind of turn its parser meets; tests/data has no
+    real one) and the commands that ran in it, in order."""
+    from test_agent_turns import mini_record
+
+    path = tmp_path / "mini.jsonl"
+    path.write_text(json.dumps(mini_record()) + "\n")
+    return str(path), ["ls -la", "sed -i 's/pass/return 1/' a.py",
+                       "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && git diff"]
+
+
+def test_every_agent_format_is_a_train_data_format():
+    from srl.data.formats import AGENT_FORMATS
+
+    assert set(AGENT_DATA) == set(AGENT_FORMATS)
+
+
+@pytest.mark.parametrize("fmt", sorted(AGENT_DATA))
+def test_train_reads_each_agent_format_as_data_build_does(tmp_path, fmt):
+    path, flags = AGENT_DATA[fmt]
+    if path is None:
+        path, _ = mini_swe_agent_file(tmp_path)
+    expected = built_by_data_build(tmp_path, ["--format", fmt, *flags, "--think", "off"], path)
+    run, _ = parse_stage("srl", [*BASE, "--train_data", path, "--data_format", fmt, *flags, "--think", "off",
+                                 "--output_dir", str(tmp_path / "r")])
+    rows = srl_rows(run)
+    assert rows and rows == expected
+
+
+def test_mini_swe_agent_instances_target_the_commands_that_ran(tmp_path):
+    path, commands = mini_swe_agent_file(tmp_path)
+    run, _ = parse_stage("srl", [*BASE, "--train_data", path, "--data_format", "mini-swe-agent",
+                                 "--output_dir", str(tmp_path / "r")])
+    assert [r["expert_step"] for r in srl_rows(run)] == commands
+
+
+@pytest.mark.slow  # a training run (~20 s)
+def test_srl_train_on_mini_swe_agent_trajectories(tmp_path):
+    path, commands = mini_swe_agent_file(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--stage", "srl", *BASE, "--data_format", "mini-swe-agent", "--train_data", path,
+                 "--think", "optional", "--per_device_train_batch_size", "4", "--num_generations", "4",
+                 "--max_completion_length", "8", "--max_steps", "1", "--tiny_warm_up_steps", "1",
+                 "--max_generation_rounds", "1", "--save_strategy", "no", "--dataloader_pin_memory", "false",
+                 "--output_dir", str(out)]) == 0
+    completions = [json.loads(line) for line in open(out / "completions.jsonl", encoding="utf-8")]
+    assert completions and {c["expert_step"] for c in completions} <= set(commands)
+    assert os.path.exists(out / "final" / "config.json")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from srl.data.agents import AGENT_FORMATS
+from srl.data.formats import AGENT_FORMATS, FormatName, data_format, format_help
 from srl.errors import InputError
 from srl.data.instances import (BuildSummary, InstanceOptions, build_instances, check_output_target,
                                  remove_stale_temporaries, write_rows)
@@ -53,7 +53,7 @@ class DataOptions:
     max_chars: int = field(default=50_000, metadata={
         "help": "A problem, solution or step longer than this many characters is an input error."})
     limit: int | None = field(default=None, metadata={"help": "Read at most this many solutions."})
-    # --- agent trajectories (--format openai-tools | swe-agent | openhands | chat) ---
+    # --- agent trajectories (the agent formats of srl.data.formats) ---
     last_pairs: int = field(default=2, metadata={
         "help": "Agent formats: show the last m action-observation pairs in the prompt (the paper: 2)."})
     observation_chars: int = field(default=4000, metadata={
@@ -112,20 +112,13 @@ class DataConfig(DataOptions):
         "help": "Expert solutions: .jsonl, .json, .parquet or a `datasets` folder."})
     output: str = field(kw_only=True, metadata={
         "help": "Where to write instances: .jsonl, .json, .parquet, or a folder (`datasets.save_to_disk`)."})
-    format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "mini-swe-agent",
-                    "openhands", "chat"] = field(default="gsm8k", metadata={
-            "help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` answer), math (sentences of "
-                    "a MATH solution), numbered (`1. **Title** action` or `Step 1:` lists), regex (--pattern), steps "
-                    "(already a list). Agent trajectories (one instance per action, docs/agent_formats.md): "
-                    "openai-tools (chat messages with tool_calls), swe-agent (SWE-agent / SWE-smith text actions), "
-                    "mini-swe-agent (a THOUGHT and exactly one ```bash block), openhands (OpenHands / SWE-Gym), "
-                    "chat (any chat; --action_pattern or --chat_config)."})
+    format: FormatName = field(default="gsm8k", metadata={"help": format_help()})
     think: ThinkMode = field(default="required", metadata={
         "help": "Output format the prompt asks for: with the <think> monologue (required/optional) or without (off)."})
 
     @property
     def is_agent(self) -> bool:
-        return self.format in AGENT_FORMATS
+        return data_format(self.format).agent
 
     def __post_init__(self):
         if self.format == "regex" and not self.pattern:
@@ -185,8 +178,7 @@ class DataConfig(DataOptions):
                                max_previous_steps=self.max_previous_steps, think=self.think, template=template)
 
     def split_options(self) -> dict[str, Any]:
-        return {"gsm8k": {"keep_calculator": self.keep_calculator}, "math": {"unit": self.math_unit},
-                "regex": {"pattern": self.pattern}}.get(self.format, {})
+        return {option: getattr(self, name) for option, name in data_format(self.format).options.items()}
 
 
 def _excluded_problems(cfg: DataConfig) -> set[str]:

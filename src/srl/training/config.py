@@ -18,8 +18,8 @@ from typing import Literal
 from trl import GRPOConfig, SFTConfig
 
 from srl.data import BUNDLED_GSM8K
-from srl.data.agents.records import AGENT_FORMATS
 from srl.data.build import AGENT_ONLY, DataConfig, DataOptions
+from srl.data.formats import AGENT_FORMATS, TrainDataFormat
 from srl.data.prompts import ThinkMode
 from srl.errors import InputError
 from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
@@ -38,8 +38,7 @@ class RunArguments(DataOptions):
         "help": "Training data: step-wise instances from `srl data build` (srl), or expert solutions "
                 "(.jsonl/.json/.parquet/folder; built on the fly with --data_format). Default: the bundled "
                 "GSM8K sample."})
-    data_format: Literal["auto", "instances", "gsm8k", "math", "numbered", "regex", "steps", "openai-tools",
-                         "swe-agent", "openhands", "chat"] = field(default="auto", metadata={
+    data_format: TrainDataFormat = field(default="auto", metadata={
         "help": "How to read --train_data: `instances` (already built), or a format of `srl data build --format` "
                 "(the data options apply); `auto` = instances if the file has `prompt` and `expert_step` columns, "
                 "else gsm8k."})

@@ -22,7 +22,7 @@ from srl.io import write_json
 from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint
 from srl.training.config import RunArguments
 from srl.errors import InputError
-from srl.data.answers import gold_kind_of
+from srl.data.formats import gold_kind_of
 from srl.data.prompts import EVAL_SYSTEM_PROMPT
 from srl.rewards.format import OutputFormat
 

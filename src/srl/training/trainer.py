@@ -54,13 +54,12 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
-from srl.generation.shared_prefill import prompt_runs
 from srl.generation.vllm import colocate_generation_class, resolve_backend
 from srl.generation.think_budget import generate_with_think_budget
 from srl.rewards.format import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
 from srl.training.checkpoints import mark_complete, read_marker, rotate_complete_checkpoints
-from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, shared_prefill_rollouts,
+from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, prompt_runs, shared_prefill_rollouts,
                                         shared_prefill_unavailable, shared_prefix_logps, shares_prompts,
                                         unsupported_reason, unwrap)
 from srl.training.sampling import RIGHT_PADDED, LEFT_PADDED, concat_rows, informative_groups, take_rows, trim_padding
