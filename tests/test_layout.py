@@ -35,7 +35,9 @@ UPWARD_EXCEPTIONS = {
     ("srl.data.agents.instances", "srl.tiny"): "... including the tiny test model's tokenizer",
 }
 MAX_LINES = 400
-LONG_MODULES: dict[str, str] = {}  # module -> why it may be longer than MAX_LINES
+LONG_MODULES: dict[str, str] = {  # module -> why it may be longer than MAX_LINES
+    "srl.io": "every file the package reads or writes, and the checks before writing: one home (issue 20)",
+}
 
 
 def _module_files() -> dict[str, str]:

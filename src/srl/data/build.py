@@ -10,11 +10,10 @@ from typing import Any, Literal
 
 from srl.data.formats import AGENT_FORMATS, FormatName, data_format, format_help
 from srl.errors import InputError
-from srl.data.instances import (BuildSummary, InstanceOptions, build_instances, check_output_target,
-                                 remove_stale_temporaries, write_rows)
+from srl.data.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
 from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import load_trajectories
-from srl.io import read_records
+from srl.io import read_records, remove_stale_temporaries
 
 
 @dataclass
@@ -234,7 +233,7 @@ def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildS
     """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
     `progress` is called once per trajectory read."""
     check_output_target(cfg.output, [cfg.input, cfg.exclude, cfg.template, cfg.chat_config])
-    remove_stale_temporaries(os.path.abspath(cfg.output))
+    remove_stale_temporaries(cfg.output)
     summary = BuildSummary()
     write_rows(_not_empty(instance_rows(cfg, summary, progress), cfg, summary), cfg.output)
     return summary
