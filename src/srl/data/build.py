@@ -162,12 +162,17 @@ class DataConfig(DataOptions):
             return ChatFormat.from_file(self.chat_config, **overrides)
         return replace(FORMATS[self.format], **{k: v for k, v in overrides.items() if v is not None})
 
-    def agent_options(self):
+    def agent_options(self, load_tokenizer: Callable[[str], Any] | None = None):
+        """The options of agent instances; `load_tokenizer(name)` gives the tokenizer of --observation_tokens
+        (e.g. `srl.models.load_tokenizer`: the data stage loads no model files itself)."""
         from srl.data.agents import AgentOptions, AgentTemplate
 
         template = AgentTemplate.from_file(self.template) if self.template else AgentTemplate()
+        tokenizer = None
+        if self.observation_tokens is not None and self.tokenizer and load_tokenizer is not None:
+            tokenizer = load_tokenizer(self.tokenizer)
         return AgentOptions(last_pairs=self.last_pairs, observation_chars=self.observation_chars,
-                            observation_tokens=self.observation_tokens, tokenizer=self.tokenizer, think=self.think,
+                            observation_tokens=self.observation_tokens, tokenizer=tokenizer, think=self.think,
                             agent_system=self.agent_system, previous_thoughts=self.previous_thoughts,
                             drop_submit=self.drop_submit, template=template)
 
@@ -210,10 +215,11 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
             yield traj
 
 
-def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None,
-                  progress: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
+def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None, progress: Callable[[], None] | None = None,
+                  load_tokenizer: Callable[[str], Any] | None = None) -> Iterator[dict[str, Any]]:
     """The step-wise instances of `cfg.input`, built by `cfg`'s options: what `srl data build` writes, and what
-    `srl train` trains on when given solutions. `progress` is called once per trajectory read."""
+    `srl train` trains on when given solutions. `progress` is called once per trajectory read; `load_tokenizer`
+    loads the tokenizer of a token budget (`DataConfig.agent_options`)."""
     summary = summary if summary is not None else BuildSummary()
 
     def counted():
@@ -225,17 +231,18 @@ def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None,
     if cfg.is_agent:
         from srl.data.agents import build_agent_instances
 
-        return build_agent_instances(counted(), cfg.agent_options(), summary, max_chars=cfg.max_chars)
+        return build_agent_instances(counted(), cfg.agent_options(load_tokenizer), summary, max_chars=cfg.max_chars)
     return build_instances(counted(), cfg.instance_options(), summary)
 
 
-def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildSummary:
+def build(cfg: DataConfig, progress: Callable[[], None] | None = None,
+          load_tokenizer: Callable[[str], Any] | None = None) -> BuildSummary:
     """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
-    `progress` is called once per trajectory read."""
+    `progress` is called once per trajectory read; `load_tokenizer` as for `instance_rows`."""
     check_output_target(cfg.output, [cfg.input, cfg.exclude, cfg.template, cfg.chat_config])
     remove_stale_temporaries(cfg.output)
     summary = BuildSummary()
-    write_rows(_not_empty(instance_rows(cfg, summary, progress), cfg, summary), cfg.output)
+    write_rows(_not_empty(instance_rows(cfg, summary, progress, load_tokenizer), cfg, summary), cfg.output)
     return summary
 
 

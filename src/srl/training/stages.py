@@ -108,7 +108,9 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
             _check_instance(rec)
             rows.append(rec.data)
         return rows
-    return list(instance_rows(run.data_config()))
+    from srl.models import load_tokenizer
+
+    return list(instance_rows(run.data_config(), load_tokenizer=load_tokenizer))
 
 
 def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
