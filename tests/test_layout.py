@@ -6,7 +6,9 @@
 - dependencies point down the pipeline: a module imports only its own layer and the layers before it
   (`LAYERS`), except the few imports listed in `UPWARD_EXCEPTIONS`, each with its reason;
 - no module is longer than `MAX_LINES` lines (exceptions in `LONG_MODULES`, with their reason);
-- one atomic writer and one YAML reader: only `srl.io` renames files into place or parses YAML.
+- one atomic writer and one YAML reader: only `srl.io` renames files into place or parses YAML;
+- no module imports another module's private (`_name`) names (issue 20);
+- the data formats are named in one place, `srl.data.formats`, and the CLI's choices come from it (issue 20).
 """
 
 import ast
