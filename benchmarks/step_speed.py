@@ -76,7 +76,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     from transformers import TrainerCallback
 
     from srl.models import load_model_and_tokenizer
-    from srl.training.shared_prefix import prompt_runs
+    from srl.generation.shared_prefill import prompt_runs
     from srl.rewards.stage import output_format, reward_funcs
     from srl.training.presets import stage_arguments
     from srl.training.rows import srl_rows

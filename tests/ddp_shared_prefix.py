@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from test_shared_prefix import FixedRollouts, make_trainer, parity_reward  # noqa: E402
-from srl.training.shared_prefix import prompt_runs  # noqa: E402
+from srl.generation.shared_prefill import prompt_runs  # noqa: E402
 
 
 def main(out_dir):

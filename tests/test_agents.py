@@ -13,6 +13,7 @@ from srl.data.agents import (AgentOptions, AgentStep, AgentTrajectory, ChatForma
                         normalize_shell, parse_action, read_agent_trajectories, render_action, truncate_chars,
                         truncate_tokens)
 from srl.cli import main
+from srl.errors import InputError
 from srl.rewards import action_reward, action_similarity, get_action_reward, srl_reward
 
 HERE = os.path.dirname(__file__)
@@ -412,3 +413,22 @@ def test_srl_train_on_agent_instances(tmp_path):
     experts = {r["expert_step"] for r in map(json.loads, open(data))}
     assert completions and all(c["expert_step"] in experts for c in completions)  # agent actions were the targets
     assert os.path.exists(tmp_path / "run" / "final" / "config.json")
+
+
+def test_token_budget_through_data_build_and_train(tmp_path):
+    """--observation_tokens cuts observations to tokens of --tokenizer: the data stage receives the loader
+    (srl.models.load_tokenizer) from its caller, `srl data build` and `srl train` alike, and builds the same rows."""
+    from srl.training.presets import stage_arguments
+    from srl.training.rows import srl_rows
+
+    flags = ["--format", "swe-agent", "--observation_tokens", "5", "--tokenizer", "tiny"]
+    out = tmp_path / "inst.jsonl"
+    assert main(["data", "build", "--input", NEBIUS, "--output", str(out), *flags]) == 0
+    built = [json.loads(line) for line in open(out, encoding="utf-8")]
+    assert any("tokens truncated" in m["content"] for r in built for m in r["prompt"])
+    train_flags = ["--data_format" if f == "--format" else f for f in flags]
+    run, _ = stage_arguments("srl", ["--model", "tiny", "--use_cpu", "true", "--train_data", NEBIUS, *train_flags,
+                                 "--output_dir", str(tmp_path / "r")])
+    assert srl_rows(run) == built
+    with pytest.raises(InputError, match="tokenizer object"):
+        AgentOptions(observation_tokens=3, tokenizer="tiny")

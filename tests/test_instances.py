@@ -114,14 +114,12 @@ def test_parquet_is_streamed_in_row_groups(tmp_path):
     as one table; a column null in the first group (agent `final_answer`) is a string column."""
     import pyarrow.parquet as pq
 
-    from srl.data.instances import PARQUET_ROW_GROUP
-
     rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "expert_step": f"s{i}", "step_index": i,
              "final_answer": None if i < 1500 else str(i)} for i in range(2500)]
     path = str(tmp_path / "out.parquet")
     assert write_rows(iter(rows), path) == 2500
     meta = pq.ParquetFile(path).metadata
-    assert PARQUET_ROW_GROUP == 1000 and [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == \
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == \
         [1000, 1000, 500]
     assert pq.read_table(path).to_pylist() == rows
     assert os.listdir(tmp_path) == ["out.parquet"]

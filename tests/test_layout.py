@@ -6,7 +6,9 @@
 - dependencies point down the pipeline: a module imports only its own layer and the layers before it
   (`LAYERS`), except the few imports listed in `UPWARD_EXCEPTIONS`, each with its reason;
 - no module is longer than `MAX_LINES` lines (exceptions in `LONG_MODULES`, with their reason);
-- one atomic writer and one YAML reader: only `srl.io` renames files into place or parses YAML.
+- one atomic writer and one YAML reader: only `srl.io` renames files into place or parses YAML;
+- no module imports another module's private (`_name`) names (issue 20);
+- the data formats are named in one place, `srl.data.formats`, and the CLI's choices come from it (issue 20).
 """
 
 import ast
@@ -20,22 +22,22 @@ PACKAGE = os.path.join(SRC, "srl")
 
 # The pipeline, top to bottom. A module belongs to the first layer with a prefix of its name.
 LAYERS = [
-    ("foundations", ("srl", "srl._moved", "srl.errors", "srl.io", "srl.console")),
+    ("foundations", ("srl", "srl._moved", "srl.errors", "srl.io", "srl.console", "srl.options")),
     ("data", ("srl.data",)),
     ("rewards", ("srl.rewards",)),
     ("models", ("srl.models", "srl.tiny")),
     ("generation", ("srl.generation",)),
     ("training and evaluation", ("srl.training", "srl.evaluation")),
     ("teacher data, export to other engines", ("srl.teacher", "srl.export")),
+    ("experiments: methods compared", ("srl.experiments",)),
     ("cli", ("srl.cli",)),
 ]
 # (importer, imported): an import against the pipeline order, and why it is there.
-UPWARD_EXCEPTIONS = {
-    ("srl.data.agents.instances", "srl.models"): "token budgets load a tokenizer by model name (lazily)",
-    ("srl.data.agents.instances", "srl.tiny"): "... including the tiny test model's tokenizer",
-}
+UPWARD_EXCEPTIONS: dict[tuple[str, str], str] = {}
 MAX_LINES = 400
-LONG_MODULES: dict[str, str] = {}  # module -> why it may be longer than MAX_LINES
+LONG_MODULES: dict[str, str] = {  # module -> why it may be longer than MAX_LINES
+    "srl.io": "every file the package reads or writes, and the checks before writing: one home (issue 20)",
+}
 
 
 def _module_files() -> dict[str, str]:
@@ -216,3 +218,100 @@ def test_the_public_reward_api_is_unchanged():
     assert callable(similarity) and srl.rewards.similarity is similarity  # the function, not a module
     assert srl_reward("<think>a</think> x", "x") == 1.0
     assert step_similarity_reward(["<think>a</think> x"], ["x"]) == [1.0]
+
+
+# (importer, imported private name): a private name used across modules, and why (each one is to be removed).
+PRIVATE_EXCEPTIONS = {
+}
+
+
+def _is_module(name: str) -> bool:
+    """A module of the package: Python source, a package, or a compiled extension (`_difflib.*.so`)."""
+    import glob
+
+    path = os.path.join(SRC, *name.split("."))
+    return name in MODULES or os.path.isdir(path) or bool(glob.glob(glob.escape(path) + ".*"))
+
+
+def _private_imports() -> set[tuple[str, str]]:
+    """(importer, module.name) of every `from module import _name` in the package where `_name` is not a private
+    submodule of the importer's own package (e.g. `srl.rewards` importing its C extension `_difflib`)."""
+    found = set()
+    for module, path in MODULES.items():
+        package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if base != "srl" and not base.startswith("srl."):
+                continue
+            for alias in node.names:
+                name = f"{base}.{alias.name}"
+                if not alias.name.startswith("_") or alias.name.startswith("__"):
+                    continue
+                if _is_module(name) and (module == base or module.startswith(base + ".")):
+                    continue  # a package's own private submodule
+                found.add((module, name))
+    return found
+
+
+def test_no_module_imports_another_module_s_private_names():
+    found = _private_imports()
+    offenders = sorted(f"{m} imports {n}" for m, n in found if (m, n) not in PRIVATE_EXCEPTIONS)
+    assert not offenders, "make the name public where it belongs, or move its user:\n" + "\n".join(offenders)
+    stale = [pair for pair in PRIVATE_EXCEPTIONS if pair not in found]
+    assert not stale, f"exceptions that no longer happen, remove them: {stale}"
+
+
+# Modules that list several format names for a reason of their own (each with it).
+FORMAT_LISTS = {
+    "srl.data.agents.scaffolds": "the agent programs' own texts (instructions, format-error replies), keyed by the "
+                                 "program; a format names its program (`DataFormat.scaffold`)",
+    "srl.export.verl": "issue 20: the lead's export rewrite takes --data_format's choices from srl.data.formats",
+}
+
+
+def test_format_names_are_listed_only_in_the_data_format_registry():
+    """Every data format is named once, in `srl.data.formats`: no other module spells out a collection (tuple,
+    list, set, dict keys, `Literal[...]`) of two or more format names; they derive theirs from the table."""
+    from srl.data.formats import FORMAT_NAMES
+
+    names, found = set(FORMAT_NAMES), {}
+    for module, path in MODULES.items():
+        if module == "srl.data.formats":
+            continue
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            items = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
+            if not isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) or not items:
+                continue
+            listed = sorted({i.value for i in items if isinstance(i, ast.Constant) and i.value in names})
+            if len(listed) >= 2:
+                found.setdefault(module, []).append(f"{module}:{node.lineno}: {listed}")
+    offenders = [line for module, lines in sorted(found.items()) if module not in FORMAT_LISTS for line in lines]
+    assert not offenders, "take the names from srl.data.formats:\n" + "\n".join(offenders)
+    stale = [module for module in FORMAT_LISTS if module not in found]
+    assert not stale, f"exceptions that no longer happen, remove them: {stale}"
+
+
+def test_the_cli_choices_of_data_formats_come_from_the_registry():
+    """`srl data build --format` offers every format; `srl train --data_format` (and `srl pipeline`) also
+    `auto` and `instances` (issue 20: it refused mini-swe-agent)."""
+    import typing
+    from dataclasses import fields
+
+    from srl.data.build import DataConfig
+    from srl.data.formats import FORMAT_NAMES
+    from srl.training.config import RunArguments
+
+    def choices(cls, name):
+        return typing.get_args(typing.get_type_hints(cls)[name])
+
+    assert choices(DataConfig, "format") == FORMAT_NAMES
+    assert choices(RunArguments, "data_format") == ("auto", "instances") + FORMAT_NAMES
+    assert {f.name for f in fields(RunArguments)} >= {"data_format", "think"}

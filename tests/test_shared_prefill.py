@@ -8,7 +8,7 @@ import torch
 from transformers import GenerationConfig
 
 from srl.generation.hf import generate_batch
-from srl.generation.shared_prefill import generate_shared, prompt_groups, sample, unsupported
+from srl.generation.shared_prefill import generate_shared, prompt_runs, sample, unsupported
 from srl.tiny import tiny_model, tiny_tokenizer
 
 
@@ -157,7 +157,7 @@ def test_unsupported_configurations_go_through_generate(tok):
                                                repetition_penalty=1.1)) is None
     assert "NoRepeatNGram" in unsupported(model, GenerationConfig(**ok, no_repeat_ngram_size=2))
     assert "num_return_sequences" in unsupported(model, GenerationConfig(**ok, num_return_sequences=2))
-    assert prompt_groups([[1], [1], [2]]) == [(0, 2), (2, 3)]
+    assert prompt_runs([[1], [1], [2]]) == [(0, 2), (2, 3)]
 
 
 def test_eval_samples_share_the_prefill(tok, monkeypatch):

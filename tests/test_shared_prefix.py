@@ -17,7 +17,7 @@ from srl.data.instances import InstanceOptions, to_dataset, trajectory_instances
 from srl.rewards.format import OutputFormat
 from srl.tiny import synthetic_trajectories, tiny_model, tiny_tokenizer
 from srl.training.config import SRLConfig
-from srl.training.shared_prefix import prompt_runs
+from srl.generation.shared_prefill import prompt_runs
 from srl.training.trainer import SRLTrainer
 
 FMT = OutputFormat(think="off")

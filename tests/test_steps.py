@@ -12,7 +12,8 @@ import pytest
 
 from timing import time_ratio
 from srl.data.answers import extract_boxed, extract_gsm8k
-from srl.data.steps import SPLITTERS, Split, split, split_gsm8k, split_list, split_math, split_numbered, split_regex
+from srl.data.formats import DATA_FORMATS, data_format
+from srl.data.steps import Split, split_gsm8k, split_list, split_math, split_numbered, split_regex
 from srl.data.trajectories import Step
 
 HERE = os.path.dirname(__file__)
@@ -376,16 +377,22 @@ def test_split_list():
         split_list("a string")
 
 
-def test_dispatch():
-    assert set(SPLITTERS) >= {"numbered", "gsm8k", "math", "regex"}
+def test_each_solution_format_splits_with_its_splitter_and_options():
+    """srl.data.formats' table names each solution format's splitter; `DataFormat.split` checks the options."""
+    assert {name: f.splitter for name, f in DATA_FORMATS.items() if not f.agent} == {
+        "gsm8k": split_gsm8k, "math": split_math, "numbered": split_numbered, "regex": split_regex,
+        "steps": split_list}
     text = GSM8K_TRAIN[0]["answer"]
-    assert split(text, "gsm8k") == split_gsm8k(text)
-    assert split(text, "gsm8k", keep_calculator=True) == split_gsm8k(text, keep_calculator=True)
-    assert split(MATH[225]["solution"], "math", unit="paragraph") == split_math(MATH[225]["solution"], "paragraph")
-    assert split("a;b", "regex", pattern=";") == split_regex("a;b", ";")
-    with pytest.raises(ValueError, match="unknown step format 'csv'"):
-        split(text, "csv")
+    gsm8k, math, regex = data_format("gsm8k"), data_format("math"), data_format("regex")
+    assert gsm8k.split(text) == split_gsm8k(text)
+    assert gsm8k.split(text, keep_calculator=True) == split_gsm8k(text, keep_calculator=True)
+    assert math.split(MATH[225]["solution"], unit="paragraph") == split_math(MATH[225]["solution"], "paragraph")
+    assert regex.split("a;b", pattern=";") == split_regex("a;b", ";")
+    with pytest.raises(ValueError, match="unknown data format 'csv'"):
+        data_format("csv")
     with pytest.raises(ValueError, match="has no option 'unit'"):
-        split(text, "gsm8k", unit="sentence")
+        gsm8k.split(text, unit="sentence")
     with pytest.raises(ValueError, match="needs the option 'pattern'"):
-        split(text, "regex")
+        regex.split(text)
+    with pytest.raises(ValueError, match="is an agent format"):
+        data_format("chat").split(text)

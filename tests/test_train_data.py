@@ -16,9 +16,9 @@ NUMBERED = os.path.join(HERE, "data", "numbered_solutions.jsonl")
 BASE = ["--model", "tiny", "--use_cpu", "true", "--bf16", "false"]
 
 
-def built_by_data_build(tmp_path, flags):
+def built_by_data_build(tmp_path, flags, path=NUMBERED):
     out = tmp_path / "instances.jsonl"
-    assert main(["data", "build", "--input", NUMBERED, "--output", str(out), *flags]) == 0
+    assert main(["data", "build", "--input", path, "--output", str(out), *flags]) == 0
     with open(out, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
@@ -93,3 +93,63 @@ def test_rlvr_rows_say_which_answers_may_fall_back_on_the_last_number(tmp_path):
 def test_a_bad_data_option_is_refused_when_parsing(tmp_path):
     with pytest.raises(InputError, match="pattern"):
         stage_arguments("srl", [*BASE, "--data_format", "regex", "--output_dir", str(tmp_path / "r")])
+
+
+# --- agent trajectories (issue 20: `srl train --data_format mini-swe-agent` was refused) ---
+SWE = os.path.join(HERE, "data", "swe")
+MINI_SWE_AGENT = os.path.join(SWE, "mini-swe-agent_github_issue.jsonl")  # a real run; it has no resolved flag
+AGENT_DATA = {  # every agent format of srl.data.formats, with trajectories it reads and its extra flags
+    "swe-agent": (os.path.join(SWE, "nebius_SWE-agent-trajectories.rows.json"), []),
+    "openhands": (os.path.join(SWE, "swe-gym_openhands_sampled_trajectories.rows.json"), []),
+    "openai-tools": (os.path.join(SWE, "swe-gym_openhands_sampled_trajectories.rows.json"), []),
+    "chat": (os.path.join(SWE, "react_log.jsonl"), ["--chat_config", os.path.join(SWE, "react_log.yaml")]),
+    "mini-swe-agent": (MINI_SWE_AGENT, ["--resolved_only", "false"]),
+}
+# The commands that ran in that run, in order (its ```mswea_bash_command blocks).
+MINI_SWE_AGENT_COMMANDS = [
+    "cat /Users/fuchur/Documents/24/git_sync/swe-agent-test-repo/tests/./missing_colon.py", "ls -la",
+    "ls -la tests/", "cat tests/missing_colon.py",
+    "sed -i 's/def division(a: float, b: float) -> float/def division(a: float, b: float) -> float:/' "
+    "tests/missing_colon.py", "cat tests/missing_colon.py", "python3 tests/missing_colon.py",
+    'python3 -c "from tests.missing_colon import division; print(division(23, 0))"',
+    "cat > tests/missing_colon.py << 'EOF'\n#!/usr/bin/env python3\n\n\ndef division(a: float, b: float) -> float:\n"
+    "    if b == 0:\n        raise ValueError(\"Cannot divide by zero\")\n    return a/b\n\n\n"
+    "if __name__ == \"__main__\":\n    print(division(123, 15))\nEOF",
+    "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && git add -A && git diff --cached"]
+
+
+def test_every_agent_format_is_a_train_data_format():
+    from srl.data.formats import AGENT_FORMATS
+
+    assert set(AGENT_DATA) == set(AGENT_FORMATS)
+
+
+@pytest.mark.parametrize("fmt", sorted(AGENT_DATA))
+def test_train_reads_each_agent_format_as_data_build_does(tmp_path, fmt):
+    path, flags = AGENT_DATA[fmt]
+    expected = built_by_data_build(tmp_path, ["--format", fmt, *flags, "--think", "off"], path)
+    run, _ = stage_arguments("srl", [*BASE, "--train_data", path, "--data_format", fmt, *flags, "--think", "off",
+                                 "--output_dir", str(tmp_path / "r")])
+    rows = srl_rows(run)
+    assert rows and rows == expected
+
+
+def test_mini_swe_agent_instances_target_the_commands_that_ran(tmp_path):
+    run, _ = stage_arguments("srl", [*BASE, "--train_data", MINI_SWE_AGENT, "--data_format", "mini-swe-agent",
+                                 "--resolved_only", "false", "--output_dir", str(tmp_path / "r")])
+    rows = srl_rows(run)
+    assert [r["expert_step"] for r in rows] == MINI_SWE_AGENT_COMMANDS
+    assert "ls -la tests/" in rows[3]["prompt"][-2]["content"]  # the last two actions and their outputs precede
+
+
+@pytest.mark.slow  # a training run (~30 s on a loaded 2-core machine)
+def test_srl_train_on_mini_swe_agent_trajectories(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--stage", "srl", *BASE, "--data_format", "mini-swe-agent", "--train_data", MINI_SWE_AGENT,
+                 "--resolved_only", "false", "--think", "optional", "--per_device_train_batch_size", "4",
+                 "--num_generations", "4", "--max_completion_length", "8", "--max_steps", "1",
+                 "--tiny_warm_up_steps", "1", "--max_generation_rounds", "1", "--save_strategy", "no",
+                 "--dataloader_pin_memory", "false", "--output_dir", str(out)]) == 0
+    completions = [json.loads(line) for line in open(out / "completions.jsonl", encoding="utf-8")]
+    assert completions and {c["expert_step"] for c in completions} <= set(MINI_SWE_AGENT_COMMANDS)
+    assert os.path.exists(out / "final" / "config.json")

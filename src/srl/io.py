@@ -9,7 +9,11 @@ Writing, atomically (a temporary file beside the target, flushed and fsynced, re
 if anything fails, so a reader never sees half a file):
     `atomic_path(path)`      the primitive: a temporary path to write (a file or a folder) that replaces `path`
     `atomic_open(path)`      a text file opened on such a path
-    `write_json`, `write_jsonl`, `write_text`
+    `write_json`, `write_jsonl`, `write_text`, `write_parquet` (streamed in row groups)
+    `remove_stale_temporaries(path)`  what a run killed with SIGKILL left beside `path`
+Checking before the work starts (one line, exit code 2, nothing written):
+    `check_output_target(path, inputs, ours=...)`  never replace user data or an input
+    `check_writable_folder(path)`                  a folder that can be written
 Locking:
     `file_lock(path)`        an inter-process lock (`filelock`), e.g. for a cache two ranks may fill at once
 """
@@ -22,9 +26,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from srl.errors import InputError
 
@@ -240,6 +244,41 @@ def read_string_fields(cls, path: str, what: str):
 
 
 # --- checking before the work starts ----------------------------------------------------------------------------
+def check_output_target(path: str, inputs: Iterable[str | None] = (), *, ours: Callable[[str], bool],
+                        written_by: str, kind: Literal["file", "folder", "any"] = "any") -> None:
+    """Refuse (InputError on the field `output`, before any work) to write `path` where that would destroy user
+    data. Replaced are only: nothing, an empty file or folder, or a previous output of ours (`ours(path)`: our
+    marker, our fields); never an input of the run (`inputs`), nor a folder that contains one, nor (`kind`) a
+    folder where a file is written or a file where a folder is. `written_by` names the command in the message."""
+    target = os.path.abspath(path)
+    for source in inputs:
+        if not source:
+            continue
+        source = os.path.abspath(source)
+        if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
+            raise InputError("is also an input (or contains one); choose another output", path=path, field="output")
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        if kind == "file":
+            raise InputError("is a folder, but a file was asked for; choose another output", path=path,
+                             field="output")
+        if not os.listdir(path):
+            return
+    elif os.path.isfile(path) and not os.path.islink(path):
+        if kind == "folder":
+            raise InputError("exists and is a file, but a folder was asked for: remove it yourself or choose another "
+                             "output", path=path, field="output")
+        if os.path.getsize(path) == 0:
+            return
+    else:
+        raise InputError("exists and is not a regular file or folder; choose another output", path=path,
+                         field="output")
+    if not ours(path):
+        raise InputError(f"exists and was not written by {written_by}; refusing to replace it (remove it yourself "
+                         "or choose another output)", path=path, field="output")
+
+
 def check_writable_folder(path: str, field: str = "output_dir") -> None:
     """Refuse (InputError, one line) a folder that cannot be written, before any work: `path` must be a folder,
     or not exist yet under a folder, and a file must be creatable in the nearest folder that exists (a probe
@@ -327,6 +366,54 @@ def write_jsonl(path: str, rows: Iterable[dict]) -> int:
     return count
 
 
+def write_parquet(rows: Iterable[dict[str, Any]], path: str, row_group: int = 1_000) -> int:
+    """Rows to a parquet file streamed in row groups of `row_group` rows (`pyarrow.parquet.ParquetWriter`), so
+    memory holds one group, not the whole table. The schema is the first group's, with columns that were all
+    null there typed as strings (e.g. `final_answer` of agent instances). No rows: a file with no columns.
+    Returns the number of rows."""
+    import itertools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = iter(rows)
+    count, writer, schema = 0, None, None
+    with atomic_path(path) as tmp:
+        try:
+            while True:
+                batch = list(itertools.islice(rows, row_group))
+                if not batch:
+                    break
+                if schema is None:
+                    inferred = pa.Table.from_pylist(batch).schema
+                    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                        for f in inferred])
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=row_group)
+                count += len(batch)
+            if writer is None:
+                pq.write_table(pa.table({}), tmp)
+        finally:
+            if writer is not None:
+                writer.close()
+    return count
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """A run killed with SIGKILL leaves its temporary file or folder beside its output (`.<name>.tmp-*`, see
+    `atomic_path`); the next run writing the same output removes them."""
+    import glob
+
+    target = os.path.abspath(path)
+    base = os.path.basename(target.rstrip(os.sep))
+    for stale in glob.glob(os.path.join(glob.escape(os.path.dirname(target)), f".{glob.escape(base)}.tmp-*")):
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
+
+
 # --- locking ------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def file_lock(path: str, waiting_message: str | None = None):
@@ -345,3 +432,19 @@ def file_lock(path: str, waiting_message: str | None = None):
         yield
     finally:
         lock.release()
+
+
+def read_value(text: str, what: str = "value") -> Any:
+    """A YAML value written on a command line (`--seeds "[0, 1]"`); numbers as Python reads them (YAML 1.1 reads
+    `2e-3` as a string). A syntax error is a one-line `InputError` naming `what`."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"not YAML: {str(e).splitlines()[0]}", field=what) from None

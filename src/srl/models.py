@@ -312,6 +312,25 @@ def load_model_and_tokenizer(name: str, *, bf16: bool = False, seed: int = 0):
     return model, tokenizer
 
 
+def load_tokenizer(name: str, *, fast: bool = True, field: str = "tokenizer"):
+    """The tokenizer of a model: `tiny`, a known model name, a folder or a cached Hub id. `fast`: refuse a slow
+    tokenizer (token budgets cut at character offsets, which only fast tokenizers give)."""
+    try:
+        path = resolve_model(name)
+    except InputError as e:
+        raise InputError(e.message, path=e.path, field=field) from None
+    if path == TINY:
+        from srl.tiny import tiny_tokenizer
+
+        return tiny_tokenizer()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if fast and not tokenizer.is_fast:
+        raise InputError("needs a fast tokenizer (with character offsets)", path=name, field=field)
+    return tokenizer
+
+
 def bf16_supported() -> bool:
     import torch
 

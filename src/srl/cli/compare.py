@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from srl.console import console
 from srl.errors import InputError
-from srl.io import read_mapping
+from srl.io import read_mapping, read_value
 from srl.options import pop_flag
 
 SECTIONS = ("shared", "srl", "rlvr", "sft")
@@ -53,18 +53,10 @@ def _boolean(text: str) -> bool:
 
 
 def _yaml(text: str):
-    """A flag's value read as YAML, numbers as Python reads them (YAML 1.1 reads `2e-3` as a string)."""
-    import yaml
-
-    for number in (int, float):
-        try:
-            return number(text)
-        except ValueError:
-            pass
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise argparse.ArgumentTypeError(f"not YAML: {str(e).splitlines()[0]}") from None
+        return read_value(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _stage_flags(argv: list[str]) -> tuple[list[str], dict[str, dict]]:

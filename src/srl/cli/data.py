@@ -25,12 +25,13 @@ def data_build(argv: Sequence[str]) -> int:
 def run_build(cfg):
     """Build with a progress bar, print the summary, return it (`srl.data.instances.BuildSummary`)."""
     from srl.data.build import build, count_input_rows
+    from srl.models import load_tokenizer
 
     total = count_input_rows(cfg.input)
     if total is not None and cfg.limit is not None:
         total = min(total, cfg.limit)
     with progress_bar("building", total) as advance:
-        summary = build(cfg, progress=advance)
+        summary = build(cfg, progress=advance, load_tokenizer=load_tokenizer)
     print_summary(summary, cfg.output)
     return summary
 

@@ -200,17 +200,10 @@ def use_number_fallback(number_fallback: str, gold_kind: str | None) -> bool:
     return number_fallback == "on"
 
 
-def gold_kind_of(final_answer: str | None, data_format: str | None) -> str:
-    """The kind of an expert's final answer for `use_number_fallback`: `gsm8k` when it came from GSM8K data (a
-    `#### n` line), `boxed` from MATH-style solutions, `plain` otherwise. Built instances do not record the
-    solution format: there (`data_format` None or "instances") a plain number counts as GSM8K-style.
+def is_number(text: str) -> bool:
+    """Whether `text` is one number (commas as thousands separators allowed).
 
-    >>> gold_kind_of("72", "gsm8k"), gold_kind_of("72", "math"), gold_kind_of("72", None), gold_kind_of("x^2", None)
-    ('gsm8k', 'boxed', 'gsm8k', 'plain')
+    >>> is_number("1,234.5"), is_number("x^2")
+    (True, False)
     """
-    if data_format == "gsm8k":
-        return "gsm8k"
-    if data_format in ("math", "numbered", "regex", "steps"):
-        return "boxed"
-    text = str(final_answer).strip().replace(",", "") if final_answer is not None else ""
-    return "gsm8k" if _NUMBER_RE.fullmatch(text) else "plain"
+    return _NUMBER_RE.fullmatch(text) is not None

@@ -8,13 +8,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from srl.data.agents import AGENT_FORMATS
+from srl.data.formats import AGENT_FORMATS, FormatName, data_format, format_help
 from srl.errors import InputError
-from srl.data.instances import (BuildSummary, InstanceOptions, build_instances, check_output_target,
-                                 remove_stale_temporaries, write_rows)
-from srl.data.prompts import PromptTemplate
+from srl.data.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
+from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import load_trajectories
-from srl.io import read_records
+from srl.io import read_records, remove_stale_temporaries
 
 
 @dataclass
@@ -53,7 +52,7 @@ class DataOptions:
     max_chars: int = field(default=50_000, metadata={
         "help": "A problem, solution or step longer than this many characters is an input error."})
     limit: int | None = field(default=None, metadata={"help": "Read at most this many solutions."})
-    # --- agent trajectories (--format openai-tools | swe-agent | openhands | chat) ---
+    # --- agent trajectories (the agent formats of srl.data.formats) ---
     last_pairs: int = field(default=2, metadata={
         "help": "Agent formats: show the last m action-observation pairs in the prompt (the paper: 2)."})
     observation_chars: int = field(default=4000, metadata={
@@ -112,20 +111,13 @@ class DataConfig(DataOptions):
         "help": "Expert solutions: .jsonl, .json, .parquet or a `datasets` folder."})
     output: str = field(kw_only=True, metadata={
         "help": "Where to write instances: .jsonl, .json, .parquet, or a folder (`datasets.save_to_disk`)."})
-    format: Literal["gsm8k", "math", "numbered", "regex", "steps", "openai-tools", "swe-agent", "mini-swe-agent",
-                    "openhands", "chat"] = field(default="gsm8k", metadata={
-            "help": "How solutions are cut into steps: gsm8k (a step per line, `#### n` answer), math (sentences of "
-                    "a MATH solution), numbered (`1. **Title** action` or `Step 1:` lists), regex (--pattern), steps "
-                    "(already a list). Agent trajectories (one instance per action, docs/agent_formats.md): "
-                    "openai-tools (chat messages with tool_calls), swe-agent (SWE-agent / SWE-smith text actions), "
-                    "mini-swe-agent (a THOUGHT and exactly one ```bash block), openhands (OpenHands / SWE-Gym), "
-                    "chat (any chat; --action_pattern or --chat_config)."})
-    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+    format: FormatName = field(default="gsm8k", metadata={"help": format_help()})
+    think: ThinkMode = field(default="required", metadata={
         "help": "Output format the prompt asks for: with the <think> monologue (required/optional) or without (off)."})
 
     @property
     def is_agent(self) -> bool:
-        return self.format in AGENT_FORMATS
+        return data_format(self.format).agent
 
     def __post_init__(self):
         if self.format == "regex" and not self.pattern:
@@ -170,12 +162,17 @@ class DataConfig(DataOptions):
             return ChatFormat.from_file(self.chat_config, **overrides)
         return replace(FORMATS[self.format], **{k: v for k, v in overrides.items() if v is not None})
 
-    def agent_options(self):
+    def agent_options(self, load_tokenizer: Callable[[str], Any] | None = None):
+        """The options of agent instances; `load_tokenizer(name)` gives the tokenizer of --observation_tokens
+        (e.g. `srl.models.load_tokenizer`: the data stage loads no model files itself)."""
         from srl.data.agents import AgentOptions, AgentTemplate
 
         template = AgentTemplate.from_file(self.template) if self.template else AgentTemplate()
+        tokenizer = None
+        if self.observation_tokens is not None and self.tokenizer and load_tokenizer is not None:
+            tokenizer = load_tokenizer(self.tokenizer)
         return AgentOptions(last_pairs=self.last_pairs, observation_chars=self.observation_chars,
-                            observation_tokens=self.observation_tokens, tokenizer=self.tokenizer, think=self.think,
+                            observation_tokens=self.observation_tokens, tokenizer=tokenizer, think=self.think,
                             agent_system=self.agent_system, previous_thoughts=self.previous_thoughts,
                             drop_submit=self.drop_submit, template=template)
 
@@ -185,8 +182,7 @@ class DataConfig(DataOptions):
                                max_previous_steps=self.max_previous_steps, think=self.think, template=template)
 
     def split_options(self) -> dict[str, Any]:
-        return {"gsm8k": {"keep_calculator": self.keep_calculator}, "math": {"unit": self.math_unit},
-                "regex": {"pattern": self.pattern}}.get(self.format, {})
+        return {option: getattr(self, name) for option, name in data_format(self.format).options.items()}
 
 
 def _excluded_problems(cfg: DataConfig) -> set[str]:
@@ -219,10 +215,11 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
             yield traj
 
 
-def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None,
-                  progress: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
+def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None, progress: Callable[[], None] | None = None,
+                  load_tokenizer: Callable[[str], Any] | None = None) -> Iterator[dict[str, Any]]:
     """The step-wise instances of `cfg.input`, built by `cfg`'s options: what `srl data build` writes, and what
-    `srl train` trains on when given solutions. `progress` is called once per trajectory read."""
+    `srl train` trains on when given solutions. `progress` is called once per trajectory read; `load_tokenizer`
+    loads the tokenizer of a token budget (`DataConfig.agent_options`)."""
     summary = summary if summary is not None else BuildSummary()
 
     def counted():
@@ -234,17 +231,18 @@ def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None,
     if cfg.is_agent:
         from srl.data.agents import build_agent_instances
 
-        return build_agent_instances(counted(), cfg.agent_options(), summary, max_chars=cfg.max_chars)
+        return build_agent_instances(counted(), cfg.agent_options(load_tokenizer), summary, max_chars=cfg.max_chars)
     return build_instances(counted(), cfg.instance_options(), summary)
 
 
-def build(cfg: DataConfig, progress: Callable[[], None] | None = None) -> BuildSummary:
+def build(cfg: DataConfig, progress: Callable[[], None] | None = None,
+          load_tokenizer: Callable[[str], Any] | None = None) -> BuildSummary:
     """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
-    `progress` is called once per trajectory read."""
+    `progress` is called once per trajectory read; `load_tokenizer` as for `instance_rows`."""
     check_output_target(cfg.output, [cfg.input, cfg.exclude, cfg.template, cfg.chat_config])
-    remove_stale_temporaries(os.path.abspath(cfg.output))
+    remove_stale_temporaries(cfg.output)
     summary = BuildSummary()
-    write_rows(_not_empty(instance_rows(cfg, summary, progress), cfg, summary), cfg.output)
+    write_rows(_not_empty(instance_rows(cfg, summary, progress, load_tokenizer), cfg, summary), cfg.output)
     return summary
 
 

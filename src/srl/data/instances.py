@@ -18,7 +18,6 @@ reward and the logs need:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import statistics
@@ -28,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.errors import InputError
-from srl.io import atomic_open, atomic_path, write_json, write_jsonl
+from srl import io as srl_io
+from srl.io import atomic_path, write_json, write_jsonl, write_parquet
 from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import Trajectory
 
@@ -162,132 +162,51 @@ INSTANCE_FOLDER_MARKER = "srl_instances.json"  # written into every `datasets` f
 _DATASET_FOLDER_FILES = re.compile(r"(dataset_info\.json|state\.json|data-\d+-of-\d+\.arrow|dataset_dict\.json)$")
 
 
-def remove_stale_temporaries(target: str) -> None:
-    """A build killed with SIGKILL leaves its temporary file or folder beside the output (`.<name>.tmp-*`, see
-    `srl.io.atomic_path`); the next build of the same output removes them."""
-    import glob
-    import shutil
-
-    base = os.path.basename(target.rstrip(os.sep))
-    for stale in glob.glob(os.path.join(glob.escape(os.path.dirname(target)), f".{glob.escape(base)}.tmp-*")):
-        if os.path.isdir(stale) and not os.path.islink(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(stale)
-
-
 def check_output_target(path: str, inputs: Iterable[str | None] = ()) -> None:
-    """Refuse (InputError, before any work starts) to write instances where that would destroy user data.
+    """Refuse (InputError, before any work starts) to write instances where that would destroy user data
+    (`srl.io.check_output_target`): ours are a `.jsonl`/`.json`/`.parquet` file of instance rows (fields
+    `prompt` and `expert_step`) or a `datasets` folder holding our marker file and nothing but the dataset's
+    own files."""
+    kind = "file" if os.path.splitext(path)[1].lower() in (".jsonl", ".json", ".parquet") else "folder"
+    srl_io.check_output_target(path, inputs, ours=_is_instances_output, written_by="`srl data build`", kind=kind)
 
-    Overwritten are only: nothing, an empty file, or a previous output of ours — a `.jsonl`/`.json`/`.parquet`
-    file of instance rows (fields `prompt` and `expert_step`) or a `datasets` folder holding our marker file and
-    nothing but the dataset's own files. Never an input of the build, nor a folder that contains one."""
+
+def _is_instances_output(path: str) -> bool:
     import json
 
-    target = os.path.abspath(path)
-    for source in inputs:
-        if not source:
-            continue
-        source = os.path.abspath(source)
-        if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
-            raise InputError("is (or contains) an input of this build; choose another output", path=path,
-                             field="output")
-    if not os.path.lexists(path):
-        return
-    ext = os.path.splitext(path)[1].lower()
     if os.path.isdir(path):
-        if ext in (".jsonl", ".json", ".parquet"):
-            raise InputError(f"is a folder, but a {ext} file was asked for; choose another output", path=path,
-                             field="output")
         names = os.listdir(path)
-        if not names:
-            return
-        others = [n for n in names if n != INSTANCE_FOLDER_MARKER and not _DATASET_FOLDER_FILES.match(n)]
-        if INSTANCE_FOLDER_MARKER not in names or others:
-            raise InputError("exists and is not a dataset folder written by `srl data build`; refusing to replace "
-                             "it (remove it yourself or choose another output)", path=path, field="output")
-        return
-    if not os.path.isfile(path):
-        raise InputError("exists and is not a regular file; choose another output", path=path, field="output")
-    if os.path.getsize(path) == 0:
-        return
-    if ext not in (".jsonl", ".json", ".parquet"):
-        raise InputError("exists and is a file; a folder output (`datasets.save_to_disk`) would replace it: remove "
-                         "it yourself or choose another output", path=path, field="output")
-    ours = False
+        return INSTANCE_FOLDER_MARKER in names and all(
+            n == INSTANCE_FOLDER_MARKER or _DATASET_FOLDER_FILES.match(n) for n in names)
+    ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".parquet":
             import pyarrow.parquet as pq
 
-            names = set(pq.read_schema(path).names)
-            ours = {"prompt", "expert_step"} <= names
-        else:
-            with open(path, encoding="utf-8") as f:
-                head = f.read(1 << 20)
-            if ext == ".jsonl":
-                first = json.loads(head.split("\n", 1)[0])
-                ours = isinstance(first, dict) and {"prompt", "expert_step"} <= set(first)
-            else:
-                ours = head.lstrip().startswith("[") and '"expert_step"' in head and '"prompt"' in head
-    except Exception:  # unreadable or not instance rows: not ours, refused below
-        ours = False
-    if not ours:
-        raise InputError("exists and is not an instances file written by `srl data build`; refusing to overwrite "
-                         "it (remove it yourself or choose another output)", path=path, field="output")
-
-
-PARQUET_ROW_GROUP = 1_000
-
-
-def _write_parquet(rows: Iterable[dict[str, Any]], path: str, row_group: int = PARQUET_ROW_GROUP) -> int:
-    """Rows to a parquet file streamed in row groups of `row_group` rows (`pyarrow.parquet.ParquetWriter`), so
-    memory holds one group, not the whole table, through the atomic writer. The schema is the first group's,
-    with columns that were all null there typed as strings (e.g. `final_answer` of agent instances)."""
-    import itertools
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = iter(rows)
-    count, writer, schema = 0, None, None
-    with atomic_path(path) as tmp:
-        try:
-            while True:
-                batch = list(itertools.islice(rows, row_group))
-                if not batch:
-                    break
-                if schema is None:
-                    inferred = pa.Table.from_pylist(batch).schema
-                    schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
-                                        for f in inferred])
-                    writer = pq.ParquetWriter(tmp, schema)
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=row_group)
-                count += len(batch)
-            if writer is None:  # no rows: an empty file with no columns, as before
-                pq.write_table(pa.table({}), tmp)
-        finally:
-            if writer is not None:
-                writer.close()
-    return count
+            return {"prompt", "expert_step"} <= set(pq.read_schema(path).names)
+        with open(path, encoding="utf-8") as f:
+            head = f.read(1 << 20)
+        if ext == ".jsonl":
+            first = json.loads(head.split("\n", 1)[0])
+            return isinstance(first, dict) and {"prompt", "expert_step"} <= set(first)
+        return head.lstrip().startswith("[") and '"expert_step"' in head and '"prompt"' in head
+    except Exception:  # unreadable or not instance rows: not ours
+        return False
 
 
 def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
     """Write rows to `.jsonl`, `.json`, `.parquet`, or a `datasets` folder (any other path), atomically
     (`srl.io.atomic_path`: a temporary file or folder beside `path`, renamed at the end), so a failed build leaves
     nothing behind. Returns the count."""
-    import json
-
     ext = os.path.splitext(path)[1].lower()
     if ext == ".jsonl":
         return write_jsonl(path, rows)
     if ext == ".json":
         rows = list(rows)
-        with atomic_open(path) as f:
-            json.dump(rows, f, ensure_ascii=False, indent=1)
+        write_json(path, rows)
         return len(rows)
     if ext == ".parquet":
-        return _write_parquet(rows, path)
+        return write_parquet(rows, path)
     ds = to_dataset(rows)
     with atomic_path(path, folder=True) as tmp:
         ds.save_to_disk(tmp)

@@ -18,8 +18,8 @@ from typing import Literal
 from srl.errors import InputError
 from srl.io import read_string_fields
 
-ThinkMode = Literal["required", "optional", "off"]
 THINK_MODES = ("required", "optional", "off")
+ThinkMode = Literal[THINK_MODES]  # the one spelling of the choices: option types, CLI choices and checks use these
 
 # Appendix B.2.1 of the paper, verbatim.
 SYSTEM_PROMPT = (

@@ -3,21 +3,21 @@
 Every splitter takes the solution as written and returns a `Split`: the steps (`Step`, with a title when the
 format has one) and the final answer when the text states one. They are pure functions.
 
-    format      splitter          what a step is
-    "numbered"  `split_numbered`  a numbered item: the paper's `1. **Title** action`, `1)`, `Step 1:` ...
-    "gsm8k"     `split_gsm8k`     a line of a GSM8K solution (calculator notes removed; `#### n` is the answer)
-    "math"      `split_math`      a sentence (or paragraph) of a MATH worked solution, formulas kept whole
-    "regex"     `split_regex`     a match of your pattern (named group `action`), or the text between matches
-    "list"      `split_list`      already split: a list of strings or of {"title", "action"} objects
+    splitter          what a step is
+    `split_numbered`  a numbered item: the paper's `1. **Title** action`, `1)`, `Step 1:` ...
+    `split_gsm8k`     a line of a GSM8K solution (calculator notes removed; `#### n` is the answer)
+    `split_math`      a sentence (or paragraph) of a MATH worked solution, formulas kept whole
+    `split_regex`     a match of your pattern (named group `action`), or the text between matches
+    `split_list`      already split: a list of strings or of {"title", "action"} objects
 
-`split(text, fmt, **options)` dispatches on the format name (`SPLITTERS`).
+Which data format uses which splitter, with which options, is the table of `srl.data.formats`
+(`DataFormat.split` checks the options).
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from srl.data.answers import extract_answer, extract_boxed, extract_gsm8k
@@ -31,8 +31,6 @@ __all__ = [
     "split_math",
     "split_regex",
     "split_list",
-    "split",
-    "SPLITTERS",
 ]
 
 
@@ -291,47 +289,3 @@ def split_list(steps: Iterable[str | Mapping | Step]) -> Split:
         if step.action or step.title:
             out.append(step)
     return Split(out, extract_answer("\n".join(s.text for s in out)) if out else None)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Dispatch
-# --------------------------------------------------------------------------------------------------------------
-
-SPLITTERS: dict[str, Callable[..., Split]] = {
-    "numbered": split_numbered,
-    "gsm8k": split_gsm8k,
-    "math": split_math,
-    "regex": split_regex,
-    "list": split_list,
-}
-
-
-def split(text, fmt: str, **options) -> Split:
-    """Split `text` with the splitter named `fmt` (a key of `SPLITTERS`), passing `options` to it.
-    An unknown format, an option the splitter does not have, or a missing required option is a ValueError.
-
-    >>> [s.action for s in split("a\\nb\\n#### 3", "gsm8k").steps]
-    ['a', 'b']
-    >>> split("x", "csv")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown step format 'csv' (expected one of: numbered, gsm8k, math, regex, list)
-    >>> split("x", "gsm8k", unit="paragraph")
-    Traceback (most recent call last):
-    ...
-    ValueError: the 'gsm8k' splitter has no option 'unit' (its options: keep_calculator)
-    """
-    try:
-        splitter = SPLITTERS[fmt]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown step format {fmt!r} (expected one of: {', '.join(SPLITTERS)})") from None
-    parameters = list(inspect.signature(splitter).parameters.values())[1:]
-    known = [p.name for p in parameters]
-    unknown = [name for name in options if name not in known]
-    if unknown:
-        raise ValueError(f"the {fmt!r} splitter has no option {unknown[0]!r} "
-                         f"(its options: {', '.join(known) or 'none'})")
-    missing = [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name not in options]
-    if missing:
-        raise ValueError(f"the {fmt!r} splitter needs the option {missing[0]!r}")
-    return splitter(text, **options)

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from srl.data.steps import Step, split, split_list
+from srl.data.formats import data_format
+from srl.data.steps import Step, split_list
 from srl.io import file_stem, read_records
 
 
@@ -41,41 +42,32 @@ class Trajectory:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-# Field names per solution format: (problem field, solution field).
-DEFAULT_FIELDS = {
-    "gsm8k": ("question", "answer"),
-    "math": ("problem", "solution"),
-    "numbered": ("problem", "solution"),
-    "regex": ("problem", "solution"),
-    "steps": ("problem", "steps"),
-}
-
-
 def load_trajectories(source: Any, fmt: str, *, problem_field: str | None = None,
                       solution_field: str | None = None, answer_field: str | None = None,
                       id_field: str | None = None, system_field: str | None = None,
                       max_chars: int = 50_000, file_type: str | None = None,
                       **split_options: Any) -> Iterator[Trajectory]:
-    """Read records from `source` and cut each solution into steps with the `fmt` splitter of `srl.data.steps`.
+    """Read records from `source` and cut each solution into steps with the splitter of the format `fmt`.
 
     Args:
         source: a path or a `datasets.Dataset` (see `read_records`).
-        fmt: "gsm8k", "math", "numbered", "regex" or "steps" (the solution field is already a list of steps).
-        problem_field / solution_field: field names (defaults per format: `DEFAULT_FIELDS`).
+        fmt: a solution format of `srl.data.formats` (e.g. "gsm8k"; "steps": the solution field is already a
+            list of steps).
+        problem_field / solution_field: field names (defaults: the format's).
         answer_field: field holding the final answer; if unset, the splitter's answer (`#### n`, `\\boxed{}`).
         id_field: field holding a stable id; if unset, `<file name>-<line or record number>`.
         system_field: optional field with extra context shown before the problem.
         max_chars: a problem, solution or step longer than this is an error (the input is probably broken).
         split_options: passed to the splitter (e.g. `keep_calculator=True`, `unit="paragraph"`, `pattern=...`).
     """
-    if fmt not in DEFAULT_FIELDS:
-        raise ValueError(f"unknown format '{fmt}' (expected one of {', '.join(DEFAULT_FIELDS)})")
-    default_problem, default_solution = DEFAULT_FIELDS[fmt]
-    problem_field = problem_field or default_problem
-    solution_field = solution_field or default_solution
+    data = data_format(fmt)
+    if data.agent:
+        raise ValueError(f"{fmt!r} is an agent format: read it with srl.data.agents.read_agent_trajectories")
+    problem_field = problem_field or data.problem_field
+    solution_field = solution_field or data.solution_field
     for rec in read_records(source, file_type):
         problem = rec.text(problem_field, max_chars=max_chars)
-        if fmt == "steps":
+        if data.splitter is split_list:  # already a list of steps
             value = rec.data.get(solution_field)
             if not isinstance(value, list) or not value:
                 raise rec.error("missing or not a list of steps", solution_field)
@@ -86,7 +78,7 @@ def load_trajectories(source: Any, fmt: str, *, problem_field: str | None = None
         else:
             text = rec.text(solution_field, max_chars=max_chars)
             try:
-                parts = split(text, fmt, **split_options)
+                parts = data.split(text, **split_options)
             except ValueError as e:
                 raise rec.error(str(e), solution_field) from None
         for step in parts.steps:

@@ -243,7 +243,7 @@ def run_method(cfg: CompareConfig, method: str, seed: int, paths: dict, settings
     stages = []
     for i, (spec, p) in enumerate(zip(specs, plan)):
         last = i == len(specs) - 1
-        stages.append(call(cfg.isolate, "train_stage", spec=vars(spec), budget=p["budget"],
+        stages.append(call(cfg.isolate, f"{__name__}:train_stage", spec=vars(spec), budget=p["budget"],
                            candidates=sorted(cfg.candidates) if last else [1.0]))
     candidates = stages[-1]["candidates"] if stages else {"1": cfg.model}
     validation = {}
@@ -252,7 +252,7 @@ def run_method(cfg: CompareConfig, method: str, seed: int, paths: dict, settings
                  "options": {**cfg.eval_options, "model": model, "data": paths["validation"],
                              "limit": cfg.validation_limit, "greedy": True, "k": 0}}
                 for fraction, model in candidates.items()]
-        scores = call(cfg.isolate, "evaluate_many", jobs=jobs)
+        scores = call(cfg.isolate, f"{__name__}:evaluate_many", jobs=jobs)
         validation = {fraction: r["value"] for fraction, r in zip(candidates, scores)}
     chosen = max(candidates, key=lambda f: (validation.get(f, 0.0), float(f)))
     model = candidates[chosen]
@@ -265,7 +265,7 @@ def run_method(cfg: CompareConfig, method: str, seed: int, paths: dict, settings
                      "result_path": os.path.join(folder, "eval", "steps.json"), "options": srl_options,
                      "max_new_tokens": (cfg.step_eval or {}).get("max_new_tokens", 64),
                      "eval_options": cfg.eval_options})
-    results = call(cfg.isolate, "evaluate_many", jobs=jobs) if jobs else []
+    results = call(cfg.isolate, f"{__name__}:evaluate_many", jobs=jobs) if jobs else []
     evals = {e["name"]: r for e, r in zip(cfg.evaluations, results)}
     steps = results[-1] if paths["steps"] else None
     for s in stages:  # the record is small: what a report needs, not the checkpoints

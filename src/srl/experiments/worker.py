@@ -17,15 +17,17 @@ from typing import Any
 from srl.errors import InputError
 
 
-def tasks() -> dict:
-    from srl.experiments import runs
+def resolve(task: str):
+    """The function named `module:function` (e.g. `srl.experiments.runs:train_stage`)."""
+    import importlib
 
-    return {"train_stage": runs.train_stage, "evaluate_many": runs.evaluate_many}
+    module, _, name = task.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def call(isolate: bool, task: str, **kwargs: Any) -> Any:
-    """`tasks()[task](**kwargs)` in a fresh Python process (then here, which only reads its result file), or
-    directly here when not `isolate`."""
+    """The function `task` (`module:function`) called with `kwargs` in a fresh Python process (then here, where
+    it only reads its result file), or directly here when not `isolate`."""
     if isolate:
         fd, path = tempfile.mkstemp(prefix="srl-compare-task-", suffix=".json")
         try:
@@ -39,7 +41,7 @@ def call(isolate: bool, task: str, **kwargs: Any) -> Any:
         if code != 0:
             raise InputError(f"{task} failed in its own process (exit code {code}; its output is above): fix the "
                              "cause and rerun, finished runs are kept", field=task)
-    return tasks()[task](**kwargs)
+    return resolve(task)(**kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(path, encoding="utf-8") as f:
         job = json.load(f)
     try:
-        tasks()[job["task"]](**job["kwargs"])
+        resolve(job["task"])(**job["kwargs"])
     except InputError as e:
         print(f"srl: error: {e}", file=sys.stderr)
         return 2

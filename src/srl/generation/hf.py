@@ -33,7 +33,7 @@ def generate_batch(model, tokenizer, batch: Sequence[list[int]], *, max_new_toke
     import torch
     from transformers import GenerationConfig
 
-    from srl.generation.shared_prefill import generate_shared, prompt_groups, unsupported
+    from srl.generation.shared_prefill import generate_shared, prompt_runs, unsupported
 
     eos = end_token_ids(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
@@ -46,7 +46,7 @@ def generate_batch(model, tokenizer, batch: Sequence[list[int]], *, max_new_toke
         options.update(temperature=temperature, top_p=top_p, top_k=top_k)
     config = GenerationConfig(**options)
     device = next(model.parameters()).device
-    if do_sample and len(prompt_groups(batch)) < len(batch) and unsupported(model, config) is None:
+    if do_sample and len(prompt_runs(batch)) < len(batch) and unsupported(model, config) is None:
         with torch.inference_mode():  # k samples of a prompt: its prefill once (srl.generation.shared_prefill)
             new = generate_shared(model, batch, config, eos_ids=eos, pad_id=pad)
     else:

@@ -37,14 +37,29 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> tor
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=probs.size(-1) - 1)
 
 
-def prompt_groups(prompts: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
-    """(start, end) of each run of consecutive identical prompts.
+def prompt_runs(prompts: Sequence[Sequence[int]] | torch.Tensor, mask: torch.Tensor | None = None
+                ) -> list[tuple[int, int]]:
+    """(start, end) of each run of consecutive rows with the same prompt: `prompts` are token ids, one row per
+    prompt (lists, or a padded tensor compared as a whole on its device, where `mask`, its attention mask, must
+    match too). The one definition of "rows that share a prompt", for rollouts (`generate_shared`) and for the
+    trainer's log-probs (`srl.training.shared_prefix`).
 
-    >>> prompt_groups([[1, 2], [1, 2], [3], [1, 2]])
+    >>> prompt_runs([[1, 2], [1, 2], [3], [1, 2]])
+    [(0, 2), (2, 3), (3, 4)]
+    >>> ids = torch.tensor([[0, 5, 6], [0, 5, 6], [7, 8, 9], [0, 5, 6]])
+    >>> prompt_runs(ids, (ids != 0).long())
     [(0, 2), (2, 3), (3, 4)]
     """
-    starts = [i for i in range(len(prompts)) if i == 0 or list(prompts[i]) != list(prompts[i - 1])]
-    return list(zip(starts, starts[1:] + [len(prompts)]))
+    rows = len(prompts)
+    if isinstance(prompts, torch.Tensor):
+        same = prompts[1:] == prompts[:-1]
+        if mask is not None:
+            same &= mask[1:] == mask[:-1]
+        same = same.all(dim=1).tolist()
+    else:
+        same = [list(a) == list(b) for a, b in zip(prompts[1:], prompts[:-1])]
+    starts = [0] + [i + 1 for i, s in enumerate(same) if not s] if rows else []
+    return list(zip(starts, starts[1:] + [rows]))
 
 
 def _prepared(model, config, prompt_width: int):
@@ -131,7 +146,7 @@ def generate_shared(model, prompts: Sequence[Sequence[int]], config, *, eos_ids:
 
 
 def _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device) -> list[list[int]]:
-    groups = prompt_groups(prompts)
+    groups = prompt_runs(prompts)
     distinct = [list(prompts[s]) for s, _ in groups]
     row_group = torch.tensor([g for g, (s, e) in enumerate(groups) for _ in range(s, e)], device=device)
     width = max(len(p) for p in distinct)

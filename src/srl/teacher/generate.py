@@ -30,9 +30,9 @@ from typing import Any, Literal
 from srl.data.answers import extract_answer
 from srl.rewards.answers import answers_match
 from srl.errors import InputError
+from srl.io import write_json, write_jsonl
 from srl.teacher.client import CallStats, EndpointConfig, Reply, Request, run_journaled
-from srl.teacher.journal import MARK, Journal, check_output, request_key, settings_hash, write_json_atomic, \
-    write_jsonl_atomic
+from srl.teacher.journal import MARK, Journal, check_output, request_key, settings_hash
 from srl.teacher.prompt import TeacherPrompt
 
 
@@ -245,7 +245,7 @@ def generate_solutions(cfg: GenerateConfig, endpoint: EndpointConfig, client=Non
     summary.correct = len(kept)
     summary.problems_with_correct = sum(1 for c, _ in counts.values() if c)
     summary.per_problem = {str(pid): c for pid, c in counts.items()}
-    summary.kept = write_jsonl_atomic(cfg.output, kept)
-    write_json_atomic(cfg.summary_path, {"command": "srl data generate", "model": endpoint.model,
+    summary.kept = write_jsonl(cfg.output, kept)
+    write_json(cfg.summary_path, {"command": "srl data generate", "model": endpoint.model,
                                          "settings": settings, **params, **summary.as_dict()})
     return summary

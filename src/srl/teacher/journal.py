@@ -11,7 +11,7 @@ A run appends one line per answered request and nothing else, so that
   `InputError` naming the file and line.
 
 The files users read (the kept solutions) are derived from the journal and written whole, atomically
-(`write_jsonl_atomic`), at the end of every run.
+(`srl.io.write_jsonl`), at the end of every run.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from srl.errors import InputError
+from srl.io import check_output_target
 
 # The field every row we write carries: it tells our files from user data (`check_output`).
 MARK = "teacher_settings"
@@ -124,36 +125,15 @@ class Journal:
 
 def check_output(path: str, inputs: Iterable[str | None] = ()) -> None:
     """Refuse (InputError, before any call) an output that is an input, or an existing non-empty file that we
-    did not write (its first line lacks our `MARK` field): nothing of the user's is ever overwritten."""
-    target = os.path.abspath(path)
-    for source in inputs:
-        if source and os.path.abspath(source) == target:
-            raise InputError("is also an input; choose another output", path=path, field="output")
-    if not os.path.lexists(path):
-        return
-    if not os.path.isfile(path):
-        raise InputError("exists and is not a regular file; choose another output", path=path, field="output")
+    did not write (its first line lacks our `MARK` field): nothing of the user's is ever overwritten
+    (`srl.io.check_output_target`)."""
+    check_output_target(path, inputs, ours=_has_mark, written_by="`srl data generate/rewrite`", kind="file")
+
+
+def _has_mark(path: str) -> bool:
     with open(path, "rb") as f:
         first = f.readline()
-    if not first.strip():
-        return
     try:
-        ours = MARK in json.loads(first)
+        return not first.strip() or MARK in json.loads(first)
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
-        ours = False
-    if not ours:
-        raise InputError("exists and was not written by `srl data generate/rewrite`; refusing to overwrite it "
-                         "(remove it yourself or choose another output)", path=path, field="output")
-
-
-def write_jsonl_atomic(path: str, rows: Iterable[dict]) -> int:
-    """Write `rows` to `path` atomically (`srl.io.write_jsonl`); returns the number of rows."""
-    from srl.io import write_jsonl
-
-    return write_jsonl(path, rows)
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    from srl.io import write_json
-
-    write_json(path, data)
+        return False

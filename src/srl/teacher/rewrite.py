@@ -35,10 +35,9 @@ from srl.errors import InputError
 from srl.rewards.text_similarity import similarity
 from srl.data.steps import split_numbered
 from srl.teacher.client import CallStats, EndpointConfig, Reply, Request, run_journaled
-from srl.teacher.journal import MARK, Journal, check_output, request_key, settings_hash, write_json_atomic, \
-    write_jsonl_atomic
+from srl.teacher.journal import MARK, Journal, check_output, request_key, settings_hash
 from srl.teacher.prompt import TeacherPrompt
-from srl.io import Record, read_records
+from srl.io import Record, read_records, write_json, write_jsonl
 
 KEPT = "kept"
 TRUNCATED = "truncated at --max_tokens"
@@ -282,7 +281,7 @@ def rewrite_solutions(cfg: RewriteConfig, endpoint: EndpointConfig, client=None)
         else:
             summary.rejected[row["verdict"]] += 1
     summary.rewritten = len(done)
-    summary.kept = write_jsonl_atomic(cfg.output, kept)
-    write_json_atomic(cfg.summary_path, {"command": "srl data rewrite", "model": endpoint.model,
+    summary.kept = write_jsonl(cfg.output, kept)
+    write_json(cfg.summary_path, {"command": "srl data rewrite", "model": endpoint.model,
                                          "settings": settings, **params, **summary.as_dict()})
     return summary

@@ -18,8 +18,9 @@ from typing import Literal
 from trl import GRPOConfig, SFTConfig
 
 from srl.data import BUNDLED_GSM8K
-from srl.data.agents.records import AGENT_FORMATS
 from srl.data.build import AGENT_ONLY, DataConfig, DataOptions
+from srl.data.formats import AGENT_FORMATS, TrainDataFormat
+from srl.data.prompts import ThinkMode
 from srl.errors import InputError
 from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
 
@@ -37,8 +38,7 @@ class RunArguments(DataOptions):
         "help": "Training data: step-wise instances from `srl data build` (srl), or expert solutions "
                 "(.jsonl/.json/.parquet/folder; built on the fly with --data_format). Default: the bundled "
                 "GSM8K sample."})
-    data_format: Literal["auto", "instances", "gsm8k", "math", "numbered", "regex", "steps", "openai-tools",
-                         "swe-agent", "openhands", "chat"] = field(default="auto", metadata={
+    data_format: TrainDataFormat = field(default="auto", metadata={
         "help": "How to read --train_data: `instances` (already built), or a format of `srl data build --format` "
                 "(the data options apply); `auto` = instances if the file has `prompt` and `expert_step` columns, "
                 "else gsm8k."})
@@ -50,7 +50,7 @@ class RunArguments(DataOptions):
     validation_problems: int = field(default=0, metadata={
         "help": "Hold out this many problems (whole trajectories) from the training data for validation, as the "
                 "paper held out 60 (0: none)."})
-    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+    think: ThinkMode = field(default="required", metadata={
         "help": "Output format: `required` = <think>...</think> then the action, else reward -1 (the paper); "
                 "`optional` = the action follows </think> when present, else the whole response is the action; "
                 "`off` = the prompt asks for the next step only. See docs/format.md."})

@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from srl.data import BUNDLED_GSM8K
-from srl.data.answers import gold_kind_of
+from srl.data.formats import gold_kind_of
 from srl.data.build import DataOptions, instance_rows, iter_trajectories
 from srl.data.prompts import EVAL_SYSTEM_PROMPT
 from srl.errors import InputError
@@ -98,7 +98,9 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
             _check_instance(rec)
             rows.append(rec.data)
         return rows
-    return list(instance_rows(run.data_config()))
+    from srl.models import load_tokenizer
+
+    return list(instance_rows(run.data_config(), load_tokenizer=load_tokenizer))
 
 
 def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:

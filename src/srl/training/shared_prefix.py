@@ -26,24 +26,11 @@ from __future__ import annotations
 
 import torch
 
+from srl.generation.shared_prefill import prompt_runs
+
 
 class NoCache(RuntimeError):
     """The model returned no KV cache for a prompt: the caller falls back to TRL's layout."""
-
-
-def prompt_runs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[tuple[int, int]]:
-    """(start, end) of each run of consecutive rows with the same prompt (ids and mask).
-
-    >>> ids = torch.tensor([[0, 5, 6], [0, 5, 6], [7, 8, 9], [0, 5, 6]])
-    >>> prompt_runs(ids, (ids != 0).long())
-    [(0, 2), (2, 3), (3, 4)]
-    """
-    rows = prompt_ids.size(0)
-    if rows == 0:
-        return []
-    same = ((prompt_ids[1:] == prompt_ids[:-1]) & (prompt_mask[1:] == prompt_mask[:-1])).all(dim=1).tolist()
-    starts = [0] + [i + 1 for i, s in enumerate(same) if not s]
-    return list(zip(starts, starts[1:] + [rows]))
 
 
 def group_permutation(runs: list[tuple[int, int]], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -150,7 +137,7 @@ def _score_chunk(model, prompt_ids, prompt_mask, completion_ids, completion_mask
 def shared_prefill_unavailable(trainer, prompt_ids, images, multimodal_fields) -> str | None:
     """Why a `SRLTrainer` generates these rows with TRL's `generate` ("" when the user chose it), or None for
     the shared prefill (srl.generation.shared_prefill)."""
-    from srl.generation.shared_prefill import prompt_groups, unsupported
+    from srl.generation.shared_prefill import unsupported
 
     if not trainer.args.shared_prefix or trainer.use_vllm:  # vLLM: the engine's prefix cache shares the prefill
         return ""
@@ -158,7 +145,7 @@ def shared_prefill_unavailable(trainer, prompt_ids, images, multimodal_fields) -
         return "transformers' continuous batching"
     if images is not None or multimodal_fields:
         return "multimodal inputs"
-    if len(prompt_groups(prompt_ids)) == len(prompt_ids):
+    if len(prompt_runs(prompt_ids)) == len(prompt_ids):
         return ""  # nothing to share (e.g. the think budget's second pass): `generate` as TRL
     return unsupported(unwrap(trainer.model), trainer.generation_config)
 

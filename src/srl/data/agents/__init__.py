@@ -35,7 +35,7 @@ from srl.data.agents.actions import (MAX_PARSE_CHARS, SHELL_PARAMETERS, Action, 
                                      normalize_shell, parse_action, render_action)
 from srl.data.agents.extractors import EXTRACTORS, Turn
 from srl.data.agents.instances import (ACTION_FORMATS, AGENT_INSTRUCTIONS, AGENT_INSTRUCTIONS_NO_THINK, AgentOptions,
-                                       AgentTemplate, agent_instances, build_agent_instances, load_tokenizer,
+                                       AgentTemplate, agent_instances, build_agent_instances,
                                        truncate_chars, truncate_tokens)
 from srl.data.agents.records import (AGENT_FORMATS, FORMATS, REJECTED_TURNS, TURN_OUTCOMES, AgentStep,
                                      AgentTrajectory, ChatFormat, read_agent_trajectories, read_turns,
@@ -45,6 +45,6 @@ from srl.data.agents.scaffolds import is_submit
 __all__ = ["ACTION_FORMATS", "AGENT_FORMATS", "AGENT_INSTRUCTIONS", "AGENT_INSTRUCTIONS_NO_THINK", "EXTRACTORS",
            "FORMATS", "MAX_PARSE_CHARS", "REJECTED_TURNS", "TURN_OUTCOMES", "SHELL_PARAMETERS", "Action", "AgentOptions", "AgentStep", "AgentTemplate",
            "AgentTrajectory", "ChatFormat", "ToolCall", "Turn", "agent_instances", "build_agent_instances",
-           "is_submit", "load_tokenizer", "normalize_action", "normalize_shell", "parse_action", "read_agent_trajectories",
+           "is_submit", "normalize_action", "normalize_shell", "parse_action", "read_agent_trajectories",
            "read_turns", "record_trajectory", "render_action", "render_tools", "resolved_flag", "truncate_chars",
            "truncate_tokens"]

@@ -154,26 +154,6 @@ def truncate_tokens(text: str, budget: int, tokenizer) -> str:
     return _with_marker(text[:end], f"[... {n - head - tail:,} tokens truncated ...]", text[start:])
 
 
-def load_tokenizer(name: str):
-    """A fast tokenizer for token budgets: `tiny`, a known model name, a folder or a cached Hub id."""
-    from srl.models import TINY, resolve_model
-
-    try:
-        path = resolve_model(name)
-    except InputError as e:
-        raise InputError(e.message, path=e.path, field="tokenizer") from None
-    if path == TINY:
-        from srl.tiny import tiny_tokenizer
-
-        return tiny_tokenizer()
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if not tokenizer.is_fast:
-        raise InputError("token budgets need a fast tokenizer (with character offsets)", path=name, field="tokenizer")
-    return tokenizer
-
-
 @dataclass(frozen=True)
 class AgentOptions:
     """How agent trajectories become instances.
@@ -182,7 +162,8 @@ class AgentOptions:
         last_pairs: how many of the most recent action-observation pairs the prompt shows (the paper: 2).
         observation_chars: budget of one observation in characters (0: no limit).
         observation_tokens: budget of one observation in tokens of `tokenizer` (None: no token budget).
-        tokenizer: a tokenizer object or name (see `load_tokenizer`), needed for `observation_tokens`.
+        tokenizer: the tokenizer of `observation_tokens` (an object with character offsets, e.g. a fast
+            `transformers` tokenizer: `srl.models.load_tokenizer(name)` gives one).
         think: the output format the prompt asks for (as for math: required / optional / off).
         agent_system: show the trajectory's own system text and tool list before our instructions.
         previous_thoughts: show the expert's text around previous actions (as `<think>`) in their turns.
@@ -208,11 +189,9 @@ class AgentOptions:
         if self.observation_tokens is not None:
             if self.observation_tokens < 1:
                 raise InputError("must be >= 1", field="observation_tokens")
-            if self.tokenizer is None:
-                raise InputError("a token budget needs --tokenizer (a model name or folder)",
-                                 field="observation_tokens")
-            if isinstance(self.tokenizer, str):
-                object.__setattr__(self, "tokenizer", load_tokenizer(self.tokenizer))
+            if self.tokenizer is None or isinstance(self.tokenizer, str):
+                raise InputError("a token budget needs a tokenizer object (srl.models.load_tokenizer(name) loads "
+                                 "the one of --tokenizer)", field="observation_tokens")
 
     def truncate(self, text: str) -> str:
         text = truncate_chars(text, self.observation_chars)

@@ -16,10 +16,10 @@ from srl.data.agents.messages import MESSAGES_FIELDS, read_turns, render_tools
 from srl.data.agents.scaffolds import (FORMAT_ERRORS, SCAFFOLD_INSTRUCTIONS, SCAFFOLD_INSTRUCTIONS_CHOICES,
                                        SCAFFOLD_INSTRUCTIONS_TEXT, SUBMIT_PATTERN, edit_scaffold_instructions,
                                        is_submit)
+from srl.data.formats import AGENT_FORMATS, DATA_FORMATS, DataFormat
 from srl.errors import InputError
 from srl.io import Record, file_stem, read_mapping, read_records
 
-AGENT_FORMATS = ("openai-tools", "swe-agent", "mini-swe-agent", "openhands", "chat")
 REJECTED_TURNS = ("drop", "show")
 
 
@@ -136,23 +136,20 @@ class ChatFormat:
             raise InputError(e.message, path=path, field=e.field) from None
 
 
-# The built-in formats: presets of ChatFormat.
-FORMATS: dict[str, ChatFormat] = {
-    # OpenAI chat messages: assistant `tool_calls` (or `function_call`), results in `tool` turns.
-    "openai-tools": ChatFormat(actions=("tool_calls",)),
-    # OpenHands / SWE-Gym: OpenAI tool calls, or the same calls as function-call text, or CodeAct tags.
-    "openhands": ChatFormat(actions=("tool_calls", "xml_function", "codeact"),
-                            scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["openhands"]),
-    # SWE-agent / SWE-smith: text actions: `<function=...>` calls, `<command>` tags, or the last fenced block.
-    # Its XML function-call parser refuses a turn with several calls.
-    "swe-agent": ChatFormat(actions=("xml_function", "command_tag", "fenced"), exactly_one=("xml_function",),
-                            scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["swe-agent"]),
-    # mini-swe-agent: a THOUGHT, then exactly one ```bash block (else the turn is refused and nothing runs).
-    "mini-swe-agent": ChatFormat(actions=("bash_block",), action_match="one", tool_roles=ChatFormat.tool_roles + (
-        "exit",), scaffold_instructions_pattern=SCAFFOLD_INSTRUCTIONS["mini-swe-agent"]),
-    # Any chat: every built-in extractor, or the user's --action_pattern / chat format file.
-    "chat": ChatFormat(),
-}
+def preset(fmt: DataFormat) -> ChatFormat:
+    """The `ChatFormat` of a built-in agent format of `srl.data.formats`: its `chat` fields (`more_tool_roles`:
+    roles added to the default tool roles), and its scaffold's response-format instructions."""
+    chat = dict(fmt.chat)
+    more_tool_roles = tuple(chat.pop("more_tool_roles", ()))
+    if more_tool_roles:
+        chat["tool_roles"] = ChatFormat.tool_roles + more_tool_roles
+    if fmt.scaffold:
+        chat["scaffold_instructions_pattern"] = SCAFFOLD_INSTRUCTIONS[fmt.scaffold]
+    return ChatFormat(**chat)
+
+
+# The built-in agent formats: presets of ChatFormat.
+FORMATS: dict[str, ChatFormat] = {name: preset(DATA_FORMATS[name]) for name in AGENT_FORMATS}
 
 RESOLVED_FIELDS = ("resolved", "target", "success", "is_resolved")
 ID_FIELDS = ("id", "traj_id", "trajectory_id", "instance_id")
