@@ -275,14 +275,12 @@ FORMAT_LISTS = {
 }
 
 
-def test_format_names_are_listed_only_in_the_data_format_registry():
-    """Every data format is named once, in `srl.data.formats`: no other module spells out a collection (tuple,
-    list, set, dict keys, `Literal[...]`) of two or more format names; they derive theirs from the table."""
-    from srl.data.formats import FORMAT_NAMES
-
-    names, found = set(FORMAT_NAMES), {}
+def _listings(names: set[str], home: str) -> dict[str, list[str]]:
+    """module -> `module:line: [names]` of every collection (tuple, list, set, dict keys, `Literal[...]`) that
+    spells out two or more of `names`, outside their `home` module."""
+    found: dict[str, list[str]] = {}
     for module, path in MODULES.items():
-        if module == "srl.data.formats":
+        if module == home:
             continue
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), path)
@@ -293,10 +291,33 @@ def test_format_names_are_listed_only_in_the_data_format_registry():
             listed = sorted({i.value for i in items if isinstance(i, ast.Constant) and i.value in names})
             if len(listed) >= 2:
                 found.setdefault(module, []).append(f"{module}:{node.lineno}: {listed}")
-    offenders = [line for module, lines in sorted(found.items()) if module not in FORMAT_LISTS for line in lines]
-    assert not offenders, "take the names from srl.data.formats:\n" + "\n".join(offenders)
-    stale = [module for module in FORMAT_LISTS if module not in found]
+    return found
+
+
+def _check_listings(found: dict[str, list[str]], allowed: dict[str, str], home: str) -> None:
+    offenders = [line for module, lines in sorted(found.items()) if module not in allowed for line in lines]
+    assert not offenders, f"take the names from {home}:\n" + "\n".join(offenders)
+    stale = [module for module in allowed if module not in found]
     assert not stale, f"exceptions that no longer happen, remove them: {stale}"
+
+
+def test_format_names_are_listed_only_in_the_data_format_registry():
+    """Every data format is named once, in `srl.data.formats`: no other module spells out a collection of two or
+    more format names; they derive theirs from the table."""
+    from srl.data.formats import FORMAT_NAMES
+
+    _check_listings(_listings(set(FORMAT_NAMES), "srl.data.formats"), FORMAT_LISTS, "srl.data.formats")
+
+
+# Modules that still spell out the think modes (each with its reason).
+THINK_LISTS = {"srl.export.verl": "issue 20: the lead's export rewrite uses srl.data.prompts.ThinkMode"}
+
+
+def test_the_think_modes_are_spelled_once():
+    """`think` is `srl.data.prompts.ThinkMode` (from `THINK_MODES`) wherever an option or a check needs it."""
+    from srl.data.prompts import THINK_MODES
+
+    _check_listings(_listings(set(THINK_MODES), "srl.data.prompts"), THINK_LISTS, "srl.data.prompts")
 
 
 def test_the_cli_choices_of_data_formats_come_from_the_registry():

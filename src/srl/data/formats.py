@@ -5,9 +5,9 @@ read, in one table (`DATA_FORMATS`). Everything else derives from it: the comman
 - a **solution format** (`DataFormat.splitter` set) is read by `srl.data.trajectories.load_trajectories`: the
   problem and solution fields (defaults: `problem_field`, `solution_field`), the solution cut into steps by the
   splitter of `srl.data.steps`; its final answers are of the kind `answers` (for the RLVR reward's number fallback);
-- an **agent format** (`DataFormat.chat` set) is read by `srl.data.agents.read_agent_trajectories` with the
-  `ChatFormat` preset built from `chat` (its fields) and `scaffold` (whose instructions and replies
-  `srl.data.agents.scaffolds` knows).
+- an **agent format** (no splitter) is read by `srl.data.agents.read_agent_trajectories` with the `ChatFormat`
+  preset built from `chat` (its fields; none: every built-in extractor) and `scaffold` (the agent program whose
+  response-format instructions `srl.data.agents.scaffolds` knows).
 
 A new format is one entry here (and its splitter or extractors where it needs new ones).
 
