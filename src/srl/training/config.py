@@ -66,6 +66,14 @@ class RunArguments(DataOptions):
         "help": "Agent instances: normalise shell whitespace and quoting before comparing commands."})
     similarity: Literal["difflib", "indel"] = field(default="difflib", metadata={
         "help": "Step similarity: difflib's SequenceMatcher ratio (the paper) or normalised Indel (LCS)."})
+    step_reward: Literal["similarity", "outcome"] = field(default="similarity", metadata={
+        "help": "SRL stage reward: `similarity` of the action to its target (the paper), or `outcome`: 1 if the "
+                "action holds the right final answer (\\boxed{} or `#### n`), else 0 (the paper's final-answer "
+                "reward ablation on step instances: give a --template asking for the rest of the solution)."})
+    step_target: Literal["next", "remaining"] = field(default="next", metadata={
+        "help": "What the action is compared with: the expert's `next` step (the paper), or the `remaining` "
+                "solution, the instance's step and every later target of its trajectory joined by newlines (the "
+                "paper's whole-solution similarity ablation; give a --template asking for the rest)."})
     autojunk: bool = field(default=True, metadata={
         "help": "difflib's autojunk heuristic (Python's default, which the paper's formula implies)."})
     normalize_whitespace: bool = field(default=False, metadata={

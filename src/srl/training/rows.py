@@ -87,6 +87,13 @@ def json_type(value) -> str:
 
 
 def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
+    """Step-wise instances for the SRL stage (`_instances`), with the `remaining` column when the run compares
+    actions with the expert's remaining solution (`--step_target remaining`)."""
+    rows = _instances(run)
+    return with_remaining(rows) if getattr(run, "step_target", "next") == "remaining" else rows
+
+
+def _instances(run: RunArguments) -> list[dict[str, Any]]:
     """Step-wise instances for the SRL stage: read from an instances file, or built from solutions with the run's
     data options, by the same code as `srl data build` (`srl.data.build.instance_rows`)."""
     from srl.io import read_records
@@ -101,6 +108,18 @@ def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
     from srl.models import load_tokenizer
 
     return list(instance_rows(run.data_config(), load_tokenizer=load_tokenizer))
+
+
+def with_remaining(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with a `remaining` column: the instance's target and every later target of its trajectory, joined
+    by newlines (the expert's remaining solution, for `--step_target remaining`)."""
+    by_trajectory: dict[Any, list[tuple[int, str]]] = {}
+    for r in rows:
+        by_trajectory.setdefault(r.get("trajectory_id"), []).append((int(r.get("step_index") or 0), r["expert_step"]))
+    for steps in by_trajectory.values():
+        steps.sort()
+    return [{**r, "remaining": "\n".join(s for i, s in by_trajectory[r.get("trajectory_id")]
+                                          if i >= int(r.get("step_index") or 0))} for r in rows]
 
 
 def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
