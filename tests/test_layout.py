@@ -271,7 +271,6 @@ def test_no_module_imports_another_module_s_private_names():
 FORMAT_LISTS = {
     "srl.data.agents.scaffolds": "the agent programs' own texts (instructions, format-error replies), keyed by the "
                                  "program; a format names its program (`DataFormat.scaffold`)",
-    "srl.export.verl": "issue 20: the lead's export rewrite takes --data_format's choices from srl.data.formats",
 }
 
 
@@ -310,7 +309,7 @@ def test_format_names_are_listed_only_in_the_data_format_registry():
 
 
 # Modules that still spell out the think modes (each with its reason).
-THINK_LISTS = {"srl.export.verl": "issue 20: the lead's export rewrite uses srl.data.prompts.ThinkMode"}
+THINK_LISTS: dict[str, str] = {}
 
 
 def test_the_think_modes_are_spelled_once():

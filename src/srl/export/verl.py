@@ -26,7 +26,14 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from srl.data.formats import SOLUTION_FORMATS
+from srl.data.prompts import ThinkMode
 from srl.errors import InputError
+from srl.io import check_output_target, write_parquet
+
+# `--data_format`: built instances, or solutions in a format whose reading needs no option export lacks (regex
+# needs its --pattern).
+ExportDataFormat = Literal[("auto", "instances") + tuple(f for f in SOLUTION_FORMATS if f != "regex")]
 
 VERL_VERSION = "0.9.1"
 DATA_SOURCES = {"srl": "srl_step", "rlvr": "srl_outcome"}
@@ -51,7 +58,7 @@ class ExportConfig:
     stage: Literal["srl", "rlvr"] = field(default="srl", metadata={
         "help": "srl: step-wise instances with the step reward (data_source srl_step); rlvr: whole problems with "
                 "the outcome reward and DAPO's group filter (data_source srl_outcome), as `srl train --stage`."})
-    data_format: Literal["auto", "instances", "gsm8k", "math", "numbered", "steps"] = field(default="auto", metadata={
+    data_format: ExportDataFormat = field(default="auto", metadata={
         "help": "How to read --input, as `srl train --data_format`: `auto` = instances if the file has `prompt` and "
                 "`expert_step` columns, else gsm8k solutions."})
     validation_fraction: float = field(default=0.0, metadata={
@@ -60,7 +67,7 @@ class ExportConfig:
     seed: int = field(default=42, metadata={"help": "Seed of the validation split (and of verl's data shuffle)."})
     ability: str = field(default="math", metadata={"help": "verl's `ability` column (a label for logs)."})
     # --- the reward, exactly as `srl train` scores (see `srl train --help`) ---
-    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+    think: ThinkMode = field(default="required", metadata={
         "help": "Output format the reward checks, as `srl train --think` (required: <think>...</think> then the "
                 "action, else -1)."})
     solution_tags: bool = field(default=False, metadata={
@@ -338,26 +345,8 @@ exec "${{PYTHON:-python3}}" -m verl.trainer.main_ppo --config-path "$HERE" --con
 def check_export_target(path: str, inputs: tuple[str, ...] = ()) -> None:
     """Refuse (InputError, before any work) to write where that would destroy user data: the output may be
     missing, an empty folder, or a previous export (our marker file and nothing but our files)."""
-    target = os.path.abspath(path)
-    for source in inputs:
-        source = os.path.abspath(source)
-        if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
-            raise InputError("is (or contains) the input; choose another output", path=path, field="output")
-    if not os.path.lexists(path):
-        return
-    if not os.path.isdir(path) or os.path.islink(path):
-        raise InputError("exists and is not a folder; choose another output", path=path, field="output")
-    names = set(os.listdir(path))
-    if names and (MARKER not in names or names - set(FILES)):
-        raise InputError("exists and is not a folder written by `srl data export`; refusing to replace it (remove "
-                         "it yourself or choose another output)", path=path, field="output")
-
-
-def _write_parquet(rows: list[dict[str, Any]], path: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    check_output_target(path, inputs, ours=lambda p: MARKER in os.listdir(p) and set(os.listdir(p)) <= set(FILES),
+                        written_by="`srl data export`", kind="folder")
 
 
 def export(cfg: ExportConfig) -> ExportSummary:
@@ -380,7 +369,7 @@ def export(cfg: ExportConfig) -> ExportSummary:
     with atomic_path(cfg.output, folder=True) as tmp:  # the whole folder appears at once, or not at all
         for split, part in splits.items():
             if part:
-                _write_parquet(part, os.path.join(tmp, f"{split}.parquet"))
+                write_parquet(part, os.path.join(tmp, f"{split}.parquet"))
         shutil.copyfile(REWARD_TEMPLATE, os.path.join(tmp, "srl_reward.py"))
         with open(os.path.join(tmp, "srl_verl.yaml"), "w", encoding="utf-8") as f:
             f.write(config_yaml(cfg, bool(val)))
