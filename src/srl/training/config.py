@@ -87,6 +87,9 @@ class RunArguments(DataOptions):
     lora_target_modules: str = field(default="all-linear", metadata={"help": "LoRA target modules."})
     resume: bool = field(default=False, metadata={
         "help": "Continue from the last complete checkpoint in --output_dir (same data order, optimizer state)."})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Train into a non-empty --output_dir that is not an srl run folder (its metrics.jsonl, README.md, "
+                "plots/, final/ may be overwritten). Without it such a folder is refused."})
     torch_threads: int | None = field(default=None, metadata={
         "help": "Torch threads per training process. Default: the cores of the process's CPU affinity divided "
                 "among the training processes on this machine (one thread per core in all); the environment "

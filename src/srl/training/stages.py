@@ -40,9 +40,23 @@ def _peft_config(run: RunArguments):
     return LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
 
 
+RUN_FOLDER_MARKS = tuple(f"config_{stage}.json" for stage in ("srl", "rlvr", "sft"))
+
+
+def is_run_folder(path: str) -> bool:
+    """A folder written by a stage of srl (its `config_<stage>.json`), or one that holds nothing."""
+    names = os.listdir(path) if os.path.isdir(path) else []
+    return not names or any(mark in names for mark in RUN_FOLDER_MARKS)
+
+
 def prepare_output_dir(cfg, run: RunArguments) -> str | None:
-    """Check the run folder and return the checkpoint to resume from (None: start fresh)."""
+    """Check the run folder and return the checkpoint to resume from (None: start fresh). A non-empty folder
+    that is not a run folder of ours (a user's files) is refused unless --overwrite_output_dir."""
     out = cfg.output_dir
+    if os.path.isdir(out) and not is_run_folder(out) and not run.overwrite_output_dir:
+        raise InputError("holds files that no srl run wrote: training would overwrite them (metrics.jsonl, "
+                         "README.md, plots/, final/); choose another --output_dir, or pass --overwrite_output_dir",
+                         path=out, field="output_dir")
     if run.resume:
         ckpt = last_complete_checkpoint(out)
         if ckpt is None:
