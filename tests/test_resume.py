@@ -80,3 +80,30 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
             (folder / COMPLETE_MARKER).write_text("{}")
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
     assert last_complete_checkpoint(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.slow  # one training run
+def test_killed_while_writing_final_then_resume_trains_no_more(tmp_path):
+    """Issue 24 item 1: final/ written without its marker (a kill during the save), then --resume: final/ is
+    finished from the checkpoint saved when training ended, with no step trained again (it trained step 4 of
+    --max_steps 3 before)."""
+    data = str(tmp_path / "instances.jsonl")
+    write_rows([r for t in synthetic_trajectories(16) for r in trajectory_instances(t, InstanceOptions(think="off"))],
+               data)
+    out = str(tmp_path / "run")
+    argv = [a if a != str(STEPS) else "4" for a in command(data, out)]
+    done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = os.path.join(out, "final")
+    weights = load_file(os.path.join(final, "model.safetensors"))
+    assert json.load(open(os.path.join(out, "checkpoint-4", COMPLETE_MARKER)))["training_ended"] is True
+    os.remove(os.path.join(final, COMPLETE_MARKER))  # the kill: final/ half-written
+    with open(os.path.join(final, "model.safetensors"), "r+b") as f:
+        f.truncate(100)
+    resumed = subprocess.run(argv + ["--resume"], env=env(), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = load_file(os.path.join(final, "model.safetensors"))
+    assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k]) for k in weights)
+    assert json.load(open(os.path.join(final, COMPLETE_MARKER)))["global_step"] == 4
+    steps = [json.loads(line)["step"] for line in open(os.path.join(out, "metrics.jsonl")) if "train_runtime" not in line]
+    assert max(steps) == 4

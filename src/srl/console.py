@@ -8,9 +8,13 @@ import sys
 
 
 def console(stderr: bool = False):
+    """A rich console on stdout (or stderr). Not on a terminal (a log file, a pipe, CI) lines are never wrapped:
+    a path or a message stays whole on its line."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    return Console(stderr=stderr, highlight=False, soft_wrap=not terminal, width=None if terminal else 10_000)
 
 
 class LineProgress:

@@ -73,6 +73,15 @@ def _interrupt_on_sigterm() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `srl ... | head`: the reader left; end quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -90,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for words, (fn, _) in COMMANDS.items():
         if tuple(argv[:len(words)]) == words:
             return run_guarded(fn, argv[len(words):])
+    group = [(w, h) for w, (_, h) in COMMANDS.items() if len(w) > 1 and w[0] == argv[0]]
+    if group and (len(argv) == 1 or argv[1] in ("-h", "--help")):  # `srl data`, `srl data --help`
+        print(f"usage: srl {argv[0]} <command> [options]   (srl {argv[0]} <command> --help for its options)\n\n"
+              "commands:\n" + "\n".join(f"  {' '.join(w):<14} {h}" for w, h in group))
+        return 0
     print(f"srl: error: unknown command '{' '.join(argv[:2])}'\n\n{_usage()}", file=sys.stderr)
     return 2
 

@@ -72,14 +72,9 @@ def demo(argv: Sequence[str]) -> int:
 
 
 def _print_run_summary(run_dir: str) -> None:
-    from srl.training.reporting import read_metrics
+    from srl.training.reporting import run_summary
 
-    rows = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "reward" in r]
     out = console()
-    if rows:
-        fifth = max(len(rows) // 5, 1)
-        mean = lambda part, k: sum(r.get(k, 0) for r in part) / len(part)  # noqa: E731
-        out.print(f"step reward: first fifth {mean(rows[:fifth], 'reward'):.3f} -> last fifth "
-                  f"{mean(rows[-fifth:], 'reward'):.3f}; format errors {mean(rows, 'format_error_rate'):.1%}; "
-                  f"groups filtered {mean(rows, 'dynamic_sampling/filtered_fraction'):.1%}")
+    if line := run_summary(run_dir):
+        out.print(line)
     out.print(f"run folder [bold]{run_dir}[/]: metrics.jsonl, plots/*.png, completions.jsonl, checkpoint-*/, final/")

@@ -26,12 +26,29 @@ def train(argv: Sequence[str]) -> int:
         return 0
     quiet_libraries()
     run, cfg = stage_arguments(stage, argv)
+    from srl.training.reporting import run_summary
     from srl.training.stages import run_stage
 
+    if cfg.process_index == 0:
+        console().print(settings_line(stage, run, cfg))
     final = run_stage(stage, run, cfg)
     if cfg.process_index == 0:
+        if line := run_summary(cfg.output_dir):
+            console().print(line)
         console().print(f"[bold green]done[/]: {stage} run folder {cfg.output_dir} (model: {final})")
     return 0
+
+
+def settings_line(stage: str, run, cfg) -> str:
+    """The opening line of a run: what trains on what, with the settings that matter most."""
+    parts = [f"model {run.model}", f"data {run.train_data or 'the bundled GSM8K sample'}",
+             f"lr {cfg.learning_rate:g}", f"batch {cfg.per_device_train_batch_size}"]
+    if stage != "sft":
+        parts += [f"G={cfg.num_generations}", f"{cfg.max_completion_length} new tokens", f"think {run.think}",
+                  f"backend {cfg.backend}"]
+    parts.append(f"{cfg.max_steps} steps" if cfg.max_steps > 0 else f"{cfg.num_train_epochs:g} epochs")
+    preset = f" (preset {run.preset})" if run.preset != "none" else ""
+    return f"[bold]{stage}[/]{preset}: " + ", ".join(parts) + f" → {cfg.output_dir}"
 
 
 def pipeline(argv: Sequence[str]) -> int:

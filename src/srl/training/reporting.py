@@ -169,3 +169,19 @@ def plot_metrics(metrics_path: str, out_dir: str) -> list[str]:
             ax.grid(alpha=0.3)
         save(fig, "reward_by_step")
     return written
+
+
+def run_summary(run_dir: str) -> str:
+    """One line on how a run went, from its metrics.jsonl: the reward in its first and last fifth of steps,
+    format errors, filtered groups (the demo and `srl train` print it at the end)."""
+    rows = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "reward" in r]
+    if not rows:
+        return ""
+    fifth = max(len(rows) // 5, 1)
+
+    def mean(part, key):
+        return sum(r.get(key, 0) for r in part) / len(part)
+
+    return (f"reward: first fifth {mean(rows[:fifth], 'reward'):.3f} -> last fifth {mean(rows[-fifth:], 'reward'):.3f}"
+            f" over {len(rows)} steps; format errors {mean(rows, 'format_error_rate'):.1%}; groups filtered "
+            f"{mean(rows, 'dynamic_sampling/filtered_fraction'):.1%}")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 
 from srl.data import BUNDLED_GSM8K
 from srl.errors import InputError
 from srl.io import write_json
 from srl.rewards.stage import output_format, reward_funcs
-from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint
+from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint, read_marker
 from srl.training.config import RunArguments
 from srl.training.rows import STAGE_ROWS, split_validation
 
@@ -68,6 +69,34 @@ def prepare_output_dir(cfg, run: RunArguments) -> str | None:
     return None
 
 
+# Files of a checkpoint that are training state, not the model `trainer.save_model` writes into final/.
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", COMPLETE_MARKER)
+
+
+def training_ended(checkpoint: str, max_steps: int) -> bool:
+    """Whether `checkpoint` was saved when training ended (its marker says so; older markers: at max_steps)."""
+    marker = read_marker(checkpoint) or {}
+    if "training_ended" in marker:
+        return bool(marker["training_ended"])
+    return 0 < max_steps <= int(marker.get("global_step", 0))
+
+
+def finish_from_checkpoint(checkpoint: str, output_dir: str, stage: str) -> str:
+    """final/ from the checkpoint saved when training ended (a run killed while it wrote final/): the model files
+    as `trainer.save_model` writes them, byte for byte those of the uninterrupted run; no step trained again."""
+    final = os.path.join(output_dir, "final")
+    shutil.rmtree(final, ignore_errors=True)
+    os.makedirs(final)
+    for name in os.listdir(checkpoint):
+        path = os.path.join(checkpoint, name)
+        if name not in TRAINING_STATE and not name.startswith("rng_state") and os.path.isfile(path):
+            shutil.copy2(path, os.path.join(final, name))
+    step = int((read_marker(checkpoint) or {}).get("global_step", 0))
+    write_json(os.path.join(final, COMPLETE_MARKER), {"stage": stage, "global_step": step})
+    logger.warning("--resume: training had ended at step %d (%s); final/ written from it", step, checkpoint)
+    return final
+
+
 def finished_model(output_dir: str) -> str | None:
     """`<output_dir>/final` if a stage finished there: its completeness marker is written after every file of
     the model, so a `final/` cut off while being written does not count."""
@@ -85,6 +114,8 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
         return final
     check_model_name(run.model)
     resume_from = prepare_output_dir(cfg, run)
+    if resume_from and training_ended(resume_from, cfg.max_steps):
+        return finish_from_checkpoint(resume_from, cfg.output_dir, stage)
     rows = STAGE_ROWS[stage](run)  # bad training data is refused here, before anything heavy is imported
     if run.max_train_samples:
         rows = rows[: run.max_train_samples]
