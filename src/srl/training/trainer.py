@@ -369,10 +369,8 @@ class SRLTrainer(GRPOTrainer):
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            # training_ended: this save is the last one (max_steps or a budget reached): a run killed while it wrote
-            # final/ then only finishes final/ from here on --resume, it does not train a step more
             mark_complete(folder, {"global_step": self.state.global_step, "refill_drawn": self._refill_drawn,
-                                   "training_ended": bool(self.control.should_training_stop)})
+                                   "training_ended": bool(self.control.should_training_stop)})  # see stages.py
             if limit:
                 rotate_complete_checkpoints(self._get_output_dir(trial=trial), limit)
         self.accelerator.wait_for_everyone()
