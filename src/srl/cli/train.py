@@ -76,8 +76,11 @@ def pipeline(argv: Sequence[str]) -> int:
     specs = chain_specs(stages, model=None, output_dir=out, shared=common, argv=shared,
                         stage_argv=per_stage, source=config_path or "options")
     quiet_libraries()
-    final = run_chain(specs, announce=lambda i, spec: console().print(
-        f"[bold]pipeline[/]: stage {spec.stage} → {spec.output_dir}"))
+    def announce(i, spec, finished):
+        console().print(f"{spec.stage}: already finished ({finished}), skipped" if finished else
+                        f"[bold]pipeline[/]: stage {spec.stage} → {spec.output_dir}")
+
+    final = run_chain(specs, announce=announce)
     console().print(f"[bold green]done[/]: pipeline run folder {out} (model: {final})")
     return 0
 

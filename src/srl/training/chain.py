@@ -73,15 +73,16 @@ def chain_specs(stages: Sequence[Mapping[str, Any]], *, model: str | None, outpu
             raise InputError(f"stage {i + 1}: expected `stage: {'|'.join(STAGES)}`, got {stage!r}", path=source,
                              field="stage")
         names.append(stage)
-    specs, start = [], model
-    for item, folder in zip(stages, stage_folders(names)):
+    specs = []
+    for i, (item, folder) in enumerate(zip(stages, stage_folders(names))):
         options = {**(shared or {}), **{k: v for k, v in item.items() if k != "stage"}}
         options["output_dir"] = os.path.join(output_dir, folder)
-        if start is not None:
-            options["model"] = start
-        spec = StageSpec(item["stage"], options, list(argv) + list((stage_argv or {}).get(item["stage"], ())), source)
-        specs.append(spec)
-        start = spec.final
+        flags = list(argv) + list((stage_argv or {}).get(item["stage"], ()))
+        if i == 0 and model is not None:
+            options["model"] = model
+        elif i > 0:  # the previous stage's model, over any --model flag (which names the chain's start)
+            flags += ["--model", specs[-1].final]
+        specs.append(StageSpec(item["stage"], options, flags + ["--output_dir", options["output_dir"]], source))
     return specs
 
 
@@ -103,12 +104,16 @@ def run_spec(spec: StageSpec, *, resume: bool = False, callbacks: list | None = 
 
 
 def run_chain(specs: Sequence[StageSpec], *, resume: bool = False, progress: bool = True, announce=None) -> str:
-    """Check every stage, then train them in order; returns the last final model. `announce(i, spec)` is called
-    before each stage (e.g. to print a line)."""
-    check_chain(specs)
+    """Check every stage, then train them in order; returns the last final model. `announce(i, spec, finished)` is
+    called before each stage (e.g. to print a line), with the stage's final model when it already finished and is
+    skipped (`--resume`), else None."""
+    from srl.training.stages import finished_model
+
+    parsed = check_chain(specs)
     final = ""
-    for i, spec in enumerate(specs):
+    for i, (spec, (run, _)) in enumerate(zip(specs, parsed)):
+        done = finished_model(spec.output_dir) if (run.resume or resume) else None
         if announce:
-            announce(i, spec)
-        final = run_spec(spec, resume=resume, progress=progress)
+            announce(i, spec, done)
+        final = done or run_spec(spec, resume=resume, progress=progress)
     return final

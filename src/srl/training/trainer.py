@@ -358,8 +358,7 @@ class SRLTrainer(GRPOTrainer):
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._round_rows = []
 
-    # ------------------------------------------------------------------------------------------------------
-    # Checkpoints: complete-marker, rotation after it, and the refill stream's position.
+    # Checkpoints: complete-marker (saying whether training ended there), rotation after it, refill position. ----
     def _save_checkpoint(self, model, trial):
         limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate only after the marker
         try:
@@ -370,7 +369,7 @@ class SRLTrainer(GRPOTrainer):
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             mark_complete(folder, {"global_step": self.state.global_step, "refill_drawn": self._refill_drawn,
-                                   "training_ended": bool(self.control.should_training_stop)})  # see stages.py
+                                   "training_ended": bool(self.control.should_training_stop)})
             if limit:
                 rotate_complete_checkpoints(self._get_output_dir(trial=trial), limit)
         self.accelerator.wait_for_everyone()
