@@ -11,13 +11,11 @@ checked equal but the output folder); only the trainer class (and, in (b), `dyna
 train in strict turns on the same load (`turns.py`); the first `--warmup` steps are not counted; `--repeats`
 runs per comparison, the trainer that goes first alternating.
 
-(a) Overhead: `SRLTrainer(dynamic_sampling=False)` vs `trl.GRPOTrainer`, SRL's step reward. Both generate the
-    same completions and take the same optimizer steps (checked), so the ratio SRL/GRPO is the median over steps
-    of (SRL's step time / GRPO's step time of the same step).
-(b) Dynamic sampling: the step similarity thresholded to 1 if >= 0.5 else 0 (-1 for a format error), under which
-    ~40 % of the groups have all G rewards equal. Reported: informative groups (reward std > 0) trained per
-    second (GRPO also trains on the others, whose advantages are 0; `SRLTrainer(dynamic_sampling=True)` hands
-    the loss only informative groups unless `max_generation_rounds` is hit).
+(a) Overhead: `SRLTrainer(dynamic_sampling=False)` vs `trl.GRPOTrainer`, SRL's step reward: the median over steps
+    of SRL's step time / GRPO's of the same step (both generate the same completions; checked).
+(b) Dynamic sampling: the step similarity thresholded at 0.5 (-1 for a format error; ~40 % of the groups then
+    have all G rewards equal): informative groups (reward std > 0) trained per second (GRPO also trains on the
+    others, whose advantages are 0).
 
 Prints a markdown table on stdout (progress on stderr; `--json PATH` also writes the raw numbers).
 """
