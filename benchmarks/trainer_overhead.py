@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import statistics
 import sys
@@ -52,34 +53,29 @@ from srl.training.trainer import SRLTrainer  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from turns import median, ratio_summary, train_in_turns  # noqa: E402
 
+log = functools.partial(print, file=sys.stderr, flush=True)  # progress, on stderr
+
 hf_logging.set_verbosity_error()
 FMT = OutputFormat(think="off")
 EPS = 1e-6  # SRLConfig's default dynamic_sampling_eps; the same threshold counts GRPO's informative groups
 SEED = 0
 
 
-class RecordingReward:
-    """A TRL reward function that remembers the rewards of its last call (one call = one generation batch)."""
+def step_reward(threshold: float | None = None):
+    """SRL's step reward, or (with `threshold`) 1 if the similarity is >= threshold else 0 (-1: format error), as
+    a TRL reward function that remembers the rewards of its last call (`.last`: one generation batch)."""
+    base = get_step_reward(FMT)
 
-    def __init__(self, fn, name):
-        self.fn, self.__name__, self.last = fn, name, None
-
-    def __call__(self, completions, **kwargs):
-        values = self.fn(completions=completions, **kwargs)
-        self.last = torch.tensor(values, dtype=torch.float64)
+    def reward(completions, **kwargs):
+        values = base(completions=completions, **kwargs)
+        if threshold is not None:
+            values = [v if v < 0 else float(v >= threshold) for v in values]
+        reward.last = torch.tensor(values, dtype=torch.float64)
         return values
 
-
-def step_reward(threshold: float | None = None) -> RecordingReward:
-    """SRL's step reward, or (with `threshold`) 1 if the similarity is >= threshold else 0 (-1: format error)."""
-    base = get_step_reward(FMT)
-    if threshold is None:
-        return RecordingReward(base, "step_similarity")
-
-    def thresholded(completions, **kwargs):
-        return [v if v < 0 else float(v >= threshold) for v in base(completions=completions, **kwargs)]
-
-    return RecordingReward(thresholded, f"step_similarity_ge_{threshold:g}")
+    reward.__name__ = "step_similarity" if threshold is None else f"step_similarity_ge_{threshold:g}"
+    reward.last = None
+    return reward
 
 
 class CountingMixin:
@@ -164,8 +160,7 @@ def prepare(opts):
     losses = warm_up(model, tokenizer, rows, steps=opts.warm_up_steps, lr=opts.warm_up_lr, seed=SEED) \
         if opts.warm_up_steps else [float("nan")]
     weights = {k: v.clone() for k, v in model.state_dict().items()}
-    n_params = sum(p.numel() for p in model.parameters())
-    return tokenizer, weights, to_dataset(rows), n_params, losses
+    return tokenizer, weights, to_dataset(rows), sum(p.numel() for p in model.parameters()), losses
 
 
 def main(argv=None) -> int:
@@ -201,18 +196,13 @@ def main(argv=None) -> int:
             results[part].append(pair)
             for r in pair:
                 log(f"({part}) run {rep} ({r['first']} first) {r['kind']:6s}: median step "
-                    f"{median(r['step_times']):.3f}s, "
-                    f"informative groups/step {statistics.mean(r['informative']):.2f}, generation rounds/step "
-                    f"{statistics.mean(r['rounds']):.2f}  [{time.perf_counter() - t0:.0f}s]")
+                    f"{median(r['step_times']):.3f}s, informative groups/step {statistics.mean(r['informative']):.2f}, "
+                    f"generation rounds/step {statistics.mean(r['rounds']):.2f}  [{time.perf_counter() - t0:.0f}s]")
     print(table(results, opts, n_params))
     log(f"total time {time.perf_counter() - t0:.0f}s")
     if opts.json:
         write_json(opts.json, {"options": vars(opts), "n_params": n_params, "results": results})
     return 0
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def table(results, opts, n_params) -> str:
@@ -224,7 +214,7 @@ def table(results, opts, n_params) -> str:
     if results["a"]:
         srl = [r for pair in results["a"] for r in pair if r["kind"] == "srl"]
         grpo = [r for pair in results["a"] for r in pair if r["kind"] == "grpo"]
-        r = ratio_summary([a["step_times"] for a in srl], [b["step_times"] for b in grpo], SEED)
+        rs = ratio_summary([a["step_times"] for a in srl], [b["step_times"] for b in grpo], SEED)
         same = all(a["completion_length"] == b["completion_length"] and a["loss"] == b["loss"]
                    for a, b in zip(srl, grpo))
         lines += [f"**(a) Overhead**: step reward, dynamic sampling off; same completions and losses in both: "
@@ -235,9 +225,9 @@ def table(results, opts, n_params) -> str:
                   f"| `trl.GRPOTrainer` | {median([t for r in grpo for t in r['step_times']]):.3f} | "
                   f"{median([t for r in grpo for t in r['trl_step_time']]):.3f} | 1 |",
                   f"| `SRLTrainer(dynamic_sampling=False)` | {median([t for x in srl for t in x['step_times']]):.3f} | "
-                  f"{median([t for x in srl for t in x['trl_step_time']]):.3f} | **{r['median']:.3f}** [{r['ci95'][0]:.3f}, "
-                  f"{r['ci95'][1]:.3f}] (per-step IQR {r['iqr'][0]:.3f}-{r['iqr'][1]:.3f}; per run "
-                  f"{', '.join(f'{x:.3f}' for x in r['per_run'])}) |", ""]
+                  f"{median([t for x in srl for t in x['trl_step_time']]):.3f} | **{rs['median']:.3f}** "
+                  f"[{rs['ci95'][0]:.3f}, {rs['ci95'][1]:.3f}] (per-step IQR {rs['iqr'][0]:.3f}-{rs['iqr'][1]:.3f}; "
+                  f"per run {', '.join(f'{x:.3f}' for x in rs['per_run'])}) |", ""]
     if results["b"]:
         lines += ["**(b) Dynamic sampling**: step similarity thresholded at 0.5 (1 if >= 0.5 else 0; -1 format error).",
                   "", "| trainer | median step time (s) | generation rounds / step | groups with reward std = 0 "
