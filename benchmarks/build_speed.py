@@ -94,8 +94,9 @@ def _children_cpu() -> float:
 def cli_once(input_path: str) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, exit code) of `srl data build` run as a subprocess."""
     exe = os.path.join(os.path.dirname(sys.executable), "srl")
-    command = [exe] if os.path.exists(exe) else [sys.executable, "-c", "import sys; from srl.cli import main; "
-                                                                         "sys.exit(main(sys.argv[1:]))"]
+    if not os.path.exists(exe):
+        raise SystemExit(f"build_speed: no `srl` command beside {sys.executable} (install the package: make install)")
+    command = [exe]
     tmp = tempfile.mkdtemp(prefix="srl-build-speed-")
     try:
         argv = command + ["data", "build", "--input", input_path, "--format", "gsm8k",

@@ -15,8 +15,6 @@ has more operations than any problem of the other splits.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from dataclasses import dataclass
 
@@ -102,16 +100,3 @@ def make_splits(sizes: dict[str, int], levels: dict[str, Level], seed: int = 0) 
             rows.append({"id": f"{split}-{len(rows)}", **p})
         out[split] = rows
     return out
-
-
-def write_jsonl(rows: list[dict], path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(path + ".tmp", path)
-
-
-def read_jsonl(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -85,13 +85,13 @@ def backends():
         out["cydifflib"] = lambda a, b, j: cydifflib.SequenceMatcher(None, a, b, j).ratio()
     except ImportError:
         print("cydifflib not installed: skipped", file=sys.stderr)
-    try:
-        from srl.rewards import _difflib
-
-        out["srl.rewards._difflib.ratio (C)"] = _difflib.ratio
-    except ImportError:
-        print("srl.rewards._difflib not compiled: skipped", file=sys.stderr)
     from srl.rewards import text_similarity as S
+
+    if "srl.rewards._difflib" in S.MATCHERS:  # the C extension's matched size, as the reward uses it
+        matched = S.MATCHERS["srl.rewards._difflib"]
+        out["srl.rewards._difflib (C)"] = lambda a, b, j: 2.0 * matched(a, b, j) / (len(a) + len(b)) if a or b else 1.0
+    else:
+        print("srl.rewards._difflib not compiled: skipped", file=sys.stderr)
 
     out[f"srl.rewards.text_similarity() [{S.BACKEND}]"] = lambda a, b, j: S.similarity(a, b, autojunk=j)
     return out

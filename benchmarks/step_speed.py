@@ -37,6 +37,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_bound import bound_seconds, matmul_gflops  # noqa: E402
+
 MODEL = "smollm2-135m-instruct"
 
 
@@ -72,6 +75,9 @@ def step_instances(rows: list[dict], n: int = 4, seed: int = 0) -> list[dict]:
 
 
 def worker(workload: str, shared: bool, steps: int, threads: int | None, model_name: str) -> dict:
+    import logging
+
+    import datasets
     import torch
     from transformers import TrainerCallback
 
@@ -82,46 +88,44 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     from srl.training.rows import srl_rows
     from srl.training.threads import set_torch_threads
     from srl.training.trainer import SRLTrainer
-    import datasets
 
-    out_dir = tempfile.mkdtemp(prefix="step_speed-")
     flags = workload_flags(workload, model_name) + [
-        "--output_dir", out_dir, "--shared_prefix", str(shared).lower(), "--max_steps", str(steps),
-        "--dynamic_sampling", "false", "--save_strategy", "no", "--report_to", "none", "--seed", "0",
-        "--logging_steps", "1", "--disable_tqdm", "true"]
+        "--output_dir", tempfile.mkdtemp(prefix="step_speed-"), "--shared_prefix", str(shared).lower(),
+        "--max_steps", str(steps), "--dynamic_sampling", "false", "--save_strategy", "no", "--report_to", "none",
+        "--seed", "0", "--logging_steps", "1", "--disable_tqdm", "true"]
     run, cfg = stage_arguments("srl", flags)
     threads_line = set_torch_threads(threads)
     width = cfg.max_completion_length
     cfg.generation_kwargs = {"min_new_tokens": width}  # every completion is `width` tokens in both layouts
-    rows = srl_rows(run)
-    if workload == "a":
-        rows = step_instances(rows)
+    rows = step_instances(srl_rows(run)) if workload == "a" else srl_rows(run)
     model, tokenizer = load_model_and_tokenizer(run.model, bf16=False, seed=cfg.seed)
     times: dict[str, list[float]] = {"generation": [], "loss": [], "optimizer": [], "step": [], "prepare": []}
     tokens: list[dict] = []
+    fallbacks: set[str] = set()  # the trainer's "shared prefix: <layout>: <reason>" warnings
+
+    class Fallbacks(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("shared prefix:"):
+                fallbacks.add(record.getMessage())
+
+    def timed(key: str, method):
+        def call(self, *a, **k):
+            t = time.perf_counter()
+            try:
+                return method(self, *a, **k)
+            finally:
+                times[key][-1] += time.perf_counter() - t
+        return call
 
     class Timed(SRLTrainer):
-        def _generate_single_turn(self, *a, **k):
-            t = time.perf_counter()
-            try:
-                return super()._generate_single_turn(*a, **k)
-            finally:
-                times["generation"][-1] += time.perf_counter() - t
-
-        def _prepare_inputs(self, batch):
-            t = time.perf_counter()
-            try:
-                return super()._prepare_inputs(batch)
-            finally:
-                times["prepare"][-1] += time.perf_counter() - t
+        _generate_single_turn = timed("generation", SRLTrainer._generate_single_turn)
+        _prepare_inputs = timed("prepare", SRLTrainer._prepare_inputs)
 
         def _compute_loss(self, model, inputs):
-            runs = prompt_runs(inputs["prompt_ids"], inputs["prompt_mask"])
-            rows_, p_width = inputs["prompt_ids"].shape
-            c_width = inputs["completion_ids"].size(1)
-            lengths = [int(inputs["prompt_mask"][s].sum()) for s, _ in runs]
-            unique = {tuple(ids[mask.bool()].tolist())
-                      for ids, mask in zip(inputs["prompt_ids"], inputs["prompt_mask"])}
+            ids, mask = inputs["prompt_ids"], inputs["prompt_mask"]
+            runs, (rows_, p_width), c_width = prompt_runs(ids, mask), ids.shape, inputs["completion_ids"].size(1)
+            lengths = [int(mask[s].sum()) for s, _ in runs]
+            unique = {tuple(i[m.bool()].tolist()) for i, m in zip(ids, mask)}
             tokens.append({"step": self.state.global_step, "rows": rows_, "completion_width": c_width,
                            "trl_layout": rows_ * (p_width + c_width),  # every row: its padded prompt + completion
                            "shared": len(runs) * max(lengths) + rows_ * (c_width + 1),  # prompts once per run
@@ -143,10 +147,9 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
         def on_step_end(self, args, state, control, **kwargs):
             times["step"][-1] = time.perf_counter() - self.step
 
-    trainer = Timed(model=model, reward_funcs=reward_funcs("srl", run), args=cfg,
-                    train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer,
-                    output_format=output_format(run), callbacks=[Clock()])
-    trainer.train()
+    logging.getLogger("srl").addHandler(Fallbacks(logging.WARNING))
+    Timed(model=model, reward_funcs=reward_funcs("srl", run), args=cfg, train_dataset=datasets.Dataset.from_list(rows),
+          processing_class=tokenizer, output_format=output_format(run), callbacks=[Clock()]).train()
     for i in range(len(times["step"])):  # the loss: the step, less generation/scoring and the optimizer
         times["loss"][i] = times["step"][i] - times["prepare"][i] - times["optimizer"][i]
     first = [t for t in tokens if t["step"] == tokens[0]["step"]]  # the first step's micro-batches
@@ -155,65 +158,12 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
                    "completion_width": first[0]["completion_width"],
                    "trl_layout": sum(t["trl_layout"] for t in first), "shared": sum(t["shared"] for t in first),
                    "prompt_lengths": sorted(int(p.split(":")[1]) for p in prompts)}
-    n_params = sum(p.numel() for p in model.parameters())
-    config = model.config
+    c = model.config
     return {"workload": workload, "shared_prefix": shared, "times": times, "tokens": step_tokens,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "threads": threads_line,
-            "torch_threads": torch.get_num_threads(), "params": n_params, "hidden": config.hidden_size,
-            "layers": config.num_hidden_layers, "vocab": config.vocab_size, "width": width,
-            "fallbacks": sorted(trainer._fallbacks_logged)}
-
-
-def matmul_gflops(threads: int | None) -> float:
-    """This CPU's fp32 matmul rate (GFLOP/s) on the model's shapes (576 x 1536), best of a few runs."""
-    import torch
-
-    from srl.training.threads import set_torch_threads
-
-    set_torch_threads(threads)
-    a, b = torch.randn(2048, 576), torch.randn(576, 1536)
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        best = min(best, (time.perf_counter() - t) / 10)
-    return 2 * 2048 * 576 * 1536 / best / 1e9
-
-
-def bound_seconds(result: dict, rate_gflops: float) -> float:
-    """FLOPs of one step's distinct work / rate: the prompts forwarded once (generation prefill; the loss
-    forward + backward = 3 forwards), every completion token decoded once and scored once (LM head included),
-    attention over each token's context."""
-    d, layers, vocab = result["hidden"], result["layers"], result["vocab"]
-    body = result["params"] - vocab * d  # the tied embedding / LM head counted apart
-    tok = result["tokens"]
-    prompt_tokens = sum(tok["prompt_lengths"])
-    completion = tok["rows"] * tok["completion_width"]
-    mean_context = (sum(tok["prompt_lengths"]) / len(tok["prompt_lengths"])) + tok["completion_width"] / 2
-    per_token = 2 * body + 4 * layers * d * mean_context
-    generation = prompt_tokens * per_token + completion * (per_token + 2 * d * vocab)
-    loss = 3 * (prompt_tokens * per_token + completion * (per_token + 2 * d * vocab))
-    return (generation + loss) / (rate_gflops * 1e9)
-
-
-def sampler_ms(rows: int, vocab: int = 49152, repeats: int = 30) -> dict[str, float]:
-    """Milliseconds per decoding step to draw one token per row from softmax(logits): `generate`'s
-    `torch.multinomial` against the shared prefill's inverse CDF (the same distribution), median of `repeats`."""
-    import torch
-
-    from srl.generation.shared_prefill import sample
-
-    logits = torch.randn(rows, vocab) * 3
-    out = {}
-    for name, draw in (("softmax + multinomial", lambda p: torch.multinomial(p, 1)), ("softmax + inverse CDF", sample)):
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            draw(torch.softmax(logits, dim=-1))
-            times.append(time.perf_counter() - t)
-        out[name] = 1000 * statistics.median(times)
-    return out
+            "torch_threads": torch.get_num_threads(), "params": sum(p.numel() for p in model.parameters()),
+            "hidden": c.hidden_size, "layers": c.num_hidden_layers, "vocab": c.vocab_size, "width": width,
+            "fallbacks": sorted(fallbacks)}
 
 
 # --- the comparison ---------------------------------------------------------------------------------------------
@@ -258,13 +208,10 @@ def table(results: list[dict], rate: float) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.sampler:
-        from srl.training.threads import set_torch_threads
+    if args.sampler:  # the same as benchmarks/cpu_bound.py
+        import cpu_bound
 
-        print(set_torch_threads(args.threads))
-        for rows in (16, 32, 64):
-            print(rows, "rows:", {k: round(v, 1) for k, v in sampler_ms(rows).items()}, "ms per decoding step")
-        return
+        return cpu_bound.main(["--threads", str(args.threads)] if args.threads else [])
     if args.worker:
         workload, shared = args.worker.split(",")
         print(json.dumps(worker(workload, shared == "True", args.steps, args.threads, args.model)))

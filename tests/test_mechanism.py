@@ -1,5 +1,5 @@
-"""The controlled experiment (benchmarks/mechanism.py): its task generator and the script end to end at a tiny
-size."""
+"""The controlled experiment (benchmarks/mechanism.py): its task generator, its data and base model, and its
+`srl compare` recipe (recipes/compare_mechanism.yaml)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
+import compare_recipe  # noqa: E402
 import mechanism  # noqa: E402
 import mechanism_task as task  # noqa: E402
 
@@ -21,9 +23,8 @@ from srl.rewards import outcome_reward  # noqa: E402
 
 @pytest.fixture(scope="module")
 def splits():
-    args = type("A", (), {"distractors": 0})()
     sizes = {"pretrain": 300, "train": 100, "validation": 30, "test": 60, "hard": 60}
-    return task.make_splits(sizes, mechanism.levels(args), seed=3)
+    return task.make_splits(sizes, mechanism.levels(), seed=3)
 
 
 def test_expert_steps_are_exact_and_the_answer_checks(splits):
@@ -74,38 +75,49 @@ def test_distractors_do_not_change_the_answer():
         assert len(r["problem"].split(". ")) >= r["num_ops"] + 3  # start + operations + 2 distractors
 
 
-def test_intervals():
-    lo, hi = mechanism.wilson(0, 100)
-    assert lo == 0 and 0.03 < hi < 0.04  # the rule of three, roughly
-    lo, hi = mechanism.wilson(50, 100)
-    assert lo < 0.5 < hi and abs((hi - 0.5) - (0.5 - lo)) < 1e-9
-    mean, half = mechanism.t_interval([0.1, 0.2, 0.3])
-    assert mean == pytest.approx(0.2) and half == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
+def test_data_is_written_once_and_reused(tmp_path):
+    paths = mechanism.make_data(str(tmp_path), mechanism.SIZES["tiny"], seed=1)
+    rows = {s: [json.loads(line) for line in open(p, encoding="utf-8")] for s, p in paths.items()}
+    assert {s: len(r) for s, r in rows.items()} == {s: mechanism.SIZES["tiny"][s] for s in mechanism.SPLITS}
+    before = os.stat(paths["train"]).st_mtime_ns
+    assert mechanism.make_data(str(tmp_path), mechanism.SIZES["tiny"], seed=1) == paths
+    assert os.stat(paths["train"]).st_mtime_ns == before
+    # the library reads them as `--data_format steps`: whole solutions and one instance per expert line
+    whole, steps = mechanism.stage_rows("sft", paths["train"]), mechanism.stage_rows("srl", paths["train"])
+    assert len(whole) == len(rows["train"])
+    assert len(steps) == sum(len(r["steps"]) - 1 for r in rows["train"])
+    assert whole[0]["expert_step"].startswith("\n".join(rows["train"][0]["steps"]))
 
 
-def test_script_end_to_end_tiny_and_resumes(tmp_path, capsys):
+def test_recipe_is_the_experiment_and_moves_with_out(tmp_path):
+    from srl.cli.compare import config_from_argv
+
+    cfg = config_from_argv(["--config", os.path.join(ROOT, "recipes", "compare_mechanism.yaml")])
+    assert cfg.methods == ["base", "sft", "rlvr", "srl", "srl_nods", "srl_rlvr"] and cfg.seeds == [0, 1, 2]
+    rl = {m: cfg.plan(m) for m in ("rlvr", "srl", "srl_nods", "srl_rlvr")}
+    assert [[p["budget"]["amount"] for p in plan] for plan in rl.values()] == [[40], [40], [40], [20, 20]]
+    assert rl["srl_nods"][0]["options"]["dynamic_sampling"] is False
+    for plan in rl.values():
+        for p in plan:
+            o = p["options"]
+            assert (o["learning_rate"], o["num_generations"], o["per_device_train_batch_size"], o["think"]) == \
+                (5e-4, 8, 32, "off")
+            assert o["max_completion_length"] == (24 if p["stage"] == "srl" else 72)
+    assert cfg.plan("sft")[0]["options"]["num_train_epochs"] == 3 and cfg.candidates == [1.0]
+    assert [e["name"] for e in cfg.evaluations] == ["test", "hard"] and cfg.step_eval["limit"] == 300
+
+    moved = compare_recipe.recipe_values("mechanism", str(tmp_path / "m"))
+    assert moved["model"] == str(tmp_path / "m" / "base")
+    assert moved["evaluations"][1]["data"] == str(tmp_path / "m" / "data" / "hard.jsonl")
+    assert moved["step_eval"]["data"] == str(tmp_path / "m" / "data" / "test.jsonl")
+    assert moved["stage_options"] == cfg.stage_options and moved["output_dir"] == str(tmp_path / "m")
+    assert compare_recipe.moved("runs/mechanism_x/a", "runs/mechanism", "o") == "runs/mechanism_x/a"
+
+
+def test_script_makes_data_and_base_model_then_prints_the_command(tmp_path, capsys):
     out = tmp_path / "mech"
-    argv = ["--out", str(out), "--size", "tiny", "--seeds", "1", "--methods", "sft,srl_rlvr"]
-    assert mechanism.main(argv) == 0
-    results = out / "results"
-    for name in ("base", "sft-s0", "srl_rlvr-s0"):
-        assert (results / f"{name}.json").exists(), name
-    r = json.loads((results / "srl_rlvr-s0.json").read_text())
-    assert [p["stage"] for p in r["parts"]] == ["srl", "rlvr"]
-    assert all(p["optimizer_steps"] == 1 for p in r["parts"])  # the tiny size's 2 RL steps, split in halves
-    assert r["parts"][1]["rollouts"] >= 4  # G x prompts per step, at least one round
-    assert r["parts"][1]["metrics"] and "reward" in r["parts"][1]["metrics"][0]
-    for split in ("test", "hard"):
-        e = r["eval"][split]
-        assert e["n"] == 8 and 0 <= e["wilson95"][0] <= e["accuracy"] <= e["wilson95"][1] <= 1
-    summary = json.loads((results / "summary.json").read_text())["table"]
-    assert set(summary) == {"base", "sft", "srl_rlvr"}
-    assert (out / "figures" / "mechanism_accuracy.png").stat().st_size > 0
-    assert (out / "figures" / "mechanism_curves.png").stat().st_size > 0
-
-    # a rerun skips every finished (method, seed): nothing is trained again
-    before = (results / "sft-s0.json").stat().st_mtime_ns
-    capsys.readouterr()
-    assert mechanism.main(argv) == 0
-    assert "srl train" not in capsys.readouterr().out
-    assert (results / "sft-s0.json").stat().st_mtime_ns == before
+    assert mechanism.main(["--out", str(out), "--size", "tiny", "--data_only"]) == 0
+    info = json.loads((out / "base" / "pretrain.json").read_text())
+    assert info["steps"] == 3 and info["loss_last"] < info["loss_first"]
+    command = capsys.readouterr().out.splitlines()[-1]
+    assert "srl compare --config recipes/compare_mechanism.yaml" in command and f"--model {out}/base" in command

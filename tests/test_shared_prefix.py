@@ -268,7 +268,7 @@ def test_hf_rollouts_prefill_each_prompt_once(tmp_path, monkeypatch, shared):
 
 
 def test_on_by_default_in_every_preset_and_stage():
-    """`make demo`, the presets and benchmarks/gsm8k_table.py build their configs with stage_arguments: the default
+    """`make demo`, the presets and `srl compare` build their configs with stage_arguments: the default
     holds there; `--shared_prefix false` turns it off."""
     from srl.training.presets import stage_arguments
 

@@ -55,7 +55,8 @@ def summarize_method(runs: list[dict]) -> dict[str, Any]:
     if steps:
         mean, half = t_interval([s["mean_reward"] for s in steps])
         row["step_objective"] = {
-            "mean_reward": mean, "ci95": ([mean - half, mean + half] if len(steps) > 1 else steps[0]["mean_reward_ci95"]),
+            "mean_reward": mean,
+            "ci95": [mean - half, mean + half] if len(steps) > 1 else steps[0].get("mean_reward_ci95"),
             "exact_match": _mean([s["exact_match"] for s in steps]),
             "format_error_rate": _mean([s["format_error_rate"] for s in steps]),
             "think_used": _mean([s.get("think_used") for s in steps]), "n": steps[0]["n"]}
@@ -87,12 +88,15 @@ def compare_pair(a: list[dict], b: list[dict]) -> dict[str, Any]:
             continue
         xs, ys = [], []
         for ra, rb in pairs:
-            ia, ib = ra["evaluations"][name]["items"], rb["evaluations"][name]["items"]
+            ia, ib = ra["evaluations"][name].get("items"), rb["evaluations"][name].get("items")
+            if not ia or not ib:  # a record without per-problem values (converted from an older runner)
+                xs = None
+                break
             common = [k for k in ia if k in ib]
             xs += [ia[k] for k in common]
             ys += [ib[k] for k in common]
-        cell = (paired_exact_test([bool(x) for x in xs], [bool(y) for y in ys]) if e["paired"] == "exact"
-                else paired_mean_difference(xs, ys))
+        cell = ({} if xs is None else paired_exact_test([bool(x) for x in xs], [bool(y) for y in ys])
+                if e["paired"] == "exact" else paired_mean_difference(xs, ys))
         diffs = [ra["evaluations"][name]["value"] - rb["evaluations"][name]["value"] for ra, rb in pairs]
         if len(pairs) > 1:
             mean, half = t_interval(diffs)
@@ -100,7 +104,7 @@ def compare_pair(a: list[dict], b: list[dict]) -> dict[str, Any]:
         out["evaluations"][name] = cell
     sa = [(ra["step_objective"], rb["step_objective"]) for ra, rb in pairs
           if ra.get("step_objective") and rb.get("step_objective")]
-    if sa and all(len(x["rewards"]) == len(y["rewards"]) for x, y in sa):
+    if sa and all(x.get("rewards") and len(x["rewards"]) == len(y.get("rewards") or []) for x, y in sa):
         out["step_reward"] = paired_mean_difference([v for x, _ in sa for v in x["rewards"]],
                                                     [v for _, y in sa for v in y["rewards"]])
     return out
@@ -142,7 +146,8 @@ def markdown(results: dict[str, Any]) -> str:
             seeds = f" (seeds: {', '.join(_pct(v) for v in c['per_seed'])})" if m["runs"] > 1 else ""
             cells.append(f"{_pct(c['mean'])}{_interval(c)}{seeds}")
         st = m.get("step_objective")
-        cells.append("—" if not st else f"{st['mean_reward']:.3f} [{st['ci95'][0]:.3f}, {st['ci95'][1]:.3f}]")
+        cells.append("—" if not st else f"{st['mean_reward']:.3f}" +
+                     (f" [{st['ci95'][0]:.3f}, {st['ci95'][1]:.3f}]" if st["ci95"] else ""))
         cells.append("—" if not st else _pct(st["exact_match"]))
         cells.append(_pct(m["evaluations"][evals[0]]["answer_rate"]) if evals else "—")
         t = m["training"]
@@ -168,7 +173,8 @@ def markdown(results: dict[str, Any]) -> str:
                     cells.append("—")
                     continue
                 text = (f"{c['a_only']} / {c['b_only']}, {100 * c['difference']:+.1f}, p={c['p_value']:.3g}"
-                        if "a_only" in c else f"{100 * c['difference']:+.1f}, p={c['p_value']:.3g}")
+                        if "a_only" in c else f"{100 * c['difference']:+.1f}, p={c['p_value']:.3g}"
+                        if "difference" in c else "no per-problem values")
                 if "seed_difference" in c:
                     sd = c["seed_difference"]
                     text += f"; seeds {100 * sd['mean']:+.1f} [{100 * sd['ci95'][0]:+.1f}, {100 * sd['ci95'][1]:+.1f}]"
