@@ -46,7 +46,13 @@ def compare(cfg: CompareConfig) -> dict:
     else:
         records = run_all(cfg)
     order = list(cfg.methods) + sorted({r["method"] for r in records} - set(cfg.methods))
-    return write_report(records, order, cfg.record, cfg.figures, cfg.title)
+    title = cfg.title
+    previous = os.path.join(cfg.record, "results.json")
+    if not title and os.path.exists(previous):  # a redraw keeps the record's title
+        from srl.experiments.runs import read_json
+
+        title = read_json(previous).get("title", "")
+    return write_report(records, order, cfg.record, cfg.figures, title)
 
 
 __all__ = ["CompareConfig", "LABELS", "METHODS", "compare", "recorded_runs"]

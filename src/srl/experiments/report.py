@@ -133,8 +133,11 @@ def markdown(results: dict[str, Any]) -> str:
         return "No finished runs yet.\n"
     evals = list(next(iter(methods.values()))["evaluations"])
     first = next(iter(methods.values()))
-    head = ["method", "runs"] + [f"{n}: {first['evaluations'][n]['metric']} (n={first['evaluations'][n]['n']}) "
-                                 "[95% CI]" for n in evals]
+    def interval_note(name):  # sampled metrics of a single run have no interval here
+        return " [95% CI]" if any(m["evaluations"][name].get("ci95") for m in methods.values()) else ""
+
+    head = ["method", "runs"] + [f"{n}: {first['evaluations'][n]['metric']} (n={first['evaluations'][n]['n']})"
+                                 f"{interval_note(n)}" for n in evals]
     head += ["SRL objective: step reward [95% CI]", "next step exact", "answer found", "rollouts", "generated tokens",
              "train time", "zero-spread groups", "format errors (SRL)", "checkpoint"]
     lines = [f"### {results['title']}\n" if results.get("title") else "", "| " + " | ".join(head) + " |",
@@ -156,7 +159,7 @@ def markdown(results: dict[str, Any]) -> str:
         cells.append("—" if not t.get("train_seconds") else f"{t['train_seconds'] / 60:.1f} min, {t['steps']:.0f} steps")
         cells.append("—" if t.get("zero_spread_fraction") is None else _pct(t["zero_spread_fraction"]))
         cells.append("—" if t.get("format_error_rate") is None else _pct(t["format_error_rate"]))
-        cells.append(", ".join(f"{c}×budget" for c in m["chosen"]))
+        cells.append("—" if not m["training"].get("steps") else ", ".join(f"{c}×budget" for c in m["chosen"]))
         lines.append("| " + " | ".join(cells) + " |")
     if results["pairs"]:
         lines += ["", "Paired comparisons on the same problems (a − b): greedy answers by McNemar's exact test (right "
