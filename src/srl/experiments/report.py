@@ -207,7 +207,9 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
                  else 0 for h, c in zip(means, cells)],
                 [max(0.0, 100 * min(c["ci95"][1], 1) - h) if c.get("ci95") and _finite(c["ci95"][1]) is not None
                  else 0 for h, c in zip(means, cells)]]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=f"{name} ({cells[0]['metric']}, n={cells[0]['n']})")
+        has_ci = any(e > 0 for side in errs for e in side) or any(c.get("ci95") for c in cells)
+        ax.bar(xs, means, width, yerr=errs if has_ci else None, capsize=3 if has_ci else 0,
+               label=f"{name} ({cells[0]['metric']}, n={cells[0]['n']})")
         for x, c in zip(xs, cells):
             if len(c["per_seed"]) > 1:
                 ax.scatter([x] * len(c["per_seed"]), [100 * v for v in c["per_seed"]], color="black", s=8, zorder=3)
