@@ -27,6 +27,7 @@ LAYERS = [
     ("generation", ("srl.generation",)),
     ("training and evaluation", ("srl.training", "srl.evaluation")),
     ("teacher data, export to other engines", ("srl.teacher", "srl.export")),
+    ("agents: sandbox, task suite, agent runs", ("srl.agent",)),
     ("cli", ("srl.cli",)),
 ]
 # (importer, imported): an import against the pipeline order, and why it is there.

@@ -5,6 +5,7 @@ Python too:
     srl data show instances.jsonl
     srl train --stage srl --preset cpu-small                                        (srl.cli.train)
     srl pipeline / srl demo / srl eval / srl models                                 (train, demo, eval, models)
+    srl agent run --model NAME --base_url URL --output_dir runs/x                    (srl.cli.agent)
 
 Library code never imports this package.
 """
@@ -15,6 +16,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from srl.cli.agent import eval_main as agent_eval, run_main as agent_run, swebench_main as agent_swebench
+from srl.cli.agent import tasks_main as agent_tasks
 from srl.cli.data import data_build, data_show
 from srl.cli.export import data_export
 from srl.cli.teacher import generate_main as data_generate, rewrite_main as data_rewrite
@@ -36,6 +39,10 @@ COMMANDS = {
     ("demo",): (demo, "the embedded default run"),
     ("eval",): (eval_command, "evaluate a model on a math benchmark (greedy, avg@k, pass@k)"),
     ("models",): (models_command, "list the models srl knows and where they are cached"),
+    ("agent", "run"): (agent_run, "run a model as a software agent (mini-swe-agent, sandboxed) on tasks"),
+    ("agent", "eval"): (agent_eval, "resolve rate (Wilson interval) of an agent run folder"),
+    ("agent", "tasks"): (agent_tasks, "list / verify the local bug-fix task suite"),
+    ("agent", "swebench"): (agent_swebench, "check SWE-bench predictions; score them with the harness (docker)"),
 }
 
 
