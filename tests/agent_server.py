@@ -3,7 +3,7 @@ the text a *script* returns for the request's messages (mini-swe-agent's text fo
 ```` ```mswea_bash_command ```` block), with token usage; `/v1/models` lists the one model.
 
 Scripts: `oracle_script(tasks)` applies the task's gold patch, runs the tests and submits; `null_script` submits
-at once; `hostile_script(commands, tasks)` sends each hostile command, then behaves as the oracle.
+at once; `hostile_script(commands, tasks)` sends each hostile command, then applies the gold patch and submits.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def null_script(messages):
 
 def hostile_script(hostile: list[str], tasks):
     def script(messages):
-        commands = hostile + oracle_commands(_task_of(messages, tasks))
+        apply, _, submit = oracle_commands(_task_of(messages, tasks))
+        commands = hostile + [apply, submit]
         return reply(commands[min(_turn(messages), len(commands) - 1)])
     return script
 

@@ -238,11 +238,14 @@ class Evaluation:
                 "message": self.message}
 
 
-def evaluate_patch(task: Task, patch: str, scratch: str, limits: SandboxLimits = SandboxLimits(timeout=300)
-                   ) -> Evaluation:
+def evaluate_patch(task: Task, patch: str, scratch: str, limits: SandboxLimits = SandboxLimits(timeout=300),
+                   cache_dir: str | None = None) -> Evaluation:
     """Apply `patch` to a fresh copy of the task's buggy repository (under `scratch`, removed after), restore the
-    test files to their pristine text, run the tests in the sandbox and apply SWE-bench's resolved rule."""
-    cache = os.path.join(scratch, ".sources")
+    test files to their pristine text, run the tests in the sandbox and apply SWE-bench's resolved rule.
+    `cache_dir` holds the extracted sources (default `scratch/.sources`)."""
+    if not patch.strip():  # nothing changed: the FAIL_TO_PASS tests fail there (verified), no need to run them
+        return Evaluation(True, False, list(task.FAIL_TO_PASS), [], "empty patch")
+    cache = cache_dir or os.path.join(scratch, ".sources")
     os.makedirs(cache, exist_ok=True)
     repo = tempfile.mkdtemp(dir=scratch, prefix="eval-")
     try:
