@@ -100,3 +100,20 @@ def test_pytest_report_and_swebench_predictions(tmp_path):
     with pytest.raises(InputError, match="the SWE-bench harness cannot read it"):
         check_predictions(str(tmp_path / "p.json"))
     assert not os.path.exists(tmp_path / "logs")
+
+
+def test_swebench_trajectories_get_resolved_from_the_harness_report(tmp_path, capsys):
+    from srl.cli import main
+
+    run = tmp_path / "swebench"
+    for iid in ("django__django-1", "sympy__sympy-2"):
+        (run / iid).mkdir(parents=True)
+        (run / iid / f"{iid}.traj.json").write_text(json.dumps({"messages": [], "info": {"exit_status": "Submitted"},
+                                                                "trajectory_format": "mini-swe-agent-1.1"}))
+    report = tmp_path / "m.srl.json"
+    report.write_text(json.dumps({"resolved_ids": ["sympy__sympy-2"], "unresolved_ids": ["django__django-1"]}))
+    assert main(["agent", "swebench", "--label_run", str(run), "--report", str(report)]) == 0
+    rows = [json.loads(l) for l in (run / "trajectories.jsonl").read_text().splitlines()]
+    assert [(r["instance_id"], r["resolved"]) for r in rows] == [("django__django-1", False), ("sympy__sympy-2", True)]
+    assert main(["agent", "swebench", "--label_run", str(run)]) == 2
+    assert "--label_run and --report go together" in capsys.readouterr().err

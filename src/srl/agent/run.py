@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from srl.agent import quiet_imports
-from srl.agent.sandbox import MOUNT, Sandbox, SandboxLimits
+from srl.agent.sandbox import MOUNT, Sandbox, SandboxLimits, bwrap_missing_reason
 from srl.agent.tasks import SUITE, Task, diff_trees, evaluate_patch, load_tasks, prepare_repo
 from srl.errors import InputError
 from srl.evaluation.metrics import wilson_interval
-from srl.io import read_mapping, write_json, write_jsonl, write_text
+from srl.io import check_writable_folder, read_mapping, write_json, write_jsonl, write_text
 
 SUBMIT_WORD = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"  # mini-swe-agent's submit line
 
@@ -108,22 +108,28 @@ def mini_config(path: str | None = None) -> dict:
     return data
 
 
+class RunInterrupted(Exception):
+    """The run was interrupted (Ctrl-C) while this task was in flight."""
+
+
 class SandboxEnvironment:
     """mini-swe-agent's `Environment` over a `Sandbox`: each action runs there; a limit hit is reported in the
     observation's `<exception>`; the submit line ends the run as mini-swe-agent's own environments do."""
 
-    def __init__(self, sandbox: Sandbox):
+    def __init__(self, sandbox: Sandbox, stop: threading.Event | None = None):
         from pydantic import BaseModel
 
         class Config(BaseModel):
             cwd: str = MOUNT
             timeout: int = sandbox.limits.timeout
 
-        self.sandbox, self.config = sandbox, Config()
+        self.sandbox, self.config, self.stop = sandbox, Config(), stop or threading.Event()
 
     def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
         from minisweagent.exceptions import Submitted
 
+        if self.stop.is_set():  # Ctrl-C: the task ends before its next command (and runs again on a rerun)
+            raise RunInterrupted("interrupted")
         result = self.sandbox.run(action.get("command", ""), cwd=cwd or MOUNT, timeout=timeout)
         output = {"output": result.output, "returncode": result.returncode, "exception_info": result.limit_note}
         lines = result.output.lstrip().splitlines(keepends=True)
@@ -185,7 +191,8 @@ def token_counts(messages: list[dict]) -> dict[str, int]:
     return totals
 
 
-def run_task(task: Task, cfg: AgentRunConfig, agent_section: dict, model_section: dict) -> dict:
+def run_task(task: Task, cfg: AgentRunConfig, agent_section: dict, model_section: dict,
+             stop: threading.Event | None = None) -> dict:
     """One task end to end: prepare, run the agent in the sandbox, diff, score, write. Returns its summary."""
     from minisweagent.agents.default import DefaultAgent
 
@@ -201,7 +208,7 @@ def run_task(task: Task, cfg: AgentRunConfig, agent_section: dict, model_section
     started = time.monotonic()
     error = None
     sandbox = Sandbox(repo, cfg.sandbox_limits)
-    agent = DefaultAgent(make_model(cfg, model_section), SandboxEnvironment(sandbox),
+    agent = DefaultAgent(make_model(cfg, model_section), SandboxEnvironment(sandbox, stop),
                          **{**agent_section, "step_limit": cfg.step_limit, "cost_limit": cfg.cost_limit,
                             "wall_time_limit_seconds": cfg.time_limit, "output_path": None})
     try:
@@ -287,6 +294,10 @@ def run_agent(cfg: AgentRunConfig, progress: bool = True) -> tuple[list[dict], i
     agent_section = {k: v for k, v in config["agent"].items() if k != "mode"}
     model_section = config.get("model") or {}
     make_model(cfg, model_section)  # a missing key or bad option fails here, before any task starts
+    reason = bwrap_missing_reason()
+    if reason is not None:
+        raise InputError(f"the agent's sandbox needs bubblewrap: {reason}")
+    check_writable_folder(cfg.output_dir)
     os.makedirs(os.path.join(cfg.output_dir, ".sources"), exist_ok=True)
     todo, skipped = [], 0
     for t in tasks:
@@ -295,17 +306,17 @@ def run_agent(cfg: AgentRunConfig, progress: bool = True) -> tuple[list[dict], i
             skipped += 1
         else:
             todo.append(t)
-    lock = threading.Lock()
+    stop = threading.Event()
     bar = progress_bar(f"agent ({cfg.model})", len(todo)) if progress else nullcontext(lambda n=1: None)
     with bar as advance:
         with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-            futures = [pool.submit(run_task, t, cfg, agent_section, model_section) for t in todo]
+            futures = [pool.submit(run_task, t, cfg, agent_section, model_section, stop) for t in todo]
             try:
                 for fut in as_completed(futures):
                     fut.result()
-                    with lock:
-                        advance()
-            except BaseException:
+                    advance()
+            except BaseException:  # Ctrl-C or a failed task: queued tasks never start, running ones stop
+                stop.set()
                 for fut in futures:
                     fut.cancel()
                 raise

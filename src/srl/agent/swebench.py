@@ -90,3 +90,32 @@ def run_harness(predictions: str, dataset_name: str, run_id: str, max_workers: i
     if reason is not None:
         raise InputError(f"SWE-bench scoring needs docker: {reason}")
     return subprocess.run(harness_command(predictions, dataset_name, run_id, max_workers, split)).returncode
+
+
+def label_trajectories(run_dir: str, report: str, output: str) -> tuple[int, int]:
+    """The trajectories of a `mini-extra swebench` run folder (`<id>/<id>.traj.json`), each with `instance_id`
+    and `resolved` from the harness's report (`<model>.<run_id>.json`, its `resolved_ids`), written one a line to
+    `output` for `srl data build --format mini-swe-agent`. Returns (trajectories, resolved)."""
+    import glob
+    import os
+
+    from srl.io import write_jsonl
+
+    try:
+        with open(report, encoding="utf-8") as f:
+            resolved_ids = set(json.load(f)["resolved_ids"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"not a SWE-bench harness report with resolved_ids ({e})", path=report) from None
+    rows = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "*", "*.traj.json"))):
+        instance_id = os.path.basename(path)[:-len(".traj.json")]
+        try:
+            with open(path, encoding="utf-8") as f:
+                traj = json.load(f)
+        except ValueError as e:
+            raise InputError(f"not JSON: {e}", path=path) from None
+        rows.append({**traj, "instance_id": instance_id, "resolved": instance_id in resolved_ids})
+    if not rows:
+        raise InputError("no <id>/<id>.traj.json files here (a `mini-extra swebench` output folder?)", path=run_dir)
+    write_jsonl(output, rows)
+    return len(rows), sum(r["resolved"] for r in rows)

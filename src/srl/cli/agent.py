@@ -50,13 +50,18 @@ class AgentTasksConfig:
 
 @dataclass
 class SwebenchConfig:
-    predictions: str = field(metadata={"help": "Predictions JSONL/JSON (`preds.jsonl` of a run)."})
+    predictions: str | None = field(default=None, metadata={
+        "help": "Predictions JSONL/JSON (`preds.jsonl` of a run, `preds.json` of `mini-extra swebench`)."})
     dataset_name: str = field(default="princeton-nlp/SWE-bench_Verified", metadata={
         "help": "The SWE-bench dataset (a Hugging Face name or a local JSON/JSONL file)."})
     split: str = field(default="test", metadata={"help": "Dataset split."})
     run_id: str = field(default="srl", metadata={"help": "The harness's run id (its report's name)."})
     max_workers: int = field(default=4, metadata={"help": "Instances the harness scores at once."})
     check_only: bool = field(default=False, metadata={"help": "Only check the file with the harness's loader."})
+    label_run: str | None = field(default=None, metadata={
+        "help": "With --report: a `mini-extra swebench` output folder whose trajectories get `resolved` from the "
+                "report, written to <label_run>/trajectories.jsonl (for `srl data build --format mini-swe-agent`)."})
+    report: str | None = field(default=None, metadata={"help": "The harness's report (<model>.<run_id>.json)."})
 
 
 def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -147,11 +152,20 @@ def tasks_main(argv: Sequence[str]) -> int:
 
 
 def swebench_main(argv: Sequence[str]) -> int:
-    from srl.agent.swebench import check_predictions, run_harness
+    from srl.agent.swebench import check_predictions, label_trajectories, run_harness
 
     (cfg,) = parse(make_parser("srl agent swebench", "Check predictions with the SWE-bench harness's loader and "
                                                      "score them with the harness (needs docker).",
                                SwebenchConfig), argv)
+    if cfg.label_run or cfg.report:
+        if not (cfg.label_run and cfg.report):
+            raise InputError("--label_run and --report go together", field="report")
+        output = os.path.join(cfg.label_run, "trajectories.jsonl")
+        n, resolved = label_trajectories(cfg.label_run, cfg.report, output)
+        print(f"{output}: {n:,} trajectories, {resolved:,} resolved")
+        return 0
+    if cfg.predictions is None:
+        raise InputError("give --predictions (or --label_run with --report)", field="predictions")
     if cfg.check_only:
         preds = check_predictions(cfg.predictions, cfg.dataset_name, cfg.split)
         print(f"{cfg.predictions}: {len(preds):,} predictions in SWE-bench's format")
