@@ -19,6 +19,11 @@ def reply(command: str, thought: str = "THOUGHT: the next step.") -> str:
     return f"{thought}\n\n```mswea_bash_command\n{command}\n```"
 
 
+def srl_reply(command: str) -> str:
+    """The form an SRL-trained model writes: its thinking, then the command alone."""
+    return f"<think>\nThe next step.\n</think>\n{command}"
+
+
 def _turn(messages) -> int:
     return sum(1 for m in messages if m.get("role") == "assistant")
 
@@ -33,10 +38,10 @@ def oracle_commands(task) -> list[str]:
             "python -m pytest -q -p no:cacheprovider toolz/tests 2>&1 | tail -1", SUBMIT]
 
 
-def oracle_script(tasks):
+def oracle_script(tasks, style=reply):
     def script(messages):
         commands = oracle_commands(_task_of(messages, tasks))
-        return reply(commands[min(_turn(messages), len(commands) - 1)])
+        return style(commands[min(_turn(messages), len(commands) - 1)])
     return script
 
 

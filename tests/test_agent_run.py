@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-from agent_server import SUBMIT, ScriptedServer, hostile_script, null_script, oracle_script
+from agent_server import SUBMIT, ScriptedServer, hostile_script, null_script, oracle_commands, oracle_script, srl_reply
 from srl.agent.run import AgentRunConfig, run_agent
 from srl.agent.sandbox import bwrap_missing_reason
 from srl.agent.tasks import load_tasks
@@ -125,3 +125,16 @@ def test_hostile_commands_are_contained_and_reported(tmp_path):
     assert "URLError" in observations[3] or "refused" in observations[3]
     assert "killed" in observations[5] and "time limit" in observations[5]  # reported to the agent
     assert {"command": "sleep 600", "limit": "timeout"} in traj["info"]["srl"]["limit_hits"]
+
+
+def test_srl_action_style_and_data_output_in_one_command(tmp_path):
+    """A model that answers as SRL trains it (<think>...</think> then the command) runs with --action_style srl, and
+    --data_output turns its resolved runs into instances whose targets are its commands (self-improvement)."""
+    task = TASKS[0]
+    with ScriptedServer(oracle_script([task], srl_reply)) as server:
+        out, steps = tmp_path / "run", tmp_path / "steps.jsonl"
+        assert main(["agent", "run", "--model", server.model, "--base_url", server.url, "--output_dir", str(out),
+                     "--ids", task.instance_id, "--action_style", "srl", "--data_output", str(steps)]) == 0
+    traj = json.loads((out / "trajectories.jsonl").read_text())
+    assert traj["resolved"] and "<think>" in traj["messages"][0]["content"]  # the SRL instructions were given
+    assert [json.loads(l)["expert_step"] for l in steps.read_text().splitlines()] == oracle_commands(task)

@@ -41,6 +41,12 @@ from srl.evaluation.metrics import wilson_interval
 from srl.io import check_writable_folder, read_mapping, write_json, write_jsonl, write_text
 
 SUBMIT_WORD = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"  # mini-swe-agent's submit line
+# What an SRL-trained model writes (the instances' target form): `<think>...</think>` then the command alone. The
+# thinking may already be gone from the reply's content (litellm and vLLM's reasoning parsers move it to
+# `reasoning_content`), so the action is what follows `</think>`, or the whole content without one. mini-swe-agent
+# takes it with re.findall(pattern, reply, re.DOTALL); `srl data build --action_pattern` reads it back the same way.
+SRL_ACTION_PATTERN = r"(?s)\A(?:.*</think>)?\s*(?P<action>.*\S)"
+ACTION_STYLES = ("mini", "srl")
 
 
 @dataclass
@@ -72,6 +78,11 @@ class AgentRunConfig:
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature."})
     max_tokens: int = field(default=2048, metadata={"help": "Tokens per model reply."})
     request_timeout: float = field(default=600.0, metadata={"help": "Seconds one model call may take."})
+    action_style: str = field(default="mini", metadata={
+        "help": "How the model writes its action: `mini` (mini-swe-agent's THOUGHT + one ```mswea_bash_command "
+                "block) or `srl` (what `srl train --stage srl` teaches on agent instances: <think>...</think> then "
+                "the command alone; the SRL instructions are added to the system prompt).",
+        "choices": list(ACTION_STYLES)})
     oracle_files: bool = field(default=False, metadata={
         "help": "The oracle-file setting: the task text names the files the gold patch changes."})
     agent_config: str | None = field(default=None, metadata={
@@ -88,6 +99,8 @@ class AgentRunConfig:
                 raise InputError("must be >= 0", field=name)
         if self.limit is not None and self.limit < 1:
             raise InputError("must be >= 1", field="limit")
+        if self.action_style not in ACTION_STYLES:
+            raise InputError(f"expected one of {', '.join(ACTION_STYLES)}", field="action_style")
 
     @property
     def sandbox_limits(self) -> SandboxLimits:
@@ -292,7 +305,13 @@ def run_agent(cfg: AgentRunConfig, progress: bool = True) -> tuple[list[dict], i
     tasks = load_tasks(cfg.tasks, ids, cfg.limit)
     config = mini_config(cfg.agent_config)
     agent_section = {k: v for k, v in config["agent"].items() if k != "mode"}
-    model_section = config.get("model") or {}
+    model_section = dict(config.get("model") or {})
+    if cfg.action_style == "srl":
+        from srl.data.agents import ACTION_FORMATS, AGENT_INSTRUCTIONS
+
+        instructions = AGENT_INSTRUCTIONS.format(action_format=ACTION_FORMATS["command"])
+        agent_section["system_template"] = f"{agent_section['system_template'].rstrip()}\n\n{instructions}"
+        model_section["action_regex"] = SRL_ACTION_PATTERN
     make_model(cfg, model_section)  # a missing key or bad option fails here, before any task starts
     reason = bwrap_missing_reason()
     if reason is not None:

@@ -90,7 +90,7 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
 
 
 def run_main(argv: Sequence[str]) -> int:
-    from srl.agent.run import AgentRunConfig, run_agent, summarize
+    from srl.agent.run import SRL_ACTION_PATTERN, AgentRunConfig, run_agent, summarize
 
     parser = make_parser("srl agent run", "Run a model as a software agent (mini-swe-agent, bubblewrap sandbox) on "
                                           "a task set; write trajectories, patches and a summary.",
@@ -110,8 +110,9 @@ def run_main(argv: Sequence[str]) -> int:
     if data.data_output:
         from srl.cli.data import data_build
 
-        code = data_build(["--format", "mini-swe-agent", "--input", os.path.join(cfg.output_dir, "trajectories.jsonl"),
-                           "--output", data.data_output])
+        pattern = ["--action_pattern", SRL_ACTION_PATTERN] if cfg.action_style == "srl" else []
+        code = data_build(["--format", "mini-swe-agent", *pattern, "--input",
+                           os.path.join(cfg.output_dir, "trajectories.jsonl"), "--output", data.data_output])
         if code:
             return code
     return 1 if s["errors"] else 0
