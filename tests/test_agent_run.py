@@ -138,3 +138,21 @@ def test_srl_action_style_and_data_output_in_one_command(tmp_path):
     traj = json.loads((out / "trajectories.jsonl").read_text())
     assert traj["resolved"] and "<think>" in traj["messages"][0]["content"]  # the SRL instructions were given
     assert [json.loads(l)["expert_step"] for l in steps.read_text().splitlines()] == oracle_commands(task)
+
+
+def test_an_interrupted_task_is_recorded_as_an_error_and_runs_again(tmp_path):
+    import threading
+
+    from srl.agent.run import mini_config, run_task
+
+    task = TASKS[0]
+    stop = threading.Event()
+    stop.set()  # Ctrl-C came: the task stops before its first command
+    config = mini_config()
+    with ScriptedServer(oracle_script([task])) as server:
+        cfg = AgentRunConfig(model=server.model, base_url=server.url, output_dir=str(tmp_path), ids=task.instance_id)
+        result = run_task(task, cfg, {k: v for k, v in config["agent"].items() if k != "mode"}, config["model"], stop)
+        assert result["exit_reason"] == "RunInterrupted" and result["error"] == "interrupted"
+        assert not result["resolved"] and server.requests == 1
+        results, skipped = run_agent(cfg, progress=False)  # the rerun runs it again, to the end
+    assert skipped == 0 and results[0]["resolved"] and results[0]["error"] is None

@@ -6,7 +6,8 @@ litellm (any OpenAI-compatible server: `--base_url`), every command runs in the 
 the agent submits (or a limit ends it) its changes become a patch that is applied to a fresh copy and tested
 (`srl.agent.tasks.evaluate_patch`). Written under `output_dir`:
 
-    <id>/<id>.traj.json    the trajectory, in mini-swe-agent's own format, plus `instance_id` and `resolved`
+    <id>/<id>.traj.json    the trajectory, in mini-swe-agent's own format (saved after every step), plus
+                           `instance_id` and `resolved` at the end
     <id>/patch.diff        the agent's changes
     <id>/result.json       the task's summary (written last: a task with one is finished)
     results.jsonl          every finished task's summary, in task order
@@ -223,7 +224,7 @@ def run_task(task: Task, cfg: AgentRunConfig, agent_section: dict, model_section
     sandbox = Sandbox(repo, cfg.sandbox_limits)
     agent = DefaultAgent(make_model(cfg, model_section), SandboxEnvironment(sandbox, stop),
                          **{**agent_section, "step_limit": cfg.step_limit, "cost_limit": cfg.cost_limit,
-                            "wall_time_limit_seconds": cfg.time_limit, "output_path": None})
+                            "wall_time_limit_seconds": cfg.time_limit, "output_path": Path(traj_path)})
     try:
         try:
             exit_info = agent.run(task=task_text(task, cfg.oracle_files))
