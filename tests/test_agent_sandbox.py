@@ -117,3 +117,12 @@ def test_swebench_trajectories_get_resolved_from_the_harness_report(tmp_path, ca
     assert [(r["instance_id"], r["resolved"]) for r in rows] == [("django__django-1", False), ("sympy__sympy-2", True)]
     assert main(["agent", "swebench", "--label_run", str(run)]) == 2
     assert "--label_run and --report go together" in capsys.readouterr().err
+
+
+def test_the_oracle_file_setting_names_the_files_to_change():
+    from srl.agent.run import task_text
+
+    task = load_tasks(limit=1)[0]
+    plain, oracle = task_text(task, False), task_text(task, True)
+    assert plain.startswith(task.problem_statement) and "The fix belongs in" not in plain
+    assert oracle == plain + "\n\nThe fix belongs in: `toolz/itertoolz.py`."
