@@ -123,13 +123,8 @@ class _PidsCgroup:
         for root in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
             if not os.path.exists(os.path.join(root, "cgroup.procs")):
                 continue
-            if root == "/sys/fs/cgroup":
-                try:
-                    with open(os.path.join(root, "cgroup.subtree_control")) as f:
-                        if "pids" not in f.read().split():
-                            continue
-                except OSError:
-                    continue
+            if root == "/sys/fs/cgroup" and not self._v2_pids_enabled(root):
+                continue
             path = os.path.join(root, f"srl-sandbox-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
                 os.mkdir(path)
@@ -143,6 +138,22 @@ class _PidsCgroup:
                 continue
             self.path = path
             return
+
+    @staticmethod
+    def _v2_pids_enabled(root: str) -> bool:
+        """cgroup v2: the pids controller is on for the children of `root` (turned on when it is available)."""
+        try:
+            with open(os.path.join(root, "cgroup.subtree_control")) as f:
+                if "pids" in f.read().split():
+                    return True
+            with open(os.path.join(root, "cgroup.controllers")) as f:
+                if "pids" not in f.read().split():
+                    return False
+            with open(os.path.join(root, "cgroup.subtree_control"), "w") as f:
+                f.write("+pids")
+            return True
+        except OSError:
+            return False
 
     def kill_all(self) -> None:
         if self.path is None:
