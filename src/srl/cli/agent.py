@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from srl.cli.utils import make_parser, parse
+from srl.options import make_parser, parse
 from srl.console import console
 from srl.errors import InputError
 
