@@ -22,6 +22,23 @@ ALL_REJECTED = {"resolved": True, "messages": [{"role": "user", "content": "List
                                                                            "in triple backticks, found 2 actions."}]}
 ONE_STEP = {"question": "q", "answer": "#### 2"}
 
+
+def _gzip(text: str) -> bytes:
+    import gzip
+
+    return gzip.compress(text.encode("utf-8"), mtime=0)
+
+
+def _instance(prompt, step="x") -> str:
+    return json.dumps({"prompt": prompt, "expert_step": step}) + "\n"
+
+
+MANY = json.dumps(GOOD) + "\n"
+VARIED = "".join(json.dumps({**GOOD, "question": f"What is {i}+1?"}) + "\n" for i in range(2000))
+EVAL_ROW = json.dumps({"problem": "What is 1+1?", "answer": "2"}) + "\n"
+DEEP = '{"question": ' + "[" * 100_000 + "]" * 100_000 + ', "answer": "x"}'
+TEACHER = ["--model", "m", "--base_url", "http://127.0.0.1:9/v1"]
+
 CASES = [
     ("empty input", {"in.jsonl": ""}, ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
      "no records"),
@@ -97,14 +114,117 @@ CASES = [
     ("an agent option with --data_format auto", {},
      ["train", "--stage", "srl", "--last_pairs", "3", "--output_dir", "{tmp}/run"],
      "field 'last_pairs': is for agent trajectories: name their format with --data_format (openai-tools"),
+    # issue 24 item 4: bad input files
+    ("truncated .gz", {"in.jsonl.gz": _gzip(VARIED)[:len(_gzip(VARIED)) // 2]},
+     ["data", "build", "--input", "{tmp}/in.jsonl.gz", "--output", "{tmp}/out.jsonl"],
+     "in.jsonl.gz: cannot decompress after line "),
+    ("corrupt .gz", {"in.jsonl.gz": b"\x1f\x8b\x08\x00" + b"garbage" * 20},
+     ["data", "build", "--input", "{tmp}/in.jsonl.gz", "--output", "{tmp}/out.jsonl"],
+     "in.jsonl.gz: cannot decompress: not valid gzip data"),
+    ("plain text named .gz", {"in.jsonl.gz": MANY},
+     ["data", "build", "--input", "{tmp}/in.jsonl.gz", "--output", "{tmp}/out.jsonl"],
+     "in.jsonl.gz: cannot decompress: not valid gzip data (Not a gzipped file"),
+    ("truncated .json.gz", {"in.json.gz": _gzip("[" + MANY * 50 + "]")[:100]},
+     ["data", "build", "--input", "{tmp}/in.json.gz", "--output", "{tmp}/out.jsonl"],
+     "in.json.gz: cannot decompress: the compressed data ends early"),
+    ("JSON nested 100,000 deep", {"in.jsonl": DEEP + "\n"},
+     ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
+     "in.jsonl:1: invalid JSON: nested too deeply"),
+    ("JSON nested 100,000 deep in a .json list", {"in.json": "[" + DEEP + "]"},
+     ["data", "build", "--input", "{tmp}/in.json", "--output", "{tmp}/out.jsonl"],
+     "in.json: invalid JSON: nested too deeply"),
+    ("JSON nested 100,000 deep in a benchmark", {"bench.jsonl": DEEP + "\n"},
+     ["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/e"],
+     "bench.jsonl:1: invalid JSON: nested too deeply"),
+    ("lone surrogate", {"in.jsonl": MANY + json.dumps({"question": "a\ud800b", "answer": GOOD["answer"]}) + "\n"},
+     ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
+     "in.jsonl:2: field 'question': a lone surrogate"),
+    ("lone surrogate in a message, to parquet",
+     {"in.jsonl": json.dumps({**AGENT, "messages": AGENT["messages"][:2] + [{"role": "user",
+                                                                            "content": "\udfff"}]}) + "\n"},
+     ["data", "build", "--format", "mini-swe-agent", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.parquet"],
+     "in.jsonl:1: field 'messages[2].content': a lone surrogate"),
+    ("prompt a string, then messages", {"inst.jsonl": _instance("q") + _instance([{"role": "user", "content": "q"}])},
+     ["data", "show", "{tmp}/inst.jsonl", "-n", "5"],
+     "inst.jsonl:2: field 'prompt': is a list of messages, but on line 1 it is a string"),
+    # issue 24 item 5: srl data show checks what it shows
+    ("show: empty file", {"inst.jsonl": ""}, ["data", "show", "{tmp}/inst.jsonl"], "inst.jsonl: no instances"),
+    ("show: whitespace-only file", {"inst.jsonl": " \n\n\t\n"}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl: no instances"),
+    ("show: --start past the end", {"inst.jsonl": _instance("q")}, ["data", "show", "{tmp}/inst.jsonl", "--start", "5"],
+     "field 'start': no instance from --start 5: the file holds 1"),
+    ("show: prompt a list of ints", {"inst.jsonl": _instance([1, 2])}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl:1: field 'prompt[0]': must be a message {role, content}, got number"),
+    ("show: prompt a list of strings", {"inst.jsonl": _instance(["a", "b"])}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl:1: field 'prompt[0]': must be a message {role, content}, got string"),
+    ("show: prompt an object", {"inst.jsonl": _instance({"role": "user"})}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl:1: field 'prompt': must be a string or a list of chat messages {role, content}, got object"),
+    ("show: prompt an empty list", {"inst.jsonl": _instance([])}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl:1: field 'prompt': must be a string or a list of chat messages {role, content}, got an empty list"),
+    ("show: message without content", {"inst.jsonl": _instance([{"role": "user"}])},
+     ["data", "show", "{tmp}/inst.jsonl"], "inst.jsonl:1: field 'prompt[0].content': missing"),
+    ("show: message without role", {"inst.jsonl": _instance([{"content": "q"}])},
+     ["data", "show", "{tmp}/inst.jsonl"], "inst.jsonl:1: field 'prompt[0].role': missing"),
+    ("show: content a list", {"inst.jsonl": _instance([{"role": "user", "content": [{"type": "text"}]}])},
+     ["data", "show", "{tmp}/inst.jsonl"], "inst.jsonl:1: field 'prompt[0].content': must be a string, got list"),
+    ("show: expert_step null", {"inst.jsonl": _instance("q", None)}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl:1: field 'expert_step': must be a non-empty string, got null"),
+    ("show: expert_step a list", {"inst.jsonl": _instance("q", ["a"])}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl:1: field 'expert_step': must be a non-empty string, got list"),
+    ("show: expert_step empty", {"inst.jsonl": _instance("q", " ")}, ["data", "show", "{tmp}/inst.jsonl"],
+     "inst.jsonl:1: field 'expert_step': must be a non-empty string"),
+    ("show: solutions, not instances", {"in.jsonl": MANY}, ["data", "show", "{tmp}/in.jsonl"],
+     "in.jsonl:1: field 'prompt': missing: is this a file of step-wise instances"),
+    ("show: a bad second row is checked when shown", {"inst.jsonl": _instance("q") + _instance("q", 3)},
+     ["data", "show", "{tmp}/inst.jsonl"], "inst.jsonl:2: field 'expert_step'"),
+    # issue 24 item 9: messages that name the option
+    ("--max_chars -5", {"in.jsonl": MANY},
+     ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl", "--max_chars", "-5"],
+     "field 'max_chars': must be >= 1, got -5"),
+    ("--input ''", {}, ["data", "build", "--input", "", "--output", "{tmp}/out.jsonl"], "field 'input': empty"),
+    ("--output ''", {"in.jsonl": MANY}, ["data", "build", "--input", "{tmp}/in.jsonl", "--output", ""],
+     "field 'output': empty"),
+    ("show without a file", {}, ["data", "show"],
+     "srl: error: the following arguments are required: path (see `srl data show --help`)"),
+    ("show with an unknown option", {"inst.jsonl": _instance("q")}, ["data", "show", "{tmp}/inst.jsonl", "--nope"],
+     "srl: error: unrecognized arguments: --nope (see `srl data show --help`)"),
+    ("show -n not a number", {"inst.jsonl": _instance("q")}, ["data", "show", "{tmp}/inst.jsonl", "-n", "x"],
+     "argument -n/--num: invalid int value: 'x'"),
+    ("models with an unknown option", {}, ["models", "--nope"],
+     "srl: error: unrecognized arguments: --nope (see `srl models --help`)"),
+    # issue 24 item 3: --config a folder, outputs below a file
+    *[(f"{' '.join(argv[:2])}: --config a folder", {"conf/a.yaml": "x: 1\n", "in.jsonl": MANY, "bench.jsonl": EVAL_ROW},
+       [*argv, "--config", "{tmp}/conf"], "conf: is a folder; a config file was expected")
+      for argv in (["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
+                   ["data", "export", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/v"],
+                   ["data", "generate", "--input", "{tmp}/bench.jsonl", "--output", "{tmp}/k.jsonl", *TEACHER],
+                   ["data", "rewrite", "--input", "{tmp}/in.jsonl", "--solution_field", "answer", "--output",
+                    "{tmp}/k.jsonl", *TEACHER],
+                   ["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/e"])],
+    *[(f"{' '.join(argv[:2])}: output below a file", {"afile": "x", "in.jsonl": MANY, "bench.jsonl": EVAL_ROW},
+       argv, message)
+      for argv, message in (
+          (["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/afile/out.jsonl"],
+           "afile: field 'output': exists and is not a folder"),
+          (["data", "export", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/afile/v"],
+           "afile: exists and is not a folder; nothing was written"),
+          (["data", "generate", "--input", "{tmp}/bench.jsonl", "--output", "{tmp}/afile/k.jsonl", *TEACHER],
+           "afile: field 'output': exists and is not a folder"),
+          (["data", "rewrite", "--input", "{tmp}/in.jsonl", "--solution_field", "answer", "--output",
+            "{tmp}/afile/k.jsonl", *TEACHER], "afile: field 'output': exists and is not a folder"),
+          (["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/afile/e"],
+           "afile/e: field 'output_dir': cannot be created: "))],
 ]
 
 
 @pytest.mark.parametrize("name,files,argv,message", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_nothing_left(name, files, argv, message, tmp_path, capsys):
-    for rel, text in files.items():
+    for rel, content in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
+        if isinstance(content, bytes):
+            (tmp_path / rel).write_bytes(content)
+        else:
+            (tmp_path / rel).write_text(content)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
@@ -112,7 +232,7 @@ def test_bad_input_is_one_line_exit_2_nothing_left(name, files, argv, message, t
     assert len(err.strip().splitlines()) == 1 and message in err, (name, err)
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before, name  # nothing written, nothing removed, no temporary file left
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".srl-tmp")]
+    assert not [p for p in os.listdir(tmp_path) if ".srl-partial-" in p]
 
 
 # --- rewards stay bounded on the campaign's monsters (issue 12 item 7) -----------------------------------------
@@ -190,7 +310,7 @@ def test_compressed_inputs_are_read_transparently(tmp_path, gsm8k_sample, capsys
 
 
 def test_outputs_follow_the_umask_and_stale_temporaries_are_removed(tmp_path, gsm8k_sample, capsys):
-    stale_file = tmp_path / ".out.jsonl.tmp-abc123.jsonl"  # what a SIGKILLed build leaves behind
+    stale_file = tmp_path / ".out.jsonl.srl-partial-abc123.jsonl"  # what a SIGKILLed build leaves behind
     stale_file.write_text("x" * 1000)
     old = os.umask(0o022)
     try:
@@ -215,7 +335,7 @@ def test_sigterm_ends_a_build_with_one_line_and_no_temporary_file(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "srl.cli", "data", "build", "--input", str(big), "--output",
                              str(tmp_path / "out.jsonl")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not [p for p in os.listdir(tmp_path) if ".tmp-" in p]:
+    while time.time() < deadline and not [p for p in os.listdir(tmp_path) if ".srl-partial-" in p]:
         time.sleep(0.05)  # wait until it is writing
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

@@ -17,16 +17,19 @@ Locking:
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from srl.errors import InputError
+from srl.errors import InputError, file_system_error
 
 
 # --- reading records ------------------------------------------------------------------------------------------
@@ -98,8 +101,69 @@ def _json_error(e: ValueError) -> str:
     return f"invalid JSON: {e}"
 
 
+def _parse_json(text: str, path: str, line: int | None, unit: str = "line") -> Any:
+    """`text` parsed, or an `InputError` at `path`:`line`: invalid JSON, NaN/Infinity, nesting deeper than Python's
+    recursion limit (~1,000 levels), or a string holding a lone surrogate such as `\\ud800` (not a character: no
+    UTF-8 file can hold it, so writing it out would fail later)."""
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)  # NaN, Infinity: not JSON
+    except ValueError as e:
+        raise InputError(_json_error(e), path=path, line=line if line is not None else getattr(e, "lineno", None),
+                         unit=unit) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply (over ~1,000 levels of lists or objects)", path=path,
+                         line=line, unit=unit) from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):  # only then can a string hold a lone surrogate
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise InputError("a lone surrogate (\\ud800-\\udfff escape without its pair): not a character, and "
+                             "no UTF-8 file can hold it", path=path, line=line, field=where or None, unit=unit)
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The place (`messages[1].content`, "" for the value itself) of the first string in `value` holding a lone
+    surrogate, None if there is none."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _lone_surrogate(item, f"{where}.{key}" if isinstance(key, str) and where else
+                                f"{where}[{key}]" if isinstance(key, int) else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+@contextlib.contextmanager
+def _decompressing(path: str, lines_read: Callable[[], int] = lambda: 0):
+    """A corrupt or cut-off `.gz` / `.zst` file as one `InputError` (gzip, zlib and zstandard raise their own
+    exceptions, EOFError for a file that ends early)."""
+    compressed = os.path.splitext(path)[1].lower() in COMPRESSIONS
+    try:
+        yield
+    except Exception as e:
+        if not compressed or not isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)) and (
+                type(e).__name__ != "ZstdError"):
+            raise
+        after = f" after line {lines_read():,}" if lines_read() else ""
+        if isinstance(e, EOFError):
+            reason = "the compressed data ends early (a partial download or copy?)"
+        else:
+            reason = f"not valid {COMPRESSIONS[os.path.splitext(path)[1].lower()]} data ({str(e) or type(e).__name__})"
+        raise InputError(f"cannot decompress{after}: {reason}", path=path) from None
+
+
 def _read_jsonl(path: str) -> Iterator[Record]:
-    with _open_binary(path) as f:
+    line_no = 0
+    with _decompressing(path, lambda: line_no), _open_binary(path) as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
@@ -108,27 +172,21 @@ def _read_jsonl(path: str) -> Iterator[Record]:
                                  path=path, line=line_no) from None
             if not line.strip():
                 continue
-            try:
-                data = json.loads(line, parse_constant=_refuse_constant)  # NaN, Infinity: not JSON
-            except ValueError as e:
-                raise InputError(_json_error(e), path=path, line=line_no) from None
+            data = _parse_json(line, path, line_no)
             if not isinstance(data, dict):
                 raise InputError(f"expected a JSON object, got {type(data).__name__}", path=path, line=line_no)
             yield Record(data, path, line_no)
 
 
 def _read_json(path: str) -> Iterator[Record]:
-    with _open_binary(path) as f:
+    with _decompressing(path), _open_binary(path) as f:
         raw = f.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line_no = raw.count(b"\n", 0, e.start) + 1
         raise InputError(f"not UTF-8 (byte 0x{raw[e.start]:02x})", path=path, line=line_no) from None
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as e:
-        raise InputError(_json_error(e), path=path, line=getattr(e, "lineno", None)) from None
+    data = _parse_json(text, path, None)
     if isinstance(data, dict):  # {"data": [...]} or a single record
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
         data = lists[0] if len(lists) == 1 else [data]
@@ -153,6 +211,8 @@ def read_records(source: Any, fmt: str | None = None) -> Iterator[Record]:
         yield from _read_rows(source, getattr(source, "info", None) and source.info.dataset_name or "<dataset>")
         return
     path = os.fspath(source)
+    if not path.strip():
+        raise InputError("an empty file name: name the file to read")
     if not os.path.exists(path):
         raise InputError("no such file or folder", path=path)
     stem = path[: -len(os.path.splitext(path)[1])] if os.path.splitext(path)[1].lower() in COMPRESSIONS else path
@@ -198,11 +258,15 @@ def read_mapping(path: str, known: Iterable[str] | None = None, what: str = "fil
     """
     if not os.path.exists(path):
         raise InputError(f"no such {what}", path=path)
+    if os.path.isdir(path):
+        raise InputError(f"is a folder; a {what} was expected", path=path)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError:
         raise InputError("not UTF-8", path=path) from None
+    except OSError as e:
+        raise file_system_error(e) or e from None
     if path.endswith(".json"):
         try:
             data = json.loads(text) if text.strip() else {}
@@ -263,30 +327,45 @@ def check_writable_folder(path: str, field: str = "output_dir") -> None:
 
 
 # --- writing atomically -----------------------------------------------------------------------------------------
+PARTIAL = "srl-partial"  # in the names of the writers' temporary files: `.<name>.srl-partial-<random>`
+
+
+def partial_prefix(path: str) -> str:
+    """The start of the name of a temporary file or folder that is to become `path`: hidden, and saying what it is
+    (`.out.jsonl.srl-partial-`). A command killed with SIGKILL can leave one beside its output; it is safe to
+    delete, and `srl data build` removes those of its output when it starts (`remove_stale_temporaries`)."""
+    return f".{os.path.basename(os.path.normpath(path))}.{PARTIAL}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, *, folder: bool = False) -> Iterator[str]:
     """A temporary path beside `path` (in the same folder, so the rename is atomic) for the block to write a file,
     or a folder with `folder=True` (created empty). When the block ends, it replaces `path` (a folder at `path` is
-    removed first); if the block raises, the temporary path is removed and `path` is left as it was."""
+    removed first); if the block raises, the temporary path is removed and `path` is left as it was. An OSError
+    about the temporary path (a full or read-only disk) names `path` instead."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    if folder:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=directory)
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=os.path.splitext(path)[1], dir=directory)
-        os.close(fd)
-    os.chmod(tmp, (0o777 if folder else 0o666) & ~_umask())  # mk*temp makes it private; the result is not
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        if folder:
+            tmp = tempfile.mkdtemp(prefix=partial_prefix(path), dir=directory)
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=partial_prefix(path), suffix=os.path.splitext(path)[1], dir=directory)
+            os.close(fd)
+        os.chmod(tmp, (0o777 if folder else 0o666) & ~_umask())  # mk*temp makes it private; the result is not
         yield tmp
         if folder and os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.isdir(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
+        elif tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and (
+                e.filename is None or (tmp and str(e.filename).startswith(tmp))
+                                       or os.path.basename(str(e.filename)).startswith(partial_prefix(path))):
+            e.filename = path
         raise
 
 
@@ -311,18 +390,28 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def json_bytes(data: Any, *, indent: int | None = None) -> bytes:
+    """`data` as UTF-8 JSON (characters kept as they are; values JSON does not know written as `str(value)`). A
+    string holding a lone surrogate (no UTF-8 can hold it: a reply decoded from a `\\ud800` escape) makes the
+    whole value written with `\\uXXXX` escapes instead, which reads back as exactly the same value."""
+    try:
+        return json.dumps(data, indent=indent, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, indent=indent, ensure_ascii=True, default=str).encode("ascii")
+
+
 def write_json(path: str, data: Any, *, indent: int | None = 1) -> None:
-    """`data` as JSON (UTF-8 kept as is; values JSON does not know written as `str(value)`)."""
-    with atomic_open(path) as f:
-        json.dump(data, f, indent=indent, ensure_ascii=False, default=str)
+    """`data` as JSON (`json_bytes`)."""
+    with atomic_open(path, "wb") as f:
+        f.write(json_bytes(data, indent=indent))
 
 
 def write_jsonl(path: str, rows: Iterable[dict]) -> int:
-    """One JSON object per line; returns the number of rows."""
+    """One JSON object per line (`json_bytes`); returns the number of rows."""
     count = 0
-    with atomic_open(path) as f:
+    with atomic_open(path, "wb") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            f.write(json_bytes(row) + b"\n")
             count += 1
     return count
 

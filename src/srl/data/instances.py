@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.errors import InputError
-from srl.io import atomic_open, atomic_path, write_json, write_jsonl
+from srl.io import atomic_open, atomic_path, partial_prefix, write_json, write_jsonl
 from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import Trajectory
 
@@ -158,18 +158,75 @@ def to_dataset(rows: Iterable[dict[str, Any]]):
     return datasets.Dataset.from_list(list(rows))
 
 
+INSTANCE_COLUMNS = ("prompt", "expert_step")
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages: null, boolean, number, string, list, object."""
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+             dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def prompt_kind(rec) -> str:
+    """Check one instance row read from a file (`srl.io.Record`) as the trainer and `srl data show` use it, and
+    return the kind of its prompt ("text" or "messages"). Anything else is an `InputError` naming file, line and
+    field: a missing column, an `expert_step` that is not a non-empty string, a prompt that is neither a
+    non-empty string nor a non-empty list of messages {role: str, content: str}."""
+    for column in INSTANCE_COLUMNS:
+        if column not in rec.data:
+            raise rec.error("missing: is this a file of step-wise instances written by `srl data build`?", column)
+    step = rec.data["expert_step"]
+    if not isinstance(step, str) or not step.strip():
+        raise rec.error(f"must be a non-empty string, got {json_type(step) if step != '' else 'an empty one'}",
+                        "expert_step")
+    prompt = rec.data["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise rec.error("empty", "prompt")
+        return "text"
+    if not isinstance(prompt, list) or not prompt:
+        raise rec.error(f"must be a string or a list of chat messages {{role, content}}, got "
+                        f"{json_type(prompt) if prompt != [] else 'an empty list'}", "prompt")
+    for i, message in enumerate(prompt):
+        if not isinstance(message, dict):
+            raise rec.error(f"must be a message {{role, content}}, got {json_type(message)}", f"prompt[{i}]")
+        for key in ("role", "content"):
+            if not isinstance(message.get(key), str):
+                got = "missing" if key not in message else f"must be a string, got {json_type(message[key])}"
+                raise rec.error(got, f"prompt[{i}].{key}")
+    return "messages"
+
+
+def checked_instances(records: Iterable) -> Iterator[Any]:
+    """`records` (instance rows from one file), each checked by `prompt_kind`, and all of one kind: a prompt
+    that is a string in one row and messages in another is refused at the row where it changes (a dataset column
+    holds one type)."""
+    first = None
+    for rec in records:
+        kind = prompt_kind(rec)
+        if first is None:
+            first = (kind, rec)
+        elif kind != first[0]:
+            where = f"{first[1].unit} {first[1].line}" if first[1].unit == "line" else f"record {first[1].line}"
+            raise rec.error(f"is {'a string' if kind == 'text' else 'a list of messages'}, but on {where} it is "
+                            f"{'a string' if first[0] == 'text' else 'a list of messages'}: every row's prompt must "
+                            "be of the same kind", "prompt")
+        yield rec
+
+
 INSTANCE_FOLDER_MARKER = "srl_instances.json"  # written into every `datasets` folder we build: "this one is ours"
 _DATASET_FOLDER_FILES = re.compile(r"(dataset_info\.json|state\.json|data-\d+-of-\d+\.arrow|dataset_dict\.json)$")
 
 
 def remove_stale_temporaries(target: str) -> None:
-    """A build killed with SIGKILL leaves its temporary file or folder beside the output (`.<name>.tmp-*`, see
-    `srl.io.atomic_path`); the next build of the same output removes them."""
+    """A build killed with SIGKILL leaves its temporary file or folder beside the output
+    (`.<name>.srl-partial-*`, `srl.io.partial_prefix`); the next build of the same output removes them."""
     import glob
     import shutil
 
-    base = os.path.basename(target.rstrip(os.sep))
-    for stale in glob.glob(os.path.join(glob.escape(os.path.dirname(target)), f".{glob.escape(base)}.tmp-*")):
+    pattern = glob.escape(os.path.join(os.path.dirname(target), partial_prefix(target))) + "*"
+    for stale in glob.glob(pattern):
         if os.path.isdir(stale) and not os.path.islink(stale):
             shutil.rmtree(stale, ignore_errors=True)
         else:
