@@ -342,3 +342,170 @@ def test_sigterm_ends_a_build_with_one_line_and_no_temporary_file(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "srl: interrupted" and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == ["big.jsonl"]
+
+
+# --- I/O errors (issue 24 item 3): a full or read-only disk, a permission denied: one line, exit 2, nothing left --
+# Real file systems: a tmpfs of 64 KiB (full after the first few rows) and a read-only tmpfs, mounted for the test.
+@pytest.fixture
+def disks(tmp_path):
+    """Mount `tmp_path/full` (64 KiB tmpfs) and `tmp_path/ro` (read-only tmpfs); unmounted afterwards."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a full or read-only file system needs root (CI runs the tests as root)")
+    mounted = []
+    try:
+        for name, options in (("full", "size=64k"), ("ro", "size=64k,ro")):
+            (tmp_path / name).mkdir()
+            result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(tmp_path / name)],
+                                    capture_output=True, text=True)
+            if result.returncode:
+                pytest.skip(f"cannot mount a tmpfs here (root without CAP_SYS_ADMIN?): {result.stderr.strip()}")
+            mounted.append(tmp_path / name)
+        yield tmp_path
+    finally:
+        for path in mounted:
+            subprocess.run(["umount", str(path)], check=True)
+
+
+BENCH = "".join(json.dumps({"problem": f"What is {i}+1? Think it through at length, with care.", "answer": str(i + 1)})
+                + "\n" for i in range(60))
+# rows that compress badly (parquet compresses), 250 KiB
+BIG = "".join(json.dumps({**GOOD, "question": f"What is {i}+1? " + " ".join(
+    __import__("hashlib").sha256(f"{i}-{j}".encode()).hexdigest() for j in range(8))}) + "\n" for i in range(400))
+DISK_CASES = [
+    ("build, full disk, jsonl", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/out.jsonl"],
+     "full/out.jsonl: no space left on the device (disk full); nothing was written"),
+    ("build, full disk, json", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/out.json"],
+     "full/out.json: no space left on the device (disk full); nothing was written"),
+    ("build, full disk, parquet", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/o.parquet"],
+     "full/o.parquet: no space left on the device (disk full); nothing was written"),
+    ("build, full disk, datasets folder", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/ds"],
+     "full/ds: no space left on the device (disk full); nothing was written"),
+    ("build, full disk, into new folders",
+     ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/new/sub/out.jsonl"],
+     "full/new/sub/out.jsonl: no space left on the device (disk full); nothing was written"),
+    ("build, read-only disk", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/ro/out.jsonl"],
+     "ro: field 'output': cannot be written (Read-only file system)"),
+    ("export, full disk", ["data", "export", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/v"],
+     "full/v: no space left on the device (disk full); nothing was written"),
+    ("export, read-only disk", ["data", "export", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/ro/v"],
+     "ro/v: read-only file system; nothing was written"),
+    ("generate, read-only disk", ["data", "generate", "--input", "{tmp}/bench.jsonl", "--output",
+                                  "{tmp}/ro/k.jsonl", *TEACHER], "ro: field 'output': cannot be written"),
+    ("rewrite, read-only disk", ["data", "rewrite", "--input", "{tmp}/in.jsonl", "--solution_field", "answer",
+                                 "--output", "{tmp}/ro/k.jsonl", *TEACHER], "ro: field 'output': cannot be written"),
+    ("eval, full disk", ["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--max_new_tokens", "48", "--k", "8",
+                         "--output_dir", "{tmp}/full/e"],
+     "full/e/problems.jsonl: no space left on the device (disk full)"),
+    ("eval, read-only disk", ["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/ro/e"],
+     "ro/e: field 'output_dir': cannot be written (Read-only file system"),
+]
+
+
+@pytest.mark.parametrize("name,argv,message", DISK_CASES, ids=[c[0] for c in DISK_CASES])
+def test_a_full_or_read_only_disk_is_one_line_exit_2_nothing_left(name, argv, message, disks, capsys):
+    (disks / "in.jsonl").write_text(BIG)
+    (disks / "bench.jsonl").write_text(BENCH)
+    code = main([a.replace("{tmp}", str(disks)) for a in argv])
+    lines = capsys.readouterr().err.strip().splitlines()  # an evaluation's progress line may come first (a log)
+    assert code == 2 and lines[-1].startswith("srl: error: ") and message in lines[-1], (name, lines)
+    assert not [line for line in lines[:-1] if line.startswith("srl") or "Traceback" in line], (name, lines)
+    assert os.listdir(disks / "full") == [] and os.listdir(disks / "ro") == []  # nothing left, no temporary
+
+
+class _DacCapabilities:
+    """Root's power to read and write through any file permission (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), dropped
+    from this thread's effective set and raised again (they stay permitted) with the capget/capset system calls.
+    Without them root meets file modes as their owner does: a file of mode 000 cannot be read, a folder of mode
+    555 not written, while Python's own files (root's, readable by their owner) still import."""
+
+    VERSION_3, DAC_BITS = 0x20080522, (1 << 1) | (1 << 2)
+
+    def __init__(self):
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.header = (ctypes.c_uint32 * 2)(self.VERSION_3, 0)
+        self.data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}
+
+    def _set(self, drop: bool) -> None:
+        import ctypes
+
+        if self.libc.syscall(125, self.header, self.data) != 0:  # capget (x86_64)
+            raise OSError(ctypes.get_errno(), "capget")
+        self.data[0] = self.data[0] & ~self.DAC_BITS if drop else self.data[0] | (self.data[1] & self.DAC_BITS)
+        if self.libc.syscall(126, self.header, self.data) != 0:  # capset (x86_64)
+            raise OSError(ctypes.get_errno(), "capset")
+
+    def __enter__(self):
+        self._set(drop=True)
+
+    def __exit__(self, *exc):
+        self._set(drop=False)
+
+
+@pytest.fixture
+def unprivileged(tmp_path):
+    """`run(argv)`: `main(argv)` without the power to bypass file permissions: root's DAC capabilities dropped
+    for the call when the tests run as root (as CI does), else as the user itself."""
+    import contextlib
+    import platform
+
+    if os.geteuid() == 0 and platform.machine() != "x86_64":
+        pytest.skip("dropping root's file-permission capabilities is written for x86_64 system call numbers")
+
+    def run(argv):
+        with _DacCapabilities() if os.geteuid() == 0 else contextlib.nullcontext():
+            return main(argv)
+
+    yield tmp_path, run
+    for path in tmp_path.rglob("*"):  # let pytest remove it
+        os.chmod(path, 0o700)
+
+
+PERMISSION_CASES = [
+    ("build: input unreadable", ["data", "build", "--input", "{tmp}/secret.jsonl", "--output", "{tmp}/open/o.jsonl"],
+     "secret.jsonl: permission denied; nothing was written"),
+    ("build: output folder not writable", ["data", "build", "--input", "{tmp}/in.jsonl", "--output",
+                                           "{tmp}/locked/o.jsonl"],
+     "locked: field 'output': cannot be written (Permission denied)"),
+    ("build: --config unreadable", ["data", "build", "--config", "{tmp}/secret.yaml", "--input", "{tmp}/in.jsonl",
+                                    "--output", "{tmp}/open/o.jsonl"], "secret.yaml: permission denied"),
+    ("export: input unreadable", ["data", "export", "--input", "{tmp}/secret.jsonl", "--output", "{tmp}/open/v"],
+     "secret.jsonl: permission denied; nothing was written"),
+    ("export: output folder not writable", ["data", "export", "--input", "{tmp}/in.jsonl", "--output",
+                                            "{tmp}/locked/v"], "locked/v: permission denied; nothing was written"),
+    ("generate: input unreadable", ["data", "generate", "--input", "{tmp}/secret.jsonl", "--output",
+                                    "{tmp}/open/k.jsonl", *TEACHER], "secret.jsonl: permission denied"),
+    ("generate: output folder not writable", ["data", "generate", "--input", "{tmp}/bench.jsonl", "--output",
+                                              "{tmp}/locked/k.jsonl", *TEACHER],
+     "locked: field 'output': cannot be written (Permission denied)"),
+    ("rewrite: input unreadable", ["data", "rewrite", "--input", "{tmp}/secret.jsonl", "--output",
+                                   "{tmp}/open/k.jsonl", *TEACHER], "secret.jsonl: permission denied"),
+    ("rewrite: output folder not writable", ["data", "rewrite", "--input", "{tmp}/in.jsonl", "--solution_field",
+                                             "answer", "--output", "{tmp}/locked/k.jsonl", *TEACHER],
+     "locked: field 'output': cannot be written (Permission denied)"),
+    ("eval: benchmark unreadable", ["eval", "--model", "tiny", "--data", "{tmp}/secret.jsonl", "--output_dir",
+                                    "{tmp}/open/e"], "secret.jsonl: permission denied"),
+    ("eval: output folder not writable", ["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--output_dir",
+                                          "{tmp}/locked/e"],
+     "locked/e: field 'output_dir': cannot be written (Permission denied: "),
+    ("show: file unreadable", ["data", "show", "{tmp}/secret.jsonl"], "secret.jsonl: permission denied"),
+]
+
+
+@pytest.mark.parametrize("name,argv,message", PERMISSION_CASES, ids=[c[0] for c in PERMISSION_CASES])
+def test_permission_denied_is_one_line_exit_2_nothing_left(name, argv, message, unprivileged, capsys):
+    folder, run = unprivileged
+    for file, text, mode in (("in.jsonl", MANY, 0o644), ("bench.jsonl", EVAL_ROW, 0o644),
+                             ("secret.jsonl", MANY, 0o000), ("secret.yaml", "limit: 1\n", 0o000)):
+        (folder / file).write_text(text)
+        os.chmod(folder / file, mode)
+    for sub, mode in (("open", 0o777), ("locked", 0o555)):
+        (folder / sub).mkdir()
+        os.chmod(folder / sub, mode)
+    code = run([a.replace("{tmp}", str(folder)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, (name, err)
+    assert os.listdir(folder / "open") == [] and os.listdir(folder / "locked") == []

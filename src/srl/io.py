@@ -341,9 +341,13 @@ def partial_prefix(path: str) -> str:
 def atomic_path(path: str, *, folder: bool = False) -> Iterator[str]:
     """A temporary path beside `path` (in the same folder, so the rename is atomic) for the block to write a file,
     or a folder with `folder=True` (created empty). When the block ends, it replaces `path` (a folder at `path` is
-    removed first); if the block raises, the temporary path is removed and `path` is left as it was. An OSError
-    about the temporary path (a full or read-only disk) names `path` instead."""
+    removed first); if the block raises, the temporary path and the folders made for it are removed, and `path` is
+    left as it was. An OSError about the temporary path (a full or read-only disk) names `path` instead."""
     directory = os.path.dirname(os.path.abspath(path))
+    made, missing = [], directory  # the folders os.makedirs makes, deepest first
+    while not os.path.lexists(missing):
+        made.append(missing)
+        missing = os.path.dirname(missing)
     tmp = None
     try:
         os.makedirs(directory, exist_ok=True)
@@ -362,9 +366,14 @@ def atomic_path(path: str, *, folder: bool = False) -> Iterator[str]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno is not None and (
-                e.filename is None or (tmp and str(e.filename).startswith(tmp))
-                                       or os.path.basename(str(e.filename)).startswith(partial_prefix(path))):
+        for folder_made in made:
+            with contextlib.suppress(OSError):  # not empty (something else wrote there): kept
+                os.rmdir(folder_made)
+        about_tmp = e.filename is None if isinstance(e, OSError) else False
+        if isinstance(e, OSError) and e.filename is not None:
+            name = str(e.filename)
+            about_tmp = bool(tmp and name.startswith(tmp)) or os.path.basename(name).startswith(partial_prefix(path))
+        if about_tmp and e.errno is not None:
             e.filename = path
         raise
 

@@ -76,36 +76,39 @@ def data_show(argv: Sequence[str]) -> int:
     if args.num < 1 or args.start < 0:
         raise InputError("-n must be >= 1 and --start >= 0", field="num" if args.num < 1 else "start")
 
-    from rich.panel import Panel
-
     from srl.data.instances import checked_instances
     from srl.io import read_records
 
     out = console()
     shown, i = 0, -1
-    for i, rec in enumerate(checked_instances(read_records(args.path))):  # shown rows are checked, as training does
-        if i < args.start:
-            continue
-        if shown >= args.num:
-            break
-        row = rec.data
-        messages = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
-        body = []
-        for m in messages:
-            if m["role"] == "system" and not args.system:
+    with file_system_errors_reported():  # an unreadable file: one line
+        for i, rec in enumerate(checked_instances(read_records(args.path))):  # checked as training checks them
+            if i < args.start:
                 continue
-            body.append(f"[bold cyan]{m['role']}[/]\n{_escape(m['content'])}")
-        body.append(f"[bold green]expert step (target)[/]\n{_escape(row['expert_step'])}")
-        title = (f"#{i}  {row.get('trajectory_id', '')}  step {row.get('step_index', '?')}/{row.get('num_steps', '?')}"
-                 f"  answer: {row.get('final_answer')}")
-        out.print(Panel("\n\n".join(body), title=title, title_align="left"))
-        shown += 1
+            if shown >= args.num:
+                break
+            out.print(_panel(i, rec.data, args.system))
+            shown += 1
     if shown == 0:
         if i < 0:
             raise InputError("no instances: the file is empty", path=args.path)
         raise InputError(f"no instance from --start {args.start}: the file holds {i + 1}", path=args.path,
                          field="start")
     return 0
+
+
+def _panel(i: int, row: dict, system: bool):
+    """Instance number `i` (a checked row) as a rich panel: its messages (the system prompt if `system`), then
+    the target."""
+    from rich.panel import Panel
+
+    messages = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
+    body = [f"[bold cyan]{m['role']}[/]\n{_escape(m['content'])}" for m in messages
+            if m["role"] != "system" or system]
+    body.append(f"[bold green]expert step (target)[/]\n{_escape(row['expert_step'])}")
+    title = (f"#{i}  {row.get('trajectory_id', '')}  step {row.get('step_index', '?')}/{row.get('num_steps', '?')}"
+             f"  answer: {row.get('final_answer')}")
+    return Panel("\n\n".join(body), title=title, title_align="left")
 
 
 def _escape(text: str) -> str:

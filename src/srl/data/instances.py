@@ -345,9 +345,17 @@ def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
         return len(rows)
     if ext == ".parquet":
         return _write_parquet(rows, path)
+    import datasets
+
     ds = to_dataset(rows)
     with atomic_path(path, folder=True) as tmp:
-        ds.save_to_disk(tmp)
+        quiet = datasets.utils.are_progress_bars_disabled()
+        datasets.disable_progress_bars()  # our own bar counts the rows; an error then stays one line
+        try:
+            ds.save_to_disk(tmp)
+        finally:
+            if not quiet:
+                datasets.enable_progress_bars()
         write_json(os.path.join(tmp, INSTANCE_FOLDER_MARKER), {"written_by": "srl data build", "rows": len(ds)},
                    indent=None)
         check_output_target(path)  # still ours (or gone) right before it is replaced
