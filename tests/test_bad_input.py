@@ -509,3 +509,47 @@ def test_permission_denied_is_one_line_exit_2_nothing_left(name, argv, message, 
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, (name, err)
     assert os.listdir(folder / "open") == [] and os.listdir(folder / "locked") == []
+
+
+# --- file modes (issue 24 item 10) ----------------------------------------------------------------------------
+def _modes(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): oct(p.stat().st_mode & 0o777) for p in sorted(folder.rglob("*"))}
+
+
+def test_a_training_run_and_its_checkpoints_follow_the_umask(tmp_path, capsys):
+    """safetensors (>= 0.8) writes model.safetensors 0600 whatever the umask; every file of a run follows it."""
+    from srl.data.instances import InstanceOptions, trajectory_instances, write_rows
+    from srl.tiny import synthetic_trajectories
+
+    data = str(tmp_path / "inst.jsonl")
+    write_rows([r for t in synthetic_trajectories(4) for r in trajectory_instances(t, InstanceOptions(think="off"))],
+               data)
+    old = os.umask(0o022)
+    try:
+        code = main(["train", "--stage", "srl", "--model", "tiny", "--train_data", data, "--think", "off",
+                     "--use_cpu", "true", "--bf16", "false", "--per_device_train_batch_size", "4", "--num_generations",
+                     "2", "--max_completion_length", "4", "--max_steps", "1", "--save_steps", "1",
+                     "--dataloader_pin_memory", "false", "--output_dir", str(tmp_path / "run")])
+    finally:
+        os.umask(old)
+    assert code == 0, capsys.readouterr().err
+    modes = _modes(tmp_path / "run")
+    assert "checkpoint-1/model.safetensors" in modes and "final/model.safetensors" in modes
+    odd = {name: mode for name, mode in modes.items()
+           if mode != (oct(0o755) if (tmp_path / "run" / name).is_dir() else oct(0o644))}
+    assert not odd, odd
+
+
+def test_eval_and_export_outputs_follow_the_umask(tmp_path, capsys):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(EVAL_ROW)
+    (tmp_path / "in.jsonl").write_text(MANY * 3)
+    old = os.umask(0o027)
+    try:
+        assert main(["eval", "--model", "tiny", "--data", str(bench), "--max_new_tokens", "4", "--output_dir",
+                     str(tmp_path / "e")]) == 0
+        assert main(["data", "export", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "v")]) == 0
+    finally:
+        os.umask(old)
+    modes = {**_modes(tmp_path / "e"), **_modes(tmp_path / "v")}
+    assert modes["problems.jsonl"] == modes["summary.json"] == modes["train.parquet"] == oct(0o640), modes

@@ -378,8 +378,21 @@ def atomic_path(path: str, *, folder: bool = False) -> Iterator[str]:
         raise
 
 
+def follow_umask(folder: str) -> None:
+    """Give the regular files of `folder` (not below it) the mode a file created there now gets: 0666 (0777 for an
+    executable) less the umask. For writers that make their files private: safetensors >= 0.8 writes through a
+    temporary file of mode 0600 and renames it (safetensors PR 764, issue 782), so a saved model's weights were
+    0600 where every other file follows the umask."""
+    mask = _umask()
+    for name in os.listdir(folder):
+        file = os.path.join(folder, name)
+        if os.path.isfile(file) and not os.path.islink(file):
+            executable = os.stat(file).st_mode & 0o100
+            os.chmod(file, (0o777 if executable else 0o666) & ~mask)
+
+
 def _umask() -> int:
-    mask = os.umask(0)
+    mask = os.umask(0o077)  # read by setting it: a restrictive value, should another thread create a file meanwhile
     os.umask(mask)
     return mask
 

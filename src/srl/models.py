@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from srl.errors import InputError
-from srl.io import atomic_path, file_lock, write_json
+from srl.io import atomic_path, file_lock, follow_umask, write_json
 
 TINY = "tiny"
 
@@ -264,8 +264,6 @@ def _convert(name: str, final: str) -> None:
     _say(f"{name}: first use, converting {info['gguf_file']} (package {info['package']}) to {final} "
          f"(once, ~30 s)...")
     start = time.time()
-    umask = os.umask(0)
-    os.umask(umask)
     with atomic_path(final, folder=True) as tmp:  # replaces a stale, incomplete folder; we hold the lock
         model, tokenizer = load_gguf(name)
         save_plain(model, tokenizer, tmp)
@@ -278,8 +276,7 @@ def _convert(name: str, final: str) -> None:
                                                 "gguf_file": info["gguf_file"], "source": source,
                                                 "license": info["license"],
                                                 "converted_seconds": round(time.time() - start, 1)})
-        for file in os.listdir(tmp):  # safetensors writes its file private; the cache is ordinary files
-            os.chmod(os.path.join(tmp, file), 0o666 & ~umask)
+        follow_umask(tmp)  # safetensors writes its file private; the cache is ordinary files
     _say(f"{name}: converted in {time.time() - start:.0f} s ({_folder_size(final) / 1e6:.0f} MB)")
 
 
