@@ -287,6 +287,53 @@ def test_rewards_are_bounded_off_the_main_thread():
     assert not thread.is_alive() and result["slowest"][0] < BOUND_S and result["equal"], result
 
 
+# Issue 24 item 11: answers that pass the up-front refusal but keep sympy busy in one long C call, checked back to
+# back with no wait in between (each kills the checking process; the next must not wait for a fresh start-up past
+# its own time): every call returns within the timeout, on the main thread and in threads calling at once.
+BUSY = [r"\Gamma(10^{10})", r"9999!", "(" * 600 + "1" + ")" * 600, r"99999^{99999}", r"9^{99999}",
+        r"\frac{9^{9999}}{7^{9999}}"]
+SLACK_S = 0.5  # past the timeout: a kill and the bookkeeping, on a loaded machine (the failure was 2-4 s)
+
+
+def _busy_calls(results: list) -> None:
+    import time
+
+    from srl.rewards import outcome_reward
+
+    for monster in BUSY:
+        start = time.perf_counter()
+        value = outcome_reward(f"so \\boxed{{{monster}}}", "72")
+        results.append((time.perf_counter() - start, monster[:20], value))
+
+
+def test_every_reward_call_ends_within_its_timeout_on_the_main_thread():
+    from srl.rewards.answers import start_answer_checker
+    from srl.rewards.functions import ANSWER_TIMEOUT
+
+    assert start_answer_checker(wait=True)  # the very first start-up is documented as not counted
+    results = []
+    _busy_calls(results)
+    assert max(results)[0] <= ANSWER_TIMEOUT + SLACK_S and {v for _, _, v in results} == {0.0}, max(results)
+
+
+def test_every_reward_call_ends_within_its_timeout_in_threads_at_once():
+    import threading
+
+    from srl.rewards import outcome_reward
+    from srl.rewards.answers import start_answer_checker
+    from srl.rewards.functions import ANSWER_TIMEOUT
+
+    assert start_answer_checker(wait=True)
+    results = []
+    threads = [threading.Thread(target=_busy_calls, args=(results,), daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(results) == 3 * len(BUSY) and max(results)[0] <= ANSWER_TIMEOUT + SLACK_S, max(results)
+    assert start_answer_checker(wait=True) and outcome_reward("\\boxed{\\frac{1}{2}}", "0.5") == 1.0  # still right
+
+
 def test_a_reward_never_raises_on_an_unprintable_object():
     from srl.rewards import outcome_reward, srl_reward
 
