@@ -114,6 +114,18 @@ CASES = [
     ("an agent option with --data_format auto", {},
      ["train", "--stage", "srl", "--last_pairs", "3", "--output_dir", "{tmp}/run"],
      "field 'last_pairs': is for agent trajectories: name their format with --data_format (openai-tools"),
+    # issue 24 item 7: a model folder that cannot load
+    ("model folder with config.json but no weights", {"model/config.json": '{"model_type": "llama"}',
+                                                      "bench.jsonl": EVAL_ROW},
+     ["eval", "--model", "{tmp}/model", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/e"],
+     "model: field 'model': has config.json but no weights (model.safetensors, pytorch_model.bin"),
+    ("train: model folder with config.json but no weights", {"model/config.json": '{"model_type": "llama"}'},
+     ["train", "--stage", "srl", "--model", "{tmp}/model", "--output_dir", "{tmp}/run"],
+     "model: field 'model': has config.json but no weights"),
+    ("model folder without a tokenizer", {"model/config.json": '{"model_type": "llama"}', "model/model.safetensors": "",
+                                          "bench.jsonl": EVAL_ROW},
+     ["eval", "--model", "{tmp}/model", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/e"],
+     "model: field 'model': has no tokenizer (tokenizer.json or tokenizer_config.json)"),
     # issue 24 item 4: bad input files
     ("truncated .gz", {"in.jsonl.gz": _gzip(VARIED)[:len(_gzip(VARIED)) // 2]},
      ["data", "build", "--input", "{tmp}/in.jsonl.gz", "--output", "{tmp}/out.jsonl"],
@@ -233,6 +245,24 @@ def test_bad_input_is_one_line_exit_2_nothing_left(name, files, argv, message, t
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before, name  # nothing written, nothing removed, no temporary file left
     assert not [p for p in os.listdir(tmp_path) if ".srl-partial-" in p]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_a_model_folder_with_damaged_weights_is_one_line(damage, tmp_path, capsys):
+    from srl.tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tiny_model(tokenizer, seed=0).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    weights = tmp_path / "model" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": b"x" * 1000}[damage])
+    (tmp_path / "bench.jsonl").write_text(EVAL_ROW)
+    code = main(["eval", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "bench.jsonl"), "--output_dir",
+                 str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"srl: error: {tmp_path / 'model'}: field 'model': cannot be loaded: "), err
+    assert not (tmp_path / "e").exists()
 
 
 # --- rewards stay bounded on the campaign's monsters (issue 12 item 7) -----------------------------------------

@@ -19,6 +19,7 @@ import copy
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -84,6 +85,11 @@ def install_hint(name: str) -> str:
 
 
 # --- checking and resolving names ---------------------------------------------------------------------------
+# The files transformers loads a model's weights from (whole or sharded, with their index) and a tokenizer from.
+_WEIGHTS = re.compile(r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?")
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model"}
+
+
 def check_model_name(name: str) -> None:
     """Fail fast, before anything is loaded, on a model that cannot be loaded."""
     if name == TINY:
@@ -119,6 +125,13 @@ def check_model_name(name: str) -> None:
             raise InputError(f"unreadable ({e})", path=config, field="model") from None
         if not isinstance(parsed, dict) or "model_type" not in parsed:
             raise InputError("has no model_type: not a transformers model config", path=config, field="model")
+        names = os.listdir(path)
+        if not any(_WEIGHTS.fullmatch(n) for n in names):
+            raise InputError("has config.json but no weights (model.safetensors, pytorch_model.bin or shards with "
+                             "their index): an incomplete copy of a save_pretrained folder?", path=name, field="model")
+        if not set(names) & TOKENIZER_FILES:
+            raise InputError("has no tokenizer (tokenizer.json or tokenizer_config.json): save it beside the model "
+                             "with tokenizer.save_pretrained", path=name, field="model")
         return
     if looks_local:
         raise InputError("no such model folder", path=name, field="model")
@@ -301,9 +314,15 @@ def load_model_and_tokenizer(name: str, *, bf16: bool = False, seed: int = 0):
 
         tokenizer = tiny_tokenizer()
         return tiny_model(tokenizer, seed=seed), tokenizer
+    from safetensors import SafetensorError
+
     dtype = torch.bfloat16 if bf16 else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (SafetensorError, OSError, ValueError, EOFError) as e:  # truncated or corrupt files, a torch.save pickle
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot be loaded: {reason[:300]}", path=name, field="model") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
