@@ -437,29 +437,8 @@ def test_sigterm_ends_a_build_with_one_line_and_no_temporary_file(tmp_path):
 
 
 # --- I/O errors (issue 24 item 3): a full or read-only disk, a permission denied: one line, exit 2, nothing left --
-# Real file systems: a tmpfs of 64 KiB (full after the first few rows) and a read-only tmpfs, mounted for the test.
-@pytest.fixture
-def disks(tmp_path):
-    """Mount `tmp_path/full` (64 KiB tmpfs) and `tmp_path/ro` (read-only tmpfs); unmounted afterwards."""
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a full or read-only file system needs root (CI runs the tests as root)")
-    mounted = []
-    try:
-        for name, options in (("full", "size=64k"), ("ro", "size=64k,ro")):
-            (tmp_path / name).mkdir()
-            result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(tmp_path / name)],
-                                    capture_output=True, text=True)
-            if result.returncode:
-                pytest.skip(f"cannot mount a tmpfs here (root without CAP_SYS_ADMIN?): {result.stderr.strip()}")
-            mounted.append(tmp_path / name)
-        yield tmp_path
-    finally:
-        for path in mounted:
-            subprocess.run(["umount", str(path)], check=True)
-
-
+# Real file systems: a tmpfs of 64 KiB (full after the first few rows) and a read-only tmpfs, mounted for the test
+# (the `disks` fixture, conftest.py).
 BENCH = "".join(json.dumps({"problem": f"What is {i}+1? Think it through at length, with care.", "answer": str(i + 1)})
                 + "\n" for i in range(60))
 # rows that compress badly (parquet compresses), 250 KiB

@@ -594,3 +594,21 @@ def test_module_doctests():
     for module in (srl.teacher.journal, srl.teacher.prompt, srl.teacher.rewrite):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_a_full_disk_mid_run_keeps_whole_journal_lines_and_says_so(disks, fake_server, capsys):
+    """Issue 24 item 3: the journal fills a 64 KiB disk; the run stops with one line (exit 2) naming the journal
+    and what it keeps, and the journal holds whole lines only (a rerun continues from it)."""
+    rows = ROWS[:40]
+    long_right = lambda p: "Let me think. " + "x" * 3000 + right(p)  # noqa: E731  (3 KB replies fill it fast)
+    fake = fake_server(lambda p, a, b: ("ok", long_right(p)), [r["question"] for r in rows])
+    argv = ["data", "generate", "--input", problems_file(disks, rows), "--output", str(disks / "full" / "k.jsonl"),
+            "--n", "1", "--model", "fake-teacher", "--base_url", fake.url, "--concurrency", "1"]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    journal = disks / "full" / "k.calls.jsonl"
+    kept = read_jsonl(journal)  # every line whole
+    assert code == 2 and 1 <= len(kept) < len(rows), err
+    assert err[-1] == (f"srl: error: {journal}: no space left on the device (disk full); the {len(kept)} answered "
+                       f"calls are kept in {journal}: rerun the same command to continue"), err
+    assert sorted(os.listdir(disks / "full")) == ["k.calls.jsonl"]

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from srl.errors import InputError
+from srl.errors import InputError, file_system_error
 from srl.teacher.journal import MARK, Journal
 
 NO_KEY = "EMPTY"  # sent to a --base_url server when no key is set: local servers (vLLM, llama.cpp) accept any
@@ -291,6 +291,7 @@ def run_journaled(cfg: EndpointConfig, journal: Journal, requests: list[Request]
     task = progress.add_task(description, total=len(todo), status="")
     started = time.monotonic()
     fatal: str | None = None
+    unwritable: InputError | None = None
     detail = ""  # what the server or the connection said first, for the message when no call was answered
     with progress:
         replies = run_calls(send, todo, cfg.concurrency)
@@ -309,7 +310,13 @@ def run_journaled(cfg: EndpointConfig, journal: Journal, requests: list[Request]
                 else:
                     row = to_row(reply)
                     row["key"], row[MARK] = reply.request.key, settings
-                    journal.append(row)
+                    try:
+                        journal.append(row)
+                    except OSError as e:  # a full disk: stop calling, say what is kept
+                        unwritable = file_system_error(e)
+                        if unwritable is None:
+                            raise
+                        break
                 progress.update(task, completed=stats.called, status=stats.status())
         finally:
             replies.close()
@@ -317,6 +324,8 @@ def run_journaled(cfg: EndpointConfig, journal: Journal, requests: list[Request]
     answered = sum(1 for r in requests if r.key in journal.rows)
     kept = (f"; the {answered:,} answered calls are kept in {journal.path}: rerun the same command to continue"
             if answered else "; nothing was written")
+    if unwritable is not None:
+        raise InputError(f"{unwritable.message}{kept}", path=unwritable.path)
     if fatal is not None:
         raise InputError(f"the endpoint refused the call: {fatal}{kept}", field="model" if "404" in fatal else
                          "api_key_env")

@@ -16,6 +16,7 @@ The files users read (the kept solutions) are derived from the journal and writt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -101,17 +102,25 @@ class Journal:
         return cls(path, rows, repaired, not read_only)
 
     def append(self, row: dict) -> None:
-        """Append one row as one whole line (a single write, then fsync)."""
+        """Append one row as one whole line (a single write, then fsync). A write that fails (a full disk) is
+        cut off again before the error goes on: the journal keeps whole lines only."""
         if self._fd is None:
             if not self._writable:
                 raise ValueError(f"{self.path} was opened read-only")
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
         data = json_bytes(row) + b"\n"
-        written = os.write(self._fd, data)
-        while written < len(data):  # a regular file takes it in one go; this is for the odd short write
-            written += os.write(self._fd, data[written:])
-        os.fsync(self._fd)
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # a regular file takes it in one go; this is for the odd short write
+                written += os.write(self._fd, data[written:])
+            os.fsync(self._fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            e.filename = e.filename or self.path
+            raise
         self.rows[row["key"]] = row
 
     def close(self) -> None:
