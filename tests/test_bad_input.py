@@ -445,17 +445,10 @@ BENCH = "".join(json.dumps({"problem": f"What is {i}+1? Think it through at leng
 BIG = "".join(json.dumps({**GOOD, "question": f"What is {i}+1? " + " ".join(
     __import__("hashlib").sha256(f"{i}-{j}".encode()).hexdigest() for j in range(8))}) + "\n" for i in range(400))
 DISK_CASES = [
-    ("build, full disk, jsonl", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/out.jsonl"],
-     "full/out.jsonl: no space left on the device (disk full); nothing was written"),
-    ("build, full disk, json", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/out.json"],
-     "full/out.json: no space left on the device (disk full); nothing was written"),
-    ("build, full disk, parquet", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/o.parquet"],
-     "full/o.parquet: no space left on the device (disk full); nothing was written"),
-    ("build, full disk, datasets folder", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/ds"],
-     "full/ds: no space left on the device (disk full); nothing was written"),
-    ("build, full disk, into new folders",
-     ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/new/sub/out.jsonl"],
-     "full/new/sub/out.jsonl: no space left on the device (disk full); nothing was written"),
+    *[(f"build, full disk, {what}", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", f"{{tmp}}/full/{out}"],
+       f"full/{out}: no space left on the device (disk full); nothing was written")
+      for what, out in (("jsonl", "out.jsonl"), ("json", "out.json"), ("parquet", "o.parquet"),
+                        ("datasets folder", "ds"), ("into new folders", "new/sub/out.jsonl"))],
     ("build, read-only disk", ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/ro/out.jsonl"],
      "ro: field 'output': cannot be written (Read-only file system)"),
     ("export, full disk", ["data", "export", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/full/v"],
