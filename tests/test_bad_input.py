@@ -148,6 +148,11 @@ CASES = [
     ("JSON nested 100,000 deep in a benchmark", {"bench.jsonl": DEEP + "\n"},
      ["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/e"],
      "bench.jsonl:1: invalid JSON: nested too deeply"),
+    *[(f"--config nested 100,000 deep ({name})", {name: text, "in.jsonl": MANY},
+       ["data", "build", "--config", "{tmp}/" + name, "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
+       f"{name}: invalid {kind}: nested too deeply")
+      for name, text, kind in (("deep.yaml", "limit: " + "[" * 100_000 + "]" * 100_000, "YAML"),
+                               ("deep.json", '{"limit": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON"))],
     ("lone surrogate", {"in.jsonl": MANY + json.dumps({"question": "a\ud800b", "answer": GOOD["answer"]}) + "\n"},
      ["data", "build", "--input", "{tmp}/in.jsonl", "--output", "{tmp}/out.jsonl"],
      "in.jsonl:2: field 'question': a lone surrogate"),

@@ -12,15 +12,14 @@ if anything fails, so a reader never sees half a file):
     `write_json`, `write_jsonl`, `write_text`
 Locking:
     `file_lock(path)`        an inter-process lock (`filelock`), e.g. for a cache two ranks may fill at once
+JSON text itself (parsed with its errors located, written as UTF-8 bytes) is `srl.json_text`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from srl.errors import InputError, file_system_error
+from srl.json_text import json_bytes, parse_json
 
 
 # --- reading records ------------------------------------------------------------------------------------------
@@ -91,57 +91,6 @@ def _open_binary(path: str):
     return open(path, "rb")
 
 
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _json_error(e: ValueError) -> str:
-    if isinstance(e, json.JSONDecodeError):
-        return f"invalid JSON: {e.msg} (column {e.colno})"
-    return f"invalid JSON: {e}"
-
-
-def _parse_json(text: str, path: str, line: int | None, unit: str = "line") -> Any:
-    """`text` parsed, or an `InputError` at `path`:`line`: invalid JSON, NaN/Infinity, nesting deeper than Python's
-    recursion limit (~1,000 levels), or a string holding a lone surrogate such as `\\ud800` (not a character: no
-    UTF-8 file can hold it, so writing it out would fail later)."""
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)  # NaN, Infinity: not JSON
-    except ValueError as e:
-        raise InputError(_json_error(e), path=path, line=line if line is not None else getattr(e, "lineno", None),
-                         unit=unit) from None
-    except RecursionError:
-        raise InputError("invalid JSON: nested too deeply (over ~1,000 levels of lists or objects)", path=path,
-                         line=line, unit=unit) from None
-    if "\\u" in text and _SURROGATE_ESCAPE.search(text):  # only then can a string hold a lone surrogate
-        where = _lone_surrogate(data)
-        if where is not None:
-            raise InputError("a lone surrogate (\\ud800-\\udfff escape without its pair): not a character, and "
-                             "no UTF-8 file can hold it", path=path, line=line, field=where or None, unit=unit)
-    return data
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
-
-
-def _lone_surrogate(value: Any, where: str = "") -> str | None:
-    """The place (`messages[1].content`, "" for the value itself) of the first string in `value` holding a lone
-    surrogate, None if there is none."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        found = _lone_surrogate(item, f"{where}.{key}" if isinstance(key, str) and where else
-                                f"{where}[{key}]" if isinstance(key, int) else str(key))
-        if found is not None:
-            return found
-    return None
-
-
 @contextlib.contextmanager
 def _decompressing(path: str, lines_read: Callable[[], int] = lambda: 0):
     """A corrupt or cut-off `.gz` / `.zst` file as one `InputError` (gzip, zlib and zstandard raise their own
@@ -150,8 +99,8 @@ def _decompressing(path: str, lines_read: Callable[[], int] = lambda: 0):
     try:
         yield
     except Exception as e:
-        if not compressed or not isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)) and (
-                type(e).__name__ != "ZstdError"):
+        known = isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)) or type(e).__name__ == "ZstdError"
+        if not compressed or not known:
             raise
         after = f" after line {lines_read():,}" if lines_read() else ""
         if isinstance(e, EOFError):
@@ -172,7 +121,7 @@ def _read_jsonl(path: str) -> Iterator[Record]:
                                  path=path, line=line_no) from None
             if not line.strip():
                 continue
-            data = _parse_json(line, path, line_no)
+            data = parse_json(line, path, line_no)
             if not isinstance(data, dict):
                 raise InputError(f"expected a JSON object, got {type(data).__name__}", path=path, line=line_no)
             yield Record(data, path, line_no)
@@ -186,7 +135,7 @@ def _read_json(path: str) -> Iterator[Record]:
     except UnicodeDecodeError as e:
         line_no = raw.count(b"\n", 0, e.start) + 1
         raise InputError(f"not UTF-8 (byte 0x{raw[e.start]:02x})", path=path, line=line_no) from None
-    data = _parse_json(text, path, None)
+    data = parse_json(text, path, None)
     if isinstance(data, dict):  # {"data": [...]} or a single record
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
         data = lists[0] if len(lists) == 1 else [data]
@@ -268,10 +217,7 @@ def read_mapping(path: str, known: Iterable[str] | None = None, what: str = "fil
     except OSError as e:
         raise file_system_error(e) or e from None
     if path.endswith(".json"):
-        try:
-            data = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+        data = parse_json(text, path, None) if text.strip() else {}
     else:
         import yaml
 
@@ -281,6 +227,8 @@ def read_mapping(path: str, known: Iterable[str] | None = None, what: str = "fil
             line = getattr(getattr(e, "problem_mark", None), "line", None)
             raise InputError(f"invalid YAML: {getattr(e, 'problem', None) or str(e).splitlines()[0]}", path=path,
                              line=line + 1 if line is not None else None) from None
+        except RecursionError:
+            raise InputError("invalid YAML: nested too deeply", path=path) from None
         data = {} if data is None else data
     known = None if known is None else set(known)
     if not isinstance(data, dict):
@@ -410,16 +358,6 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8"):
 def write_text(path: str, text: str) -> None:
     with atomic_open(path) as f:
         f.write(text)
-
-
-def json_bytes(data: Any, *, indent: int | None = None) -> bytes:
-    """`data` as UTF-8 JSON (characters kept as they are; values JSON does not know written as `str(value)`). A
-    string holding a lone surrogate (no UTF-8 can hold it: a reply decoded from a `\\ud800` escape) makes the
-    whole value written with `\\uXXXX` escapes instead, which reads back as exactly the same value."""
-    try:
-        return json.dumps(data, indent=indent, ensure_ascii=False, default=str).encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(data, indent=indent, ensure_ascii=True, default=str).encode("ascii")
 
 
 def write_json(path: str, data: Any, *, indent: int | None = 1) -> None:

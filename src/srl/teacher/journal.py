@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from srl.errors import InputError
-from srl.io import json_bytes
+from srl.json_text import json_bytes
 
 # The field every row we write carries: it tells our files from user data (`check_output`).
 MARK = "teacher_settings"
