@@ -205,17 +205,19 @@ class _VerifyWorker:
     def _reap(self):
         self._dead = [p for p in self._dead if p.poll() is None]
 
-    def check(self, predicted: str, gold: str, timeout: float) -> bool | None:
+    def check(self, predicted: str, gold: str, timeout: float, wait_for_start: bool) -> bool | None:
         """The verdict within `timeout` seconds, in any thread: False when out of time, None when no worker can
-        run here. Everything counts against the time (a check another thread is making, a spare still starting
-        after a kill) except the very first start-up, which is waited for (up to `WORKER_START_TIMEOUT`)."""
+        run here. With `wait_for_start`, a worker that is starting (the first one, or a spare after a kill) and
+        other threads' checks are waited for untimed (up to `WORKER_START_TIMEOUT`); without, everything but the
+        very first start-up counts against the time."""
         import json
 
         deadline = time.monotonic() + timeout
-        if not self._lock.acquire(timeout=timeout if self._started else -1):  # -1: no limit (the first start-up)
+        untimed = wait_for_start or not self._started
+        if not self._lock.acquire(timeout=-1 if untimed else timeout):  # -1: no limit
             return False  # other threads' checks took the time
         try:
-            if not self._started:
+            if untimed or not self._started:
                 if not self.ready(WORKER_START_TIMEOUT, give_up=True):
                     return None
                 deadline = time.monotonic() + timeout  # the first start-up is not counted
@@ -267,7 +269,7 @@ def _serve():
         print("true" if result else "false", flush=True)
 
 
-def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> bool:
+def answers_match(predicted: str, gold: str, timeout: float | None = 5.0, *, wait_for_checker: bool = True) -> bool:
     """Whether the `predicted` final answer is equivalent to the `gold` one.
 
     First a fast path: the same string (ignoring spaces, surrounding `$` and a final period) or the same plain
@@ -277,10 +279,14 @@ def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> boo
     Answers that could make sympy compute a gigantic number (huge exponents, towers, factorials of brackets,
     multifactorials, big binomials) are refused at once, and answers longer than `MAX_ANSWER_CHARS` never match.
     The rest is limited to `timeout` seconds by running math-verify in a child process that is killed when time
-    runs out (in any thread; math-verify's own `signal.alarm` timeouts are switched off): one call takes at most
-    `timeout` seconds, waiting for a spare process after a kill included (then False if it is not up in time);
-    only the very first start-up of the process (~1-3 s, once) is not counted. Where no child process can run,
-    a SIGALRM timer is used in the main thread. With `timeout=None` (or neither possible) there is no
+    runs out (in any thread; math-verify's own `signal.alarm` timeouts are switched off). Where no child process
+    can run, a SIGALRM timer is used in the main thread.
+
+    `wait_for_checker`: the process's start-up (~1-3 s; once, and again for a spare after a check ran out of time
+    and killed it) is waited for untimed, so that a verdict never depends on how loaded the machine is (for an
+    evaluation). False (a reward): everything but the very first start-up counts against `timeout`, so that
+    one call never takes longer than `timeout`; an answer checked while the spare is still starting after a kill
+    is then False. With `timeout=None` (or neither possible) there is no
     timer: answers longer than `MAX_UNGUARDED_CHARS` are refused instead.
 
     Never raises: bad input, parse failures and timeouts all give False.
@@ -313,7 +319,7 @@ def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> boo
         if _HUGE_NUMBER_RE.search(predicted) or _HUGE_NUMBER_RE.search(gold):
             return False  # refused at once rather than computed until the time limit
         if timeout is not None and timeout > 0:
-            result = _worker.check(predicted, gold, float(timeout))
+            result = _worker.check(predicted, gold, float(timeout), wait_for_checker)
             if result is None and _can_use_signals():  # no worker process (yet): a timer, as good as it gets
                 _load_math_verify()  # outside the timer: an import cut by an alarm would leave sympy half-built
                 result = _with_alarm(float(timeout), _math_verify_equal, predicted, gold)
