@@ -30,3 +30,24 @@ def one_torch_thread():
     else:
         os.environ["SRL_TORCH_THREADS"] = env
 
+
+@pytest.fixture
+def disks(tmp_path):
+    """Mount `tmp_path/full` (64 KiB tmpfs) and `tmp_path/ro` (read-only tmpfs); unmounted afterwards."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a full or read-only file system needs root (CI runs the tests as root)")
+    mounted = []
+    try:
+        for name, options in (("full", "size=64k"), ("ro", "size=64k,ro")):
+            (tmp_path / name).mkdir()
+            result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(tmp_path / name)],
+                                    capture_output=True, text=True)
+            if result.returncode:
+                pytest.skip(f"cannot mount a tmpfs here (root without CAP_SYS_ADMIN?): {result.stderr.strip()}")
+            mounted.append(tmp_path / name)
+        yield tmp_path
+    finally:
+        for path in mounted:
+            subprocess.run(["umount", str(path)], check=True)

@@ -22,7 +22,7 @@ PACKAGE = os.path.join(SRC, "srl")
 
 # The pipeline, top to bottom. A module belongs to the first layer with a prefix of its name.
 LAYERS = [
-    ("foundations", ("srl", "srl._moved", "srl.errors", "srl.io", "srl.console", "srl.options")),
+    ("foundations", ("srl", "srl._moved", "srl.errors", "srl.json_text", "srl.io", "srl.console", "srl.options")),
     ("data", ("srl.data",)),
     ("rewards", ("srl.rewards",)),
     ("models", ("srl.models", "srl.tiny")),

@@ -58,7 +58,7 @@ def test_known_model_converts_to_a_plain_cached_folder(smol, cache_root):
 
     folder, _, _ = smol
     assert folder == os.path.join(cache_root, SMOL) and models.is_cached(SMOL)
-    assert not [f for f in os.listdir(cache_root) if ".tmp-" in f]  # no temporary folder left behind
+    assert not [f for f in os.listdir(cache_root) if ".srl-partial-" in f]  # no temporary folder left behind
     config = json.load(open(os.path.join(folder, "config.json")))
     assert "quantization_config" not in config and config["model_type"] == "llama"
     model = AutoModelForCausalLM.from_pretrained(folder)  # plain loading, no gguf_file

@@ -219,7 +219,8 @@ def test_failed_calls_are_retried_or_reported_and_a_rerun_calls_exactly_them(tmp
             "--bad_reply_retries", "2", "--concurrency", "4"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "2 call(s) failed after all retries; rerun the same command" in err
+    assert f"2 call(s) failed after all retries; the answered ones are in {tmp_path / 'kept.calls.jsonl'}: rerun " \
+           "the same command to call the failed ones again" in err
 
     by_kind = dict(zip(FAILURES, qs))
     assert fake.count(by_kind["429 then ok"]) == 2 and fake.count(by_kind["500, 503 then ok"]) == 3
@@ -251,7 +252,56 @@ def test_a_refused_key_stops_the_run_with_one_line(tmp_path, fake_server, capsys
     assert code == 2 and fake.count() == 1  # not retried, and nothing else was called
     assert err[-1].startswith("srl: error: field 'api_key_env': the endpoint refused the call: HTTP 401: the API "
                               "key was refused")
-    assert not os.path.exists(out)
+    assert err[-1].endswith("; nothing was written")
+    assert sorted(os.listdir(tmp_path)) == ["problems.jsonl"]  # no output, no journal, no summary
+
+
+# Issue 24 item 8: a run ends with exit code 2 and nothing written when no call was answered (a configuration
+# error: a refused key, an unknown model, a server that is down or does not speak the API); with a journal to
+# resume from, said in the message, when some were.
+NOTHING_ANSWERED = [
+    ("HTTP 404", lambda p, a, b: ("status", 404), "field 'model': the endpoint refused the call: HTTP 404: no such "
+                                                  "model or URL"),
+    ("not JSON", lambda p, a, b: ("bad_json",), "field 'base_url': no call was answered: malformed reply: not JSON "
+                                                "("),
+    ("no choices", lambda p, a, b: ("no_choices",), "field 'base_url': no call was answered: reply without choices"),
+    ("HTTP 500", lambda p, a, b: ("status", 500), "field 'base_url': no call was answered: HTTP 500 ("),
+    ("unreachable", None, "field 'base_url': no call was answered: connection error ("),
+]
+
+
+@pytest.mark.parametrize("name,plan,message", NOTHING_ANSWERED, ids=[c[0] for c in NOTHING_ANSWERED])
+@pytest.mark.parametrize("command", ["generate", "rewrite"])
+def test_no_call_answered_is_exit_2_and_nothing_written(name, plan, message, command, tmp_path, fake_server, capsys):
+    rows = ROWS[:2]
+    url = fake_server(plan, [r["question"] for r in rows]).url if plan else "http://127.0.0.1:9/v1"  # discard port
+    argv = ["data", command, "--input", problems_file(tmp_path, rows), "--output", str(tmp_path / "out.jsonl"),
+            "--model", "fake-teacher", "--base_url", url, "--max_retries", "0", "--bad_reply_retries", "0",
+            "--concurrency", "1"]
+    argv += ["--n", "2"] if command == "generate" else ["--solution_field", "answer"]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("srl: error: ") and message in err[-1], err
+    assert err[-1].endswith("; nothing was written") and len([e for e in err if e.startswith("srl:")]) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["problems.jsonl"]
+
+
+def test_a_refusal_after_answered_calls_keeps_the_journal_and_says_so(tmp_path, fake_server, capsys):
+    rows = ROWS[:4]
+    first = rows[0]["question"]
+    fake = fake_server(lambda p, a, b: ("ok", right(p)) if p == first else ("status", 404),
+                       [r["question"] for r in rows])
+    out = tmp_path / "kept.jsonl"
+    argv = ["data", "generate", "--input", problems_file(tmp_path, rows), "--output", str(out), "--n", "1",
+            "--model", "fake-teacher", "--base_url", fake.url, "--concurrency", "1", "--limit", "4"]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    journal = tmp_path / "kept.calls.jsonl"
+    answered = len(read_jsonl(journal))
+    assert code == 2 and answered >= 1, err
+    assert err[-1].endswith(f"the {answered} answered calls are kept in {journal}: rerun the same command to "
+                            "continue"), err
+    assert not out.exists()  # the outputs are written when a run ends, not after a refusal
 
 
 def test_no_key_for_the_default_endpoint_is_an_input_error(tmp_path, monkeypatch, capsys):
@@ -544,3 +594,21 @@ def test_module_doctests():
     for module in (srl.teacher.journal, srl.teacher.prompt, srl.teacher.rewrite):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_a_full_disk_mid_run_keeps_whole_journal_lines_and_says_so(disks, fake_server, capsys):
+    """Issue 24 item 3: the journal fills a 64 KiB disk; the run stops with one line (exit 2) naming the journal
+    and what it keeps, and the journal holds whole lines only (a rerun continues from it)."""
+    rows = ROWS[:40]
+    long_right = lambda p: "Let me think. " + "x" * 3000 + right(p)  # noqa: E731  (3 KB replies fill it fast)
+    fake = fake_server(lambda p, a, b: ("ok", long_right(p)), [r["question"] for r in rows])
+    argv = ["data", "generate", "--input", problems_file(disks, rows), "--output", str(disks / "full" / "k.jsonl"),
+            "--n", "1", "--model", "fake-teacher", "--base_url", fake.url, "--concurrency", "1"]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    journal = disks / "full" / "k.calls.jsonl"
+    kept = read_jsonl(journal)  # every line whole
+    assert code == 2 and 1 <= len(kept) < len(rows), err
+    assert err[-1] == (f"srl: error: {journal}: no space left on the device (disk full); the {len(kept)} answered "
+                       f"calls are kept in {journal}: rerun the same command to continue"), err
+    assert sorted(os.listdir(disks / "full")) == ["k.calls.jsonl"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+
 
 class InputError(Exception):
     """Bad input data or configuration, located as precisely as we can.
@@ -33,3 +36,49 @@ class InputError(Exception):
             where = f"{self.unit} {self.line}: "
         what = f"field '{self.field}': " if self.field else ""
         return f"{where}{what}{self.message}"
+
+
+# Errors of the file system that are the user's to fix (a full or read-only disk, a permission, a path through a
+# file), with how they are worded; any other OSError is a bug and keeps its traceback.
+_FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a folder on its path is a file",
+    errno.EEXIST: "exists and is not a folder",  # os.makedirs through a file
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EIO: "input/output error (a failing disk or a network file system)",
+}
+
+
+def file_system_error(e: OSError, what: str = "") -> InputError | None:
+    """The one-line `InputError` for a file-system error (None for any other OSError): the file and what happened,
+    then `what` (e.g. "; nothing was written").
+
+    >>> import errno
+    >>> str(file_system_error(OSError(errno.EROFS, "Read-only file system", "/mnt/out.jsonl")))
+    '/mnt/out.jsonl: read-only file system'
+    """
+    import os
+
+    if e.errno not in _FILE_SYSTEM_ERRORS:
+        return None
+    path = os.fspath(e.filename) if isinstance(e.filename, (str, os.PathLike)) else None
+    return InputError(_FILE_SYSTEM_ERRORS[e.errno] + what, path=path)
+
+
+@contextlib.contextmanager
+def file_system_errors_reported(what: str = ""):
+    """Within the block, a file-system error (`file_system_error`) becomes its one-line `InputError`."""
+    try:
+        yield
+    except OSError as e:
+        error = file_system_error(e, what)
+        if error is None:
+            raise
+        raise error from None

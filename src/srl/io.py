@@ -16,21 +16,24 @@ Checking before the work starts (one line, exit code 2, nothing written):
     `check_writable_folder(path)`                  a folder that can be written
 Locking:
     `file_lock(path)`        an inter-process lock (`filelock`), e.g. for a cache two ranks may fill at once
+JSON text itself (parsed with its errors located, written as UTF-8 bytes) is `srl.json_text`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import gzip
 import os
 import shutil
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from srl.errors import InputError
+from srl.errors import InputError, file_system_error
+from srl.json_text import json_bytes, parse_json
 
 
 # --- reading records ------------------------------------------------------------------------------------------
@@ -92,18 +95,28 @@ def _open_binary(path: str):
     return open(path, "rb")
 
 
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _json_error(e: ValueError) -> str:
-    if isinstance(e, json.JSONDecodeError):
-        return f"invalid JSON: {e.msg} (column {e.colno})"
-    return f"invalid JSON: {e}"
+@contextlib.contextmanager
+def _decompressing(path: str, lines_read: Callable[[], int] = lambda: 0):
+    """A corrupt or cut-off `.gz` / `.zst` file as one `InputError` (gzip, zlib and zstandard raise their own
+    exceptions, EOFError for a file that ends early)."""
+    compressed = os.path.splitext(path)[1].lower() in COMPRESSIONS
+    try:
+        yield
+    except Exception as e:
+        known = isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)) or type(e).__name__ == "ZstdError"
+        if not compressed or not known:
+            raise
+        after = f" after line {lines_read():,}" if lines_read() else ""
+        if isinstance(e, EOFError):
+            reason = "the compressed data ends early (a partial download or copy?)"
+        else:
+            reason = f"not valid {COMPRESSIONS[os.path.splitext(path)[1].lower()]} data ({str(e) or type(e).__name__})"
+        raise InputError(f"cannot decompress{after}: {reason}", path=path) from None
 
 
 def _read_jsonl(path: str) -> Iterator[Record]:
-    with _open_binary(path) as f:
+    line_no = 0
+    with _decompressing(path, lambda: line_no), _open_binary(path) as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")
@@ -112,27 +125,21 @@ def _read_jsonl(path: str) -> Iterator[Record]:
                                  path=path, line=line_no) from None
             if not line.strip():
                 continue
-            try:
-                data = json.loads(line, parse_constant=_refuse_constant)  # NaN, Infinity: not JSON
-            except ValueError as e:
-                raise InputError(_json_error(e), path=path, line=line_no) from None
+            data = parse_json(line, path, line_no)
             if not isinstance(data, dict):
                 raise InputError(f"expected a JSON object, got {type(data).__name__}", path=path, line=line_no)
             yield Record(data, path, line_no)
 
 
 def _read_json(path: str) -> Iterator[Record]:
-    with _open_binary(path) as f:
+    with _decompressing(path), _open_binary(path) as f:
         raw = f.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line_no = raw.count(b"\n", 0, e.start) + 1
         raise InputError(f"not UTF-8 (byte 0x{raw[e.start]:02x})", path=path, line=line_no) from None
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as e:
-        raise InputError(_json_error(e), path=path, line=getattr(e, "lineno", None)) from None
+    data = parse_json(text, path, None)
     if isinstance(data, dict):  # {"data": [...]} or a single record
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
         data = lists[0] if len(lists) == 1 else [data]
@@ -157,6 +164,8 @@ def read_records(source: Any, fmt: str | None = None) -> Iterator[Record]:
         yield from _read_rows(source, getattr(source, "info", None) and source.info.dataset_name or "<dataset>")
         return
     path = os.fspath(source)
+    if not path.strip():
+        raise InputError("an empty file name: name the file to read")
     if not os.path.exists(path):
         raise InputError("no such file or folder", path=path)
     stem = path[: -len(os.path.splitext(path)[1])] if os.path.splitext(path)[1].lower() in COMPRESSIONS else path
@@ -202,16 +211,17 @@ def read_mapping(path: str, known: Iterable[str] | None = None, what: str = "fil
     """
     if not os.path.exists(path):
         raise InputError(f"no such {what}", path=path)
+    if os.path.isdir(path):
+        raise InputError(f"is a folder; a {what} was expected", path=path)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError:
         raise InputError("not UTF-8", path=path) from None
+    except OSError as e:
+        raise file_system_error(e) or e from None
     if path.endswith(".json"):
-        try:
-            data = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg}", path=path, line=e.lineno) from None
+        data = parse_json(text, path, None) if text.strip() else {}
     else:
         import yaml
 
@@ -221,6 +231,8 @@ def read_mapping(path: str, known: Iterable[str] | None = None, what: str = "fil
             line = getattr(getattr(e, "problem_mark", None), "line", None)
             raise InputError(f"invalid YAML: {getattr(e, 'problem', None) or str(e).splitlines()[0]}", path=path,
                              line=line + 1 if line is not None else None) from None
+        except RecursionError:
+            raise InputError("invalid YAML: nested too deeply", path=path) from None
         data = {} if data is None else data
     known = None if known is None else set(known)
     if not isinstance(data, dict):
@@ -245,8 +257,8 @@ def read_string_fields(cls, path: str, what: str):
 
 # --- checking before the work starts ----------------------------------------------------------------------------
 def check_output_target(path: str, inputs: Iterable[str | None] = (), *, ours: Callable[[str], bool],
-                        written_by: str, kind: Literal["file", "folder", "any"] = "any") -> None:
-    """Refuse (InputError on the field `output`, before any work) to write `path` where that would destroy user
+                        written_by: str, kind: Literal["file", "folder", "any"] = "any", field: str = "output") -> None:
+    """Refuse (InputError on `field`, before any work) to write `path` where that would destroy user
     data. Replaced are only: nothing, an empty file or folder, or a previous output of ours (`ours(path)`: our
     marker, our fields); never an input of the run (`inputs`), nor a folder that contains one, nor (`kind`) a
     folder where a file is written or a file where a folder is. `written_by` names the command in the message."""
@@ -256,27 +268,27 @@ def check_output_target(path: str, inputs: Iterable[str | None] = (), *, ours: C
             continue
         source = os.path.abspath(source)
         if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
-            raise InputError("is also an input (or contains one); choose another output", path=path, field="output")
+            raise InputError("is also an input (or contains one); choose another output", path=path, field=field)
     if not os.path.lexists(path):
         return
     if os.path.isdir(path) and not os.path.islink(path):
         if kind == "file":
             raise InputError("is a folder, but a file was asked for; choose another output", path=path,
-                             field="output")
+                             field=field)
         if not os.listdir(path):
             return
     elif os.path.isfile(path) and not os.path.islink(path):
         if kind == "folder":
             raise InputError("exists and is a file, but a folder was asked for: remove it yourself or choose another "
-                             "output", path=path, field="output")
+                             "output", path=path, field=field)
         if os.path.getsize(path) == 0:
             return
     else:
         raise InputError("exists and is not a regular file or folder; choose another output", path=path,
-                         field="output")
+                         field=field)
     if not ours(path):
         raise InputError(f"exists and was not written by {written_by}; refusing to replace it (remove it yourself "
-                         "or choose another output)", path=path, field="output")
+                         "or choose another output)", path=path, field=field)
 
 
 def check_writable_folder(path: str, field: str = "output_dir") -> None:
@@ -302,35 +314,72 @@ def check_writable_folder(path: str, field: str = "output_dir") -> None:
 
 
 # --- writing atomically -----------------------------------------------------------------------------------------
+PARTIAL = "srl-partial"  # in the names of the writers' temporary files: `.<name>.srl-partial-<random>`
+
+
+def partial_prefix(path: str) -> str:
+    """The start of the name of a temporary file or folder that is to become `path`: hidden, and saying what it is
+    (`.out.jsonl.srl-partial-`). A command killed with SIGKILL can leave one beside its output; it is safe to
+    delete, and `srl data build` removes those of its output when it starts (`remove_stale_temporaries`)."""
+    return f".{os.path.basename(os.path.normpath(path))}.{PARTIAL}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, *, folder: bool = False) -> Iterator[str]:
     """A temporary path beside `path` (in the same folder, so the rename is atomic) for the block to write a file,
     or a folder with `folder=True` (created empty). When the block ends, it replaces `path` (a folder at `path` is
-    removed first); if the block raises, the temporary path is removed and `path` is left as it was."""
+    removed first); if the block raises, the temporary path and the folders made for it are removed, and `path` is
+    left as it was. An OSError about the temporary path (a full or read-only disk) names `path` instead."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    if folder:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=directory)
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=os.path.splitext(path)[1], dir=directory)
-        os.close(fd)
-    os.chmod(tmp, (0o777 if folder else 0o666) & ~_umask())  # mk*temp makes it private; the result is not
+    made, missing = [], directory  # the folders os.makedirs makes, deepest first
+    while not os.path.lexists(missing):
+        made.append(missing)
+        missing = os.path.dirname(missing)
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        if folder:
+            tmp = tempfile.mkdtemp(prefix=partial_prefix(path), dir=directory)
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=partial_prefix(path), suffix=os.path.splitext(path)[1], dir=directory)
+            os.close(fd)
+        os.chmod(tmp, (0o777 if folder else 0o666) & ~_umask())  # mk*temp makes it private; the result is not
         yield tmp
         if folder and os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.isdir(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
+        elif tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+        for folder_made in made:
+            with contextlib.suppress(OSError):  # not empty (something else wrote there): kept
+                os.rmdir(folder_made)
+        about_tmp = e.filename is None if isinstance(e, OSError) else False
+        if isinstance(e, OSError) and e.filename is not None:
+            name = str(e.filename)
+            about_tmp = bool(tmp and name.startswith(tmp)) or os.path.basename(name).startswith(partial_prefix(path))
+        if about_tmp and e.errno is not None:
+            e.filename = path
         raise
 
 
+def follow_umask(folder: str) -> None:
+    """Give the regular files of `folder` (not below it) the mode a file created there now gets: 0666 (0777 for an
+    executable) less the umask. For writers that make their files private: safetensors >= 0.8 writes through a
+    temporary file of mode 0600 and renames it (safetensors PR 764, issue 782), so a saved model's weights were
+    0600 where every other file follows the umask."""
+    mask = _umask()
+    for name in os.listdir(folder):
+        file = os.path.join(folder, name)
+        if os.path.isfile(file) and not os.path.islink(file):
+            executable = os.stat(file).st_mode & 0o100
+            os.chmod(file, (0o777 if executable else 0o666) & ~mask)
+
+
 def _umask() -> int:
-    mask = os.umask(0)
+    mask = os.umask(0o077)  # read by setting it: a restrictive value, should another thread create a file meanwhile
     os.umask(mask)
     return mask
 
@@ -351,17 +400,17 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, data: Any, *, indent: int | None = 1) -> None:
-    """`data` as JSON (UTF-8 kept as is; values JSON does not know written as `str(value)`)."""
-    with atomic_open(path) as f:
-        json.dump(data, f, indent=indent, ensure_ascii=False, default=str)
+    """`data` as JSON (`json_bytes`)."""
+    with atomic_open(path, "wb") as f:
+        f.write(json_bytes(data, indent=indent))
 
 
 def write_jsonl(path: str, rows: Iterable[dict]) -> int:
-    """One JSON object per line; returns the number of rows."""
+    """One JSON object per line (`json_bytes`); returns the number of rows."""
     count = 0
-    with atomic_open(path) as f:
+    with atomic_open(path, "wb") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            f.write(json_bytes(row) + b"\n")
             count += 1
     return count
 
@@ -400,13 +449,13 @@ def write_parquet(rows: Iterable[dict[str, Any]], path: str, row_group: int = 1_
 
 
 def remove_stale_temporaries(path: str) -> None:
-    """A run killed with SIGKILL leaves its temporary file or folder beside its output (`.<name>.tmp-*`, see
-    `atomic_path`); the next run writing the same output removes them."""
+    """A command killed with SIGKILL leaves its temporary file or folder beside its output
+    (`.<name>.srl-partial-*`, `partial_prefix`); the next one writing the same output removes them."""
     import glob
 
     target = os.path.abspath(path)
-    base = os.path.basename(target.rstrip(os.sep))
-    for stale in glob.glob(os.path.join(glob.escape(os.path.dirname(target)), f".{glob.escape(base)}.tmp-*")):
+    pattern = glob.escape(os.path.join(os.path.dirname(target), partial_prefix(target))) + "*"
+    for stale in glob.glob(pattern):
         if os.path.isdir(stale) and not os.path.islink(stale):
             shutil.rmtree(stale, ignore_errors=True)
         else:

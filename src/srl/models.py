@@ -19,13 +19,14 @@ import copy
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from srl.errors import InputError
-from srl.io import atomic_path, file_lock, write_json
+from srl.io import atomic_path, file_lock, follow_umask, write_json
 
 TINY = "tiny"
 
@@ -84,6 +85,11 @@ def install_hint(name: str) -> str:
 
 
 # --- checking and resolving names ---------------------------------------------------------------------------
+# The files transformers loads a model's weights from (whole or sharded, with their index) and a tokenizer from.
+_WEIGHTS = re.compile(r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?")
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model"}
+
+
 def check_model_name(name: str) -> None:
     """Fail fast, before anything is loaded, on a model that cannot be loaded."""
     if name == TINY:
@@ -119,6 +125,13 @@ def check_model_name(name: str) -> None:
             raise InputError(f"unreadable ({e})", path=config, field="model") from None
         if not isinstance(parsed, dict) or "model_type" not in parsed:
             raise InputError("has no model_type: not a transformers model config", path=config, field="model")
+        names = os.listdir(path)
+        if not any(_WEIGHTS.fullmatch(n) for n in names):
+            raise InputError("has config.json but no weights (model.safetensors, pytorch_model.bin or shards with "
+                             "their index): an incomplete copy of a save_pretrained folder?", path=name, field="model")
+        if not set(names) & TOKENIZER_FILES:
+            raise InputError("has no tokenizer (tokenizer.json or tokenizer_config.json): save it beside the model "
+                             "with tokenizer.save_pretrained", path=name, field="model")
         return
     if looks_local:
         raise InputError("no such model folder", path=name, field="model")
@@ -264,8 +277,6 @@ def _convert(name: str, final: str) -> None:
     _say(f"{name}: first use, converting {info['gguf_file']} (package {info['package']}) to {final} "
          f"(once, ~30 s)...")
     start = time.time()
-    umask = os.umask(0)
-    os.umask(umask)
     with atomic_path(final, folder=True) as tmp:  # replaces a stale, incomplete folder; we hold the lock
         model, tokenizer = load_gguf(name)
         save_plain(model, tokenizer, tmp)
@@ -278,8 +289,7 @@ def _convert(name: str, final: str) -> None:
                                                 "gguf_file": info["gguf_file"], "source": source,
                                                 "license": info["license"],
                                                 "converted_seconds": round(time.time() - start, 1)})
-        for file in os.listdir(tmp):  # safetensors writes its file private; the cache is ordinary files
-            os.chmod(os.path.join(tmp, file), 0o666 & ~umask)
+        follow_umask(tmp)  # safetensors writes its file private; the cache is ordinary files
     _say(f"{name}: converted in {time.time() - start:.0f} s ({_folder_size(final) / 1e6:.0f} MB)")
 
 
@@ -304,9 +314,15 @@ def load_model_and_tokenizer(name: str, *, bf16: bool = False, seed: int = 0):
 
         tokenizer = tiny_tokenizer()
         return tiny_model(tokenizer, seed=seed), tokenizer
+    from safetensors import SafetensorError
+
     dtype = torch.bfloat16 if bf16 else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (SafetensorError, OSError, ValueError, EOFError) as e:  # truncated or corrupt files, a torch.save pickle
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot be loaded: {reason[:300]}", path=name, field="model") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

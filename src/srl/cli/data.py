@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
-from srl.errors import InputError
+from srl.errors import InputError, file_system_errors_reported
 from srl.options import make_parser, parse
 from srl.console import console, progress_bar
 
@@ -18,7 +19,8 @@ def data_build(argv: Sequence[str]) -> int:
                                            "step k). Agent formats: N actions -> N instances, one per action that "
                                            "ran (task + the last pairs -> action k).", DataConfig)
     (cfg,) = parse(parser, argv)
-    run_build(cfg)
+    with file_system_errors_reported("; nothing was written"):
+        run_build(cfg)
     return 0
 
 
@@ -57,10 +59,16 @@ def print_summary(summary, output: str) -> None:
 
 
 # --- srl data show ------------------------------------------------------------------------------------------
-def data_show(argv: Sequence[str]) -> int:
-    import argparse
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one `InputError` line (`srl: error: ...`, exit code 2), as those of
+    `srl.cli.utils.make_parser`, instead of argparse's usage and message on two lines."""
 
-    parser = argparse.ArgumentParser(prog="srl data show", description="Print a few step-wise instances.")
+    def error(self, message: str):
+        raise InputError(f"{message} (see `{self.prog} --help`)")
+
+
+def data_show(argv: Sequence[str]) -> int:
+    parser = OneLineParser(prog="srl data show", description="Print a few step-wise instances.")
     parser.add_argument("path", help="Instances written by `srl data build` (.jsonl, .json, .parquet or folder).")
     parser.add_argument("-n", "--num", type=int, default=3, help="How many instances to show (default 3).")
     parser.add_argument("--start", type=int, default=0, help="Index of the first instance shown (default 0).")
@@ -69,35 +77,39 @@ def data_show(argv: Sequence[str]) -> int:
     if args.num < 1 or args.start < 0:
         raise InputError("-n must be >= 1 and --start >= 0", field="num" if args.num < 1 else "start")
 
-    from rich.panel import Panel
-
+    from srl.data.instances import checked_instances
     from srl.io import read_records
 
     out = console()
-    shown = 0
-    for i, rec in enumerate(read_records(args.path)):
-        if i < args.start:
-            continue
-        if shown >= args.num:
-            break
-        row = rec.data
-        for name in ("prompt", "expert_step"):
-            if name not in row:
-                raise rec.error("missing: is this a file written by `srl data build`?", name)
-        messages = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
-        body = []
-        for m in messages:
-            if m.get("role") == "system" and not args.system:
+    shown, i = 0, -1
+    with file_system_errors_reported():  # an unreadable file: one line
+        for i, rec in enumerate(checked_instances(read_records(args.path))):  # checked as training checks them
+            if i < args.start:
                 continue
-            body.append(f"[bold cyan]{m.get('role')}[/]\n{_escape(m.get('content', ''))}")
-        body.append(f"[bold green]expert step (target)[/]\n{_escape(row['expert_step'])}")
-        title = (f"#{i}  {row.get('trajectory_id', '')}  step {row.get('step_index', '?')}/{row.get('num_steps', '?')}"
-                 f"  answer: {row.get('final_answer')}")
-        out.print(Panel("\n\n".join(body), title=title, title_align="left"))
-        shown += 1
+            if shown >= args.num:
+                break
+            out.print(_panel(i, rec.data, args.system))
+            shown += 1
     if shown == 0:
-        out.print("no instances")
+        if i < 0:
+            raise InputError("no instances: the file is empty", path=args.path)
+        raise InputError(f"no instance from --start {args.start}: the file holds {i + 1}", path=args.path,
+                         field="start")
     return 0
+
+
+def _panel(i: int, row: dict, system: bool):
+    """Instance number `i` (a checked row) as a rich panel: its messages (the system prompt if `system`), then
+    the target."""
+    from rich.panel import Panel
+
+    messages = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
+    body = [f"[bold cyan]{m['role']}[/]\n{_escape(m['content'])}" for m in messages
+            if m["role"] != "system" or system]
+    body.append(f"[bold green]expert step (target)[/]\n{_escape(row['expert_step'])}")
+    title = (f"#{i}  {row.get('trajectory_id', '')}  step {row.get('step_index', '?')}/{row.get('num_steps', '?')}"
+             f"  answer: {row.get('final_answer')}")
+    return Panel("\n\n".join(body), title=title, title_align="left")
 
 
 def _escape(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from srl.cli.train import quiet_libraries
+from srl.errors import file_system_errors_reported
 from srl.options import make_parser, parse
 
 
@@ -16,5 +17,6 @@ def eval_command(argv: Sequence[str]) -> int:
                                      "writes problems.jsonl and summary.json into --output_dir.", EvalConfig)
     (cfg,) = parse(parser, argv)
     quiet_libraries()
-    evaluate(cfg)
+    with file_system_errors_reported():
+        evaluate(cfg)
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from srl import options
 from srl.console import console
+from srl.errors import file_system_errors_reported
 
 
 def make_parser():
@@ -25,7 +26,8 @@ def data_export(argv: Sequence[str]) -> int:
     from srl.export.verl import export
 
     (cfg,) = options.parse(make_parser(), argv)
-    summary = export(cfg)
+    with file_system_errors_reported("; nothing was written"):
+        summary = export(cfg)
     rows = ", ".join(f"{split} {n:,} rows / {summary.problems[split]:,} problems"
                      for split, n in summary.rows.items() if n)
     console().print(f"[bold green]exported[/] {summary.stage} → {summary.output}: {rows}; run it with "

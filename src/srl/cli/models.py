@@ -7,15 +7,15 @@ from srl.errors import InputError
 
 def models_command(argv) -> int:
     """`srl models [--prepare NAME]`: the known models and their state; --prepare converts one now."""
-    import argparse
-
     from rich.table import Table
+
+    from srl.cli.data import OneLineParser
 
     from srl.console import console
     from srl.models import (KNOWN_MODELS, install_hint, known_name, list_models, model_cache_root,
                             resolve_model)
 
-    parser = argparse.ArgumentParser(prog="srl models", description="Known small models (use the name as "
+    parser = OneLineParser(prog="srl models", description="Known small models (use the name as "
                                      "--model) and where they are. The cache folder is $SRL_MODEL_CACHE, "
                                      "else ~/.cache/srl/models.")
     parser.add_argument("--prepare", metavar="NAME", help="Convert a known model to the cache now.")

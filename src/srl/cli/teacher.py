@@ -5,19 +5,24 @@
     srl data rewrite --input teacher/solutions.jsonl --model gpt-4.1-mini --output teacher/steps.jsonl
     srl data build --input teacher/steps.jsonl --format numbered --output teacher/instances.jsonl
 
-Exit codes: 0 done; 1 some calls failed after all retries (counted by reason; rerun the same command to call
-exactly those again); 2 bad input or configuration, or the endpoint refused the key or the model; 130
-interrupted (Ctrl-C: the calls in flight are dropped, the journal keeps the rest).
+Exit codes: 0 done; 1 some calls failed after all retries while others were answered (counted by reason; the
+outputs hold the answered ones, and a rerun of the same command calls exactly the failed ones again); 2 bad input
+or configuration: the endpoint refused the key or the model, or no call was answered at all (an unreachable
+server, replies that are not the API's), or a file cannot be read or written; 130 interrupted (Ctrl-C: the calls
+in flight are dropped, the journal keeps the rest). Whatever ends a run, the journal (<output>.calls.jsonl) exists
+only if some call was answered, and the message says so: a rerun continues from it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from srl.options import make_parser, parse
 from srl.console import console
+from srl.errors import file_system_errors_reported
 
 
 def make_generate_parser():
@@ -41,7 +46,8 @@ def generate_main(argv: Sequence[str]) -> int:
 
     cfg, endpoint = parse(make_generate_parser(), argv)
     try:
-        summary = generate_solutions(cfg, endpoint)
+        with file_system_errors_reported():
+            summary = generate_solutions(cfg, endpoint)
     except KeyboardInterrupt:
         return _interrupted(cfg.journal_path)
     if summary.dry_run:
@@ -54,7 +60,7 @@ def generate_main(argv: Sequence[str]) -> int:
             ("problems with >= 1 correct", f"{summary.problems_with_correct:,} of {summary.problems:,}"),
             ("kept", f"{summary.kept:,} → {cfg.output}")]
     _print_table(f"teacher solutions ({endpoint.model})", rows)
-    return _exit_code(summary.calls)
+    return _exit_code(summary.calls, cfg.journal_path)
 
 
 def rewrite_main(argv: Sequence[str]) -> int:
@@ -62,7 +68,8 @@ def rewrite_main(argv: Sequence[str]) -> int:
 
     cfg, endpoint = parse(make_rewrite_parser(), argv)
     try:
-        summary = rewrite_solutions(cfg, endpoint)
+        with file_system_errors_reported():
+            summary = rewrite_solutions(cfg, endpoint)
     except KeyboardInterrupt:
         return _interrupted(cfg.journal_path)
     if summary.dry_run:
@@ -74,7 +81,7 @@ def rewrite_main(argv: Sequence[str]) -> int:
             *[(f"rejected: {reason}", f"{n:,}") for reason, n in sorted(summary.rejected.items())],
             ("kept", f"{summary.kept:,} → {cfg.output}")]
     _print_table(f"rewrites into titled steps ({endpoint.model})", rows)
-    return _exit_code(summary.calls)
+    return _exit_code(summary.calls, cfg.journal_path)
 
 
 def _call_rows(stats) -> list[tuple[str, str]]:
@@ -107,15 +114,16 @@ def _print_dry_run(endpoint, info: dict) -> int:
 
 
 def _interrupted(journal: str) -> int:
-    print(f"srl: interrupted; the answered calls are in {journal}: rerun the same command to continue",
-          file=sys.stderr)
+    kept = (f"the answered calls are in {journal}: rerun the same command to continue" if os.path.exists(journal)
+            else "no call was answered, nothing was written")
+    print(f"srl: interrupted; {kept}", file=sys.stderr)
     return 130
 
 
-def _exit_code(stats) -> int:
+def _exit_code(stats, journal: str) -> int:
     failed = sum(stats.failed.values())
     if failed:
-        print(f"srl: {failed:,} call(s) failed after all retries; rerun the same command to call them again",
-              file=sys.stderr)
+        print(f"srl: {failed:,} call(s) failed after all retries; the answered ones are in {journal}: rerun the "
+              "same command to call the failed ones again", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ from srl.errors import InputError
 from srl.data.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
 from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import load_trajectories
-from srl.io import read_records, remove_stale_temporaries
+from srl.io import check_writable_folder, read_records, remove_stale_temporaries
 
 
 @dataclass
@@ -120,6 +120,10 @@ class DataConfig(DataOptions):
         return data_format(self.format).agent
 
     def __post_init__(self):
+        if not self.input.strip():
+            raise InputError("empty: name the file of expert solutions", field="input")
+        if self.max_chars < 1:
+            raise InputError(f"must be >= 1, got {self.max_chars}", field="max_chars")
         if self.format == "regex" and not self.pattern:
             raise InputError("--format regex needs --pattern", field="pattern")
         if self.limit is not None and self.limit < 1:
@@ -239,7 +243,10 @@ def build(cfg: DataConfig, progress: Callable[[], None] | None = None,
           load_tokenizer: Callable[[str], Any] | None = None) -> BuildSummary:
     """Build the instances of `cfg.input` into `cfg.output` (atomically) and return the summary.
     `progress` is called once per trajectory read; `load_tokenizer` as for `instance_rows`."""
+    if not cfg.output.strip():
+        raise InputError("empty: name the file or folder to write", field="output")
     check_output_target(cfg.output, [cfg.input, cfg.exclude, cfg.template, cfg.chat_config])
+    check_writable_folder(os.path.dirname(os.path.abspath(cfg.output)), "output")  # before the input is read
     remove_stale_temporaries(cfg.output)
     summary = BuildSummary()
     write_rows(_not_empty(instance_rows(cfg, summary, progress, load_tokenizer), cfg, summary), cfg.output)

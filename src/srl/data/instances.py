@@ -28,7 +28,7 @@ from typing import Any
 
 from srl.errors import InputError
 from srl import io as srl_io
-from srl.io import atomic_path, write_json, write_jsonl, write_parquet
+from srl.io import atomic_open, atomic_path, write_json, write_jsonl, write_parquet
 from srl.data.prompts import PromptTemplate, ThinkMode
 from srl.data.trajectories import Trajectory
 
@@ -158,6 +158,63 @@ def to_dataset(rows: Iterable[dict[str, Any]]):
     return datasets.Dataset.from_list(list(rows))
 
 
+INSTANCE_COLUMNS = ("prompt", "expert_step")
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages: null, boolean, number, string, list, object."""
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "list",
+             dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def prompt_kind(rec) -> str:
+    """Check one instance row read from a file (`srl.io.Record`) as the trainer and `srl data show` use it, and
+    return the kind of its prompt ("text" or "messages"). Anything else is an `InputError` naming file, line and
+    field: a missing column, an `expert_step` that is not a non-empty string, a prompt that is neither a
+    non-empty string nor a non-empty list of messages {role: str, content: str}."""
+    for column in INSTANCE_COLUMNS:
+        if column not in rec.data:
+            raise rec.error("missing: is this a file of step-wise instances written by `srl data build`?", column)
+    step = rec.data["expert_step"]
+    if not isinstance(step, str) or not step.strip():
+        raise rec.error(f"must be a non-empty string, got {json_type(step) if step != '' else 'an empty one'}",
+                        "expert_step")
+    prompt = rec.data["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise rec.error("empty", "prompt")
+        return "text"
+    if not isinstance(prompt, list) or not prompt:
+        raise rec.error(f"must be a string or a list of chat messages {{role, content}}, got "
+                        f"{json_type(prompt) if prompt != [] else 'an empty list'}", "prompt")
+    for i, message in enumerate(prompt):
+        if not isinstance(message, dict):
+            raise rec.error(f"must be a message {{role, content}}, got {json_type(message)}", f"prompt[{i}]")
+        for key in ("role", "content"):
+            if not isinstance(message.get(key), str):
+                got = "missing" if key not in message else f"must be a string, got {json_type(message[key])}"
+                raise rec.error(got, f"prompt[{i}].{key}")
+    return "messages"
+
+
+def checked_instances(records: Iterable) -> Iterator[Any]:
+    """`records` (instance rows from one file), each checked by `prompt_kind`, and all of one kind: a prompt
+    that is a string in one row and messages in another is refused at the row where it changes (a dataset column
+    holds one type)."""
+    first = None
+    for rec in records:
+        kind = prompt_kind(rec)
+        if first is None:
+            first = (kind, rec)
+        elif kind != first[0]:
+            where = f"{first[1].unit} {first[1].line}" if first[1].unit == "line" else f"record {first[1].line}"
+            raise rec.error(f"is {'a string' if kind == 'text' else 'a list of messages'}, but on {where} it is "
+                            f"{'a string' if first[0] == 'text' else 'a list of messages'}: every row's prompt must "
+                            "be of the same kind", "prompt")
+        yield rec
+
+
 INSTANCE_FOLDER_MARKER = "srl_instances.json"  # written into every `datasets` folder we build: "this one is ours"
 _DATASET_FOLDER_FILES = re.compile(r"(dataset_info\.json|state\.json|data-\d+-of-\d+\.arrow|dataset_dict\.json)$")
 
@@ -207,9 +264,17 @@ def write_rows(rows: Iterable[dict[str, Any]], path: str) -> int:
         return len(rows)
     if ext == ".parquet":
         return write_parquet(rows, path)
+    import datasets
+
     ds = to_dataset(rows)
     with atomic_path(path, folder=True) as tmp:
-        ds.save_to_disk(tmp)
+        quiet = datasets.utils.are_progress_bars_disabled()
+        datasets.disable_progress_bars()  # our own bar counts the rows; an error then stays one line
+        try:
+            ds.save_to_disk(tmp)
+        finally:
+            if not quiet:
+                datasets.enable_progress_bars()
         write_json(os.path.join(tmp, INSTANCE_FOLDER_MARKER), {"written_by": "srl data build", "rows": len(ds)},
                    indent=None)
         check_output_target(path)  # still ours (or gone) right before it is replaced

@@ -33,7 +33,7 @@ from srl.evaluation.metrics import (avg_at_k, greedy_accuracy, mean_pass_at_k, p
 from srl.generation import Generation
 from srl.generation.hf import end_token_ids, generate_batch
 from srl.generation.vllm import VLLMGenerator, resolve_backend
-from srl.io import check_writable_folder, write_json, write_jsonl
+from srl.io import atomic_path, check_writable_folder, write_json, write_jsonl
 
 PROBLEMS_FILE = "problems.jsonl"
 VLLM_MIN_BATCH = 256  # with vLLM, sequences handed over at once (it batches them itself, continuously)
@@ -239,12 +239,14 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
 
 
 def write_outputs(output_dir: str, summary: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
-    """problems.jsonl and summary.json (which lists both files), each written atomically."""
+    """problems.jsonl and summary.json (which lists both files), each written atomically, and both or neither:
+    problems.jsonl is renamed into place only once summary.json is written (a full disk leaves neither)."""
     problems_path = os.path.join(output_dir, PROBLEMS_FILE)
     summary_path = os.path.join(output_dir, SUMMARY_FILE)
     summary["files"] = {"problems": problems_path, "summary": summary_path}
-    write_jsonl(problems_path, records)
-    write_json(summary_path, summary)
+    with atomic_path(problems_path) as problems_tmp:
+        write_jsonl(problems_tmp, records)
+        write_json(summary_path, summary)
     return [problems_path, summary_path]
 
 

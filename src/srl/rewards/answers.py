@@ -161,6 +161,7 @@ class _VerifyWorker:
         self._spare = None
         self._dead = []
         self._failed = False
+        self._started = False  # a worker was ready once: later start-ups (of spares) count against a check's time
         self._lock = threading.Lock()
 
     @staticmethod
@@ -172,9 +173,10 @@ class _VerifyWorker:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 bufsize=1)
 
-    def ready(self, wait: bool) -> bool:
-        """Whether a worker is up; if not, promote the spare once it says it is ready (waiting for that only if
-        `wait`), and start a new spare. False when none is ready (yet) or none can run here."""
+    def ready(self, wait: float, *, give_up: bool = False) -> bool:
+        """Whether a worker is up; if not, promote the spare once it says it is ready (waiting up to `wait`
+        seconds for that), and start a new spare. False when none is ready (yet) or none can run here; with
+        `give_up`, a spare not ready after `wait` means none can run here."""
         if self._failed:
             return False
         if self._proc is not None and self._proc.poll() is None:
@@ -182,8 +184,8 @@ class _VerifyWorker:
         self._reap()
         if self._spare is None:
             self._spare = self._spawn()
-        line = _read_line(self._spare, WORKER_START_TIMEOUT if wait else 0.0)
-        if line is None and not wait:
+        line = _read_line(self._spare, wait)
+        if line is None and not give_up:
             return False  # still starting
         if line != "ready":
             self._kill(self._spare)
@@ -192,6 +194,7 @@ class _VerifyWorker:
                                              "this process, under a SIGALRM timer where possible")
             return False
         self._proc, self._spare = self._spare, self._spawn()
+        self._started = True
         return True
 
     def _kill(self, proc):
@@ -202,22 +205,34 @@ class _VerifyWorker:
     def _reap(self):
         self._dead = [p for p in self._dead if p.poll() is None]
 
-    def check(self, predicted: str, gold: str, timeout: float) -> bool | None:
-        """The verdict, False when out of time, None when no worker is ready: in the main thread the caller then
-        uses a SIGALRM timer rather than wait for a start-up; elsewhere this waits for one."""
+    def check(self, predicted: str, gold: str, timeout: float, wait_for_start: bool) -> bool | None:
+        """The verdict within `timeout` seconds, in any thread: False when out of time, None when no worker can
+        run here. With `wait_for_start`, a worker that is starting (the first one, or a spare after a kill) and
+        other threads' checks are waited for untimed (up to `WORKER_START_TIMEOUT`); without, everything but the
+        very first start-up counts against the time."""
         import json
 
-        with self._lock:
-            if not self.ready(wait=not _can_use_signals()):
-                return None
+        deadline = time.monotonic() + timeout
+        untimed = wait_for_start or not self._started
+        if not self._lock.acquire(timeout=-1 if untimed else timeout):  # -1: no limit
+            return False  # other threads' checks took the time
+        try:
+            if untimed or not self._started:
+                if not self.ready(WORKER_START_TIMEOUT, give_up=True):
+                    return None
+                deadline = time.monotonic() + timeout  # the first start-up is not counted
+            elif not self.ready(max(deadline - time.monotonic(), 0.0)):
+                return None if self._failed else False  # the spare did not start in time
             self._proc.stdin.write(json.dumps([predicted, gold]) + "\n")
             self._proc.stdin.flush()
-            reply = _read_line(self._proc, timeout)
+            reply = _read_line(self._proc, max(deadline - time.monotonic(), 0.0))
             if reply is None:  # out of time: kill it; the next check uses the spare
                 self._kill(self._proc)
                 self._proc = None
                 return False
             return reply == "true"
+        finally:
+            self._lock.release()
 
 
 _worker = _VerifyWorker()
@@ -227,7 +242,7 @@ def start_answer_checker(wait: bool = False) -> bool:
     """Start the process that checks answers under a time limit now rather than at the first check (the RLVR
     reward does this when it is made); with `wait`, return once it is ready. False if none can run here."""
     with _worker._lock:
-        return _worker.ready(wait)
+        return _worker.ready(WORKER_START_TIMEOUT if wait else 0.0, give_up=wait)
 
 
 def _read_line(proc, timeout: float) -> str | None:
@@ -254,7 +269,7 @@ def _serve():
         print("true" if result else "false", flush=True)
 
 
-def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> bool:
+def answers_match(predicted: str, gold: str, timeout: float | None = 5.0, *, wait_for_checker: bool = True) -> bool:
     """Whether the `predicted` final answer is equivalent to the `gold` one.
 
     First a fast path: the same string (ignoring spaces, surrounding `$` and a final period) or the same plain
@@ -265,7 +280,13 @@ def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> boo
     multifactorials, big binomials) are refused at once, and answers longer than `MAX_ANSWER_CHARS` never match.
     The rest is limited to `timeout` seconds by running math-verify in a child process that is killed when time
     runs out (in any thread; math-verify's own `signal.alarm` timeouts are switched off). Where no child process
-    can run, a SIGALRM timer is used in the main thread. With `timeout=None` (or neither possible) there is no
+    can run, a SIGALRM timer is used in the main thread.
+
+    `wait_for_checker`: the process's start-up (~1-3 s; once, and again for a spare after a check ran out of time
+    and killed it) is waited for untimed, so that a verdict never depends on how loaded the machine is (for an
+    evaluation). False (a reward): everything but the very first start-up counts against `timeout`, so that
+    one call never takes longer than `timeout`; an answer checked while the spare is still starting after a kill
+    is then False. With `timeout=None` (or neither possible) there is no
     timer: answers longer than `MAX_UNGUARDED_CHARS` are refused instead.
 
     Never raises: bad input, parse failures and timeouts all give False.
@@ -298,7 +319,7 @@ def answers_match(predicted: str, gold: str, timeout: float | None = 5.0) -> boo
         if _HUGE_NUMBER_RE.search(predicted) or _HUGE_NUMBER_RE.search(gold):
             return False  # refused at once rather than computed until the time limit
         if timeout is not None and timeout > 0:
-            result = _worker.check(predicted, gold, float(timeout))
+            result = _worker.check(predicted, gold, float(timeout), wait_for_checker)
             if result is None and _can_use_signals():  # no worker process (yet): a timer, as good as it gets
                 _load_math_verify()  # outside the timer: an import cut by an alarm would leave sympy half-built
                 result = _with_alarm(float(timeout), _math_verify_equal, predicted, gold)

@@ -71,7 +71,9 @@ ANSWER_TIMEOUT = 1.0
 def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "auto",
                    timeout: float = ANSWER_TIMEOUT, number_fallback: bool = False) -> float:
     """1.0 if the answer in the completion (`\\boxed{}` or GSM8K `#### n`; with `number_fallback`, else its last
-    number) is equivalent to `final_answer` (checked with math-verify within `timeout` seconds), else 0.0."""
+    number) is equivalent to `final_answer` (checked with math-verify within `timeout` seconds), else 0.0.
+    One call takes at most `timeout` seconds, in any thread, whatever the completion holds (see
+    `answers_match(wait_for_checker=False)`)."""
     if final_answer is None:
         return 0.0
     try:
@@ -81,7 +83,7 @@ def outcome_reward(completion: str | list, final_answer: str, *, mode: str = "au
         return 0.0
     if predicted is None:
         return 0.0
-    return 1.0 if answers_match(predicted, final_answer, timeout=timeout) else 0.0
+    return 1.0 if answers_match(predicted, final_answer, timeout=timeout, wait_for_checker=False) else 0.0
 
 
 def action_similarity(predicted: str, expert: str, *, structure: bool = False, shell: bool = False,

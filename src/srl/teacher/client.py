@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from srl.errors import InputError
+from srl.errors import InputError, file_system_error
 from srl.teacher.journal import MARK, Journal
 
 NO_KEY = "EMPTY"  # sent to a --base_url server when no key is set: local servers (vLLM, llama.cpp) accept any
@@ -266,7 +266,10 @@ def run_journaled(cfg: EndpointConfig, journal: Journal, requests: list[Request]
                   settings: str, description: str = "calling", client=None) -> CallStats:
     """Call every request whose key is not in `journal` yet, and append `to_row(reply)` (plus the key and the
     settings hash) for each answered one, as it arrives. Failed calls are counted in the returned stats, not
-    written. A fatal failure (bad key, unknown model) raises `InputError` after the calls in flight end."""
+    written. An `InputError` (exit code 2) ends the run, its message saying whether a journal to resume from was
+    kept, when the endpoint refused a call (a bad key, an unknown model or URL: after the calls in flight end),
+    and when no request of the run has an answer, this run's or an earlier one's (an unreachable server, or one
+    that does not speak the API: nothing is written then)."""
     from srl.console import make_progress  # the progress display (rich on a terminal, lines in a log)
 
     todo = [r for r in requests if r.key not in journal.rows]
@@ -288,6 +291,8 @@ def run_journaled(cfg: EndpointConfig, journal: Journal, requests: list[Request]
     task = progress.add_task(description, total=len(todo), status="")
     started = time.monotonic()
     fatal: str | None = None
+    unwritable: InputError | None = None
+    detail = ""  # what the server or the connection said first, for the message when no call was answered
     with progress:
         replies = run_calls(send, todo, cfg.concurrency)
         try:
@@ -298,18 +303,34 @@ def run_journaled(cfg: EndpointConfig, journal: Journal, requests: list[Request]
                 stats.completion_tokens += reply.completion_tokens
                 if reply.error is not None:
                     stats.failed[reply.error] += 1
+                    detail = detail or reply.detail
                     if reply.fatal:
                         fatal = f"{reply.error} ({reply.detail})" if reply.detail else reply.error
                         break
                 else:
                     row = to_row(reply)
                     row["key"], row[MARK] = reply.request.key, settings
-                    journal.append(row)
+                    try:
+                        journal.append(row)
+                    except OSError as e:  # a full disk: stop calling, say what is kept
+                        unwritable = file_system_error(e)
+                        if unwritable is None:
+                            raise
+                        break
                 progress.update(task, completed=stats.called, status=stats.status())
         finally:
             replies.close()
             stats.seconds = time.monotonic() - started
+    answered = sum(1 for r in requests if r.key in journal.rows)
+    kept = (f"; the {answered:,} answered calls are kept in {journal.path}: rerun the same command to continue"
+            if answered else "; nothing was written")
+    if unwritable is not None:
+        raise InputError(f"{unwritable.message}{kept}", path=unwritable.path)
     if fatal is not None:
-        raise InputError(f"the endpoint refused the call: {fatal}", field="model" if "404" in fatal else
+        raise InputError(f"the endpoint refused the call: {fatal}{kept}", field="model" if "404" in fatal else
                          "api_key_env")
+    if not answered and stats.failed:
+        reasons = ", ".join(f"{reason} ({n:,})" for reason, n in stats.failed.most_common())
+        raise InputError(f"no call was answered: {reasons}{f' ({detail})' if detail else ''}; is it an "
+                         f"OpenAI-compatible endpoint, and is it up?{kept}", field="base_url")
     return stats

@@ -194,7 +194,7 @@ def wrong_reason(row: dict) -> str:
 def generate_solutions(cfg: GenerateConfig, endpoint: EndpointConfig, client=None) -> GenerateSummary:
     """Sample, verify and keep; see the module docstring. `client`: an `openai.OpenAI` to use (tests)."""
     check_output(cfg.output, [cfg.input, cfg.template])
-    check_output(cfg.journal_path, [cfg.input, cfg.template, cfg.output])
+    check_output(cfg.journal_path, [cfg.input, cfg.template, cfg.output], "journal" if cfg.journal else "output")
     problems = load_problem_list(cfg)
     prompt = TeacherPrompt.load(cfg.template, "generate.yaml", ("problem",))
     params = cfg.sampling()

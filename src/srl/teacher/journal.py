@@ -16,6 +16,7 @@ The files users read (the kept solutions) are derived from the journal and writt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from srl.errors import InputError
-from srl.io import check_output_target
+from srl.io import check_output_target, check_writable_folder
+from srl.json_text import json_bytes
 
 # The field every row we write carries: it tells our files from user data (`check_output`).
 MARK = "teacher_settings"
@@ -63,13 +65,15 @@ class Journal:
     >>> j.close()
     """
 
-    def __init__(self, path: str, rows: dict[str, dict], repaired_bytes: int, fd: int | None):
-        self.path, self.rows, self.repaired_bytes, self._fd = path, rows, repaired_bytes, fd
+    def __init__(self, path: str, rows: dict[str, dict], repaired_bytes: int, writable: bool):
+        self.path, self.rows, self.repaired_bytes, self._writable = path, rows, repaired_bytes, writable
+        self._fd: int | None = None
 
     @classmethod
     def open(cls, path: str, *, read_only: bool = False) -> Journal:
-        """Read the finished rows of `path`, cut off a torn last line and open it for appending (created if
-        needed). `read_only`: only read (a missing file is empty; a torn line is ignored, not cut off)."""
+        """Read the finished rows of `path` and cut off a torn last line. The file is opened for appending (and
+        created) with the first `append`: a run in which no call was answered leaves no journal. `read_only`:
+        only read (a missing file is empty; a torn line is ignored, not cut off)."""
         rows: dict[str, dict] = {}
         repaired = 0
         if os.path.exists(path):
@@ -96,19 +100,28 @@ class Journal:
                     raise InputError("not a line written by srl (no key); use another output", path=path,
                                      line=line_no)
                 rows[row["key"]] = row
-        if read_only:
-            return cls(path, rows, repaired, None)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        return cls(path, rows, repaired, fd)
+        return cls(path, rows, repaired, not read_only)
 
     def append(self, row: dict) -> None:
-        """Append one row as one whole line (a single write, then fsync)."""
-        data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-        written = os.write(self._fd, data)
-        while written < len(data):  # a regular file takes it in one go; this is for the odd short write
-            written += os.write(self._fd, data[written:])
-        os.fsync(self._fd)
+        """Append one row as one whole line (a single write, then fsync). A write that fails (a full disk) is
+        cut off again before the error goes on: the journal keeps whole lines only."""
+        if self._fd is None:
+            if not self._writable:
+                raise ValueError(f"{self.path} was opened read-only")
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
+        data = json_bytes(row) + b"\n"
+        size = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, data)
+            while written < len(data):  # a regular file takes it in one go; this is for the odd short write
+                written += os.write(self._fd, data[written:])
+            os.fsync(self._fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            e.filename = e.filename or self.path
+            raise
         self.rows[row["key"]] = row
 
     def close(self) -> None:
@@ -123,11 +136,14 @@ class Journal:
         self.close()
 
 
-def check_output(path: str, inputs: Iterable[str | None] = ()) -> None:
-    """Refuse (InputError, before any call) an output that is an input, or an existing non-empty file that we
-    did not write (its first line lacks our `MARK` field): nothing of the user's is ever overwritten
+def check_output(path: str, inputs: Iterable[str | None] = (), field: str = "output") -> None:
+    """Refuse (InputError, before any call) an output that is an input, one that cannot be written (a read-only
+    or full disk, no permission, a path through a file), or an existing non-empty file that we did not write (its
+    first line lacks our `MARK` field): nothing of the user's is ever overwritten, and no call is wasted
     (`srl.io.check_output_target`)."""
-    check_output_target(path, inputs, ours=_has_mark, written_by="`srl data generate/rewrite`", kind="file")
+    check_output_target(path, inputs, ours=_has_mark, written_by="`srl data generate/rewrite`", kind="file",
+                        field=field)
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), field)
 
 
 def _has_mark(path: str) -> bool:

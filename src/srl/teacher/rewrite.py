@@ -235,7 +235,7 @@ def numbered_text(steps: list[list[str]]) -> str:
 def rewrite_solutions(cfg: RewriteConfig, endpoint: EndpointConfig, client=None) -> RewriteSummary:
     """Rewrite, check and keep; see the module docstring. `client`: an `openai.OpenAI` to use (tests)."""
     check_output(cfg.output, [cfg.input, cfg.template])
-    check_output(cfg.journal_path, [cfg.input, cfg.template, cfg.output])
+    check_output(cfg.journal_path, [cfg.input, cfg.template, cfg.output], "journal" if cfg.journal else "output")
     summary = RewriteSummary()
     sources = read_sources(cfg, summary)
     if not sources:

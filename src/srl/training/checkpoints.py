@@ -12,9 +12,19 @@ import os
 import shutil
 from typing import Any
 
-from srl.io import write_json
+from srl.io import follow_umask, write_json
 
 COMPLETE_MARKER = "srl_complete.json"
+
+
+class FilesFollowUmask:
+    """A `transformers.Trainer` mixin: the files of every model it saves (checkpoints and `save_model`, e.g.
+    `final/`) follow the umask (`srl.io.follow_umask`), the weights too, which safetensors writes 0600.
+    Use it first: `class MyTrainer(FilesFollowUmask, SFTTrainer)`."""
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        follow_umask(output_dir or self.args.output_dir)
 
 
 def mark_complete(folder: str, state: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ from srl.generation.vllm import colocate_generation_class, resolve_backend
 from srl.generation.think_budget import generate_with_think_budget
 from srl.rewards.format import OutputFormat, completion_text, parse_response
 from srl.rewards import FORMAT_PENALTY
-from srl.training.checkpoints import mark_complete, read_marker, rotate_complete_checkpoints
+from srl.training.checkpoints import FilesFollowUmask, mark_complete, read_marker, rotate_complete_checkpoints
 from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, prompt_runs, shared_prefill_rollouts,
                                         shared_prefill_unavailable, shared_prefix_logps, shares_prompts,
                                         unsupported_reason, unwrap)
@@ -69,8 +69,8 @@ logger = logging.getLogger("srl")
 REFILL_SEED_OFFSET = 7919  # the refill stream's seed is args.seed + this, so it differs from TRL's sampler
 
 
-class SRLTrainer(GRPOTrainer):
-    """GRPOTrainer with dynamic sampling and SRL's logs. Takes TRL's arguments plus:
+class SRLTrainer(FilesFollowUmask, GRPOTrainer):
+    """GRPOTrainer with dynamic sampling and SRL's logs (and saved files that follow the umask). Takes TRL's arguments plus:
 
     Args:
         output_format: the response format the rewards check (used for the format-error rate in the logs).
