@@ -246,6 +246,16 @@ CASES = [
             "{tmp}/afile/k.jsonl", *TEACHER], "afile: field 'output': exists and is not a folder"),
           (["eval", "--model", "tiny", "--data", "{tmp}/bench.jsonl", "--output_dir", "{tmp}/afile/e"],
            "afile/e: field 'output_dir': cannot be created: "))],
+    # issue 24, in the lead's files: train, demo
+    ("train: empty --train_data", {}, ["train", "--stage", "srl", "--model", "tiny", "--train_data", "",
+                                       "--output_dir", "{tmp}/r"], "field 'train_data': empty"),
+    ("train: prompt a string, then messages", {"inst.jsonl": json.dumps({"prompt": "q", "expert_step": "a"}) + "\n" +
+                                               json.dumps({"prompt": [{"role": "user", "content": "q"}],
+                                                           "expert_step": "b"}) + "\n"},
+     ["train", "--stage", "srl", "--model", "tiny", "--use_cpu", "true", "--train_data", "{tmp}/inst.jsonl",
+      "--output_dir", "{tmp}/r"], "inst.jsonl:2: field 'prompt': is a list of messages, but on line 1"),
+    ("demo: a bad option value", {}, ["demo", "--max_steps", "x", "--output_dir", "{tmp}/d"],
+     "argument --max_steps: invalid int value"),
 ]
 
 

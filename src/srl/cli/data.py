@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 from srl.errors import InputError, file_system_errors_reported
+from srl.cli.utils import OneLineParser
 from srl.options import make_parser, parse
 from srl.console import console, progress_bar
 
@@ -59,14 +59,6 @@ def print_summary(summary, output: str) -> None:
 
 
 # --- srl data show ------------------------------------------------------------------------------------------
-class OneLineParser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one `InputError` line (`srl: error: ...`, exit code 2), as those of
-    `srl.cli.utils.make_parser`, instead of argparse's usage and message on two lines."""
-
-    def error(self, message: str):
-        raise InputError(f"{message} (see `{self.prog} --help`)")
-
-
 def data_show(argv: Sequence[str]) -> int:
     parser = OneLineParser(prog="srl data show", description="Print a few step-wise instances.")
     parser.add_argument("path", help="Instances written by `srl data build` (.jsonl, .json, .parquet or folder).")

@@ -20,9 +20,9 @@ DEMO_FLAGS = [  # SRL on CPU: 2 prompts x G=4 per step, the `optional` format (d
 
 
 def demo(argv: Sequence[str]) -> int:
-    import argparse
+    from srl.cli.utils import OneLineParser
 
-    parser = argparse.ArgumentParser(prog="srl demo", description="The embedded default: build step-wise data from "
+    parser = OneLineParser(prog="srl demo", description="The embedded default: build step-wise data from "
                                      "the bundled GSM8K sample, then a short SRL run on CPU into one run folder.")
     parser.add_argument("--output_dir", default="runs/demo", help="Run folder (default runs/demo).")
     parser.add_argument("--model", default=None, help="Model (default: smollm2-135m-instruct when installed, "

@@ -9,7 +9,7 @@ def models_command(argv) -> int:
     """`srl models [--prepare NAME]`: the known models and their state; --prepare converts one now."""
     from rich.table import Table
 
-    from srl.cli.data import OneLineParser
+    from srl.cli.utils import OneLineParser
 
     from srl.console import console
     from srl.models import (KNOWN_MODELS, install_hint, known_name, list_models, model_cache_root,

@@ -4,9 +4,10 @@ and progress bars are in `srl.console`."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from srl.errors import InputError
+from srl.errors import InputError, file_system_error
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -21,6 +22,20 @@ def run_guarded(fn, *args) -> int:
     except InputError as e:
         print(f"srl: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # a full or read-only disk, no permission, ...: one line too (any other: the traceback)
+        error = file_system_error(e)
+        if error is None:
+            raise
+        print(f"srl: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("srl: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one `InputError` line (`srl: error: ...`, exit code 2), as those of
+    `srl.options.make_parser`, instead of argparse's usage and message on two lines."""
+
+    def error(self, message: str):
+        raise InputError(f"{message} (see `{self.prog} --help`)")

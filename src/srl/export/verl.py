@@ -29,7 +29,7 @@ from typing import Any, Literal
 from srl.data.formats import SOLUTION_FORMATS
 from srl.data.prompts import ThinkMode
 from srl.errors import InputError
-from srl.io import check_output_target, write_parquet
+from srl.io import check_output_target, follow_umask, write_parquet
 
 # `--data_format`: built instances, or solutions in a format whose reading needs no option export lacks (regex
 # needs its --pattern).
@@ -376,7 +376,8 @@ def export(cfg: ExportConfig) -> ExportSummary:
         script = os.path.join(tmp, "run_srl.sh")
         with open(script, "w", encoding="utf-8") as f:
             f.write(run_script(cfg, bool(val)))
-        os.chmod(script, 0o755)
+        os.chmod(script, 0o700)
+        follow_umask(tmp)  # every file as the umask gives (the script: executable)
         write_json(os.path.join(tmp, MARKER), {
             "written_by": "srl data export", "to": cfg.to, "verl_version": VERL_VERSION, "srl_version": __version__,
             "rows": summary.rows, "problems": summary.problems, "config": dataclasses.asdict(cfg)})

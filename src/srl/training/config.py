@@ -99,6 +99,9 @@ class RunArguments(DataOptions):
                 "hyper-parameters, `cpu-small` = a run that fits 2 CPU cores in minutes."})
 
     def __post_init__(self):
+        if self.train_data is not None and not str(self.train_data).strip():
+            raise InputError("empty: name the training data (or leave it out for the bundled GSM8K sample)",
+                             field="train_data")
         if self.lora_r < 1:
             raise InputError("must be >= 1", field="lora_r")
         if self.torch_threads is not None and self.torch_threads < 1:

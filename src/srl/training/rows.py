@@ -17,9 +17,8 @@ from srl.data.formats import gold_kind_of
 from srl.data.build import DataOptions, instance_rows, iter_trajectories
 from srl.data.prompts import EVAL_SYSTEM_PROMPT
 from srl.errors import InputError
+from srl.data.instances import INSTANCE_COLUMNS, checked_instances
 from srl.training.config import RunArguments
-
-INSTANCE_COLUMNS = ("prompt", "expert_step")
 
 
 def _is_instances_file(path: str) -> bool:
@@ -62,30 +61,6 @@ def split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
     return [x for x in items if key(x) not in held], [x for x in items if key(x) in held]
 
 
-def _check_instance(rec) -> None:
-    """One line naming file, line and field for an instance the trainer could not use (or would train on an
-    empty target with)."""
-    for column in INSTANCE_COLUMNS:
-        if column not in rec.data:
-            raise rec.error("missing: the SRL stage needs step-wise instances (srl data build)", column)
-    step = rec.data["expert_step"]
-    if not isinstance(step, str) or not step.strip():
-        raise rec.error(f"must be a non-empty string, got {json_type(step)}", "expert_step")
-    prompt = rec.data["prompt"]
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise rec.error("empty", "prompt")
-        return
-    if not isinstance(prompt, list) or not prompt or not all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-            for m in prompt):
-        raise rec.error("must be a string or a list of chat messages {role: str, content: str}", "prompt")
-
-
-def json_type(value) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def srl_rows(run: RunArguments) -> list[dict[str, Any]]:
     """Step-wise instances for the SRL stage (`_instances`), with the `remaining` column when the run compares
     actions with the expert's remaining solution (`--step_target remaining`)."""
@@ -100,11 +75,7 @@ def _instances(run: RunArguments) -> list[dict[str, Any]]:
 
     path = run.train_data or BUNDLED_GSM8K
     if _read_instances(run, path):
-        rows = []
-        for rec in read_records(path):
-            _check_instance(rec)
-            rows.append(rec.data)
-        return rows
+        return [rec.data for rec in checked_instances(read_records(path))]
     from srl.models import load_tokenizer
 
     return list(instance_rows(run.data_config(), load_tokenizer=load_tokenizer))

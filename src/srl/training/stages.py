@@ -160,7 +160,12 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     if stage == "sft":
         from trl import SFTTrainer
 
-        trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
+        from srl.training.checkpoints import FilesFollowUmask
+
+        class Trainer(FilesFollowUmask, SFTTrainer):  # its model files follow the umask, as SRLTrainer's
+            pass
+
+        trainer = Trainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, peft_config=_peft_config(run), callbacks=cbs)
     else:
         from srl.training.trainer import SRLTrainer
