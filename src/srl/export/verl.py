@@ -118,6 +118,17 @@ class ExportConfig:
     rollout_tensor_parallel: int = field(default=1, metadata={"help": "rollout.tensor_model_parallel_size."})
 
     def __post_init__(self):
+        import math
+
+        for name in ("learning_rate", "temperature"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise InputError(f"must be > 0, got {getattr(self, name)}", field=name)
+        for name in ("clip_ratio_low", "clip_ratio_high"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"must be in [0, 1), got {getattr(self, name)}", field=name)
+        if self.score_decimals is not None and self.score_decimals < 0:
+            raise InputError(f"must be >= 0 (or left out: exact scores), got {self.score_decimals}",
+                             field="score_decimals")
         if not 0 <= self.validation_fraction < 1:
             raise InputError("must be in [0, 1)", field="validation_fraction")
         if self.rollout_n < 2:

@@ -104,6 +104,13 @@ class RunArguments(DataOptions):
                              field="train_data")
         if self.lora_r < 1:
             raise InputError("must be >= 1", field="lora_r")
+        if self.tiny_warm_up_steps < 0:
+            raise InputError(f"must be >= 0, got {self.tiny_warm_up_steps}", field="tiny_warm_up_steps")
+        targets = [m.strip() for m in self.lora_target_modules.split(",")]
+        if self.lora_target_modules != "all-linear" and not all(m.replace("_", "").replace(".", "").isalnum()
+                                                                 for m in targets):
+            raise InputError("a comma-separated list of module names (e.g. q_proj,v_proj), or all-linear",
+                             field="lora_target_modules")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise InputError("must be >= 1", field="torch_threads")
         if self.validation_problems < 0:
@@ -164,8 +171,37 @@ def _check_common(cfg) -> None:
             raise InputError("must be >= 1", field=name)
 
 
+def _check_values(cfg, run_fields: bool = True) -> None:
+    """Options that TRL or transformers accept silently or fail on much later (issue 24): checked when parsed."""
+    import json
+    import os
+
+    def at_least(name: str, low: float, strict: bool = False):
+        value = getattr(cfg, name, None)
+        if value is not None and (value <= low if strict else value < low):
+            raise InputError(f"must be {'>' if strict else '>='} {low:g}, got {value}", field=name)
+
+    for name in ("seed", "beta", "max_grad_norm", "completions_to_log"):
+        at_least(name, 0)
+    for name in ("save_steps", "logging_steps"):
+        at_least(name, 0, strict=True)
+    if hasattr(cfg, "temperature") and not cfg.temperature > 0:
+        raise InputError(f"must be > 0 (sampling), got {cfg.temperature}", field="temperature")
+    if hasattr(cfg, "top_p") and not 0 < cfg.top_p <= 1:
+        raise InputError(f"must be in (0, 1], got {cfg.top_p}", field="top_p")
+    if isinstance(cfg.lr_scheduler_kwargs, str):
+        try:
+            json.loads(cfg.lr_scheduler_kwargs)
+        except ValueError:
+            raise InputError(f"not JSON: {cfg.lr_scheduler_kwargs!r}", field="lr_scheduler_kwargs") from None
+    resume = cfg.resume_from_checkpoint
+    if isinstance(resume, str) and resume not in ("True", "true") and not os.path.isdir(resume):
+        raise InputError("no such checkpoint folder", path=resume, field="resume_from_checkpoint")
+
+
 def _check_grpo(cfg) -> None:
     _check_common(cfg)
+    _check_values(cfg)
     if cfg.num_generations is not None and cfg.num_generations < 2:
         raise InputError("must be >= 2: GRPO compares a prompt's G rollouts with each other", field="num_generations")
     if cfg.dynamic_sampling_eps < 0:
@@ -261,6 +297,7 @@ class SFTStageConfig(SFTConfig):
 
     def __post_init__(self):
         _check_common(self)
+        _check_values(self)
         _default_precision(self)
         super().__post_init__()
 

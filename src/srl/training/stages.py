@@ -31,13 +31,20 @@ logger = logging.getLogger("srl")
 
 
 # --- running ------------------------------------------------------------------------------------------------
-def _peft_config(run: RunArguments):
+def _peft_config(run: RunArguments, model=None):
     if not run.use_peft:
         return None
     from peft import LoraConfig
 
     targets = run.lora_target_modules if run.lora_target_modules == "all-linear" else \
         [m.strip() for m in run.lora_target_modules.split(",")]
+    if model is not None and targets != "all-linear":
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        missing = [t for t in targets if t not in names]
+        if missing:
+            raise InputError(f"no module named {', '.join(missing)} in {run.model} (its linear layers: "
+                             f"{', '.join(sorted(n for n in names if n.endswith('proj'))) or 'see model.named_modules()'})",
+                             field="lora_target_modules")
     return LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
 
 
@@ -166,12 +173,12 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
             pass
 
         trainer = Trainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, peft_config=_peft_config(run), callbacks=cbs)
+                             processing_class=tokenizer, peft_config=_peft_config(run, model), callbacks=cbs)
     else:
         from srl.training.trainer import SRLTrainer
 
         trainer = SRLTrainer(model=model, reward_funcs=reward_funcs(stage, run), args=cfg, train_dataset=train_ds,
-                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_peft_config(run),
+                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_peft_config(run, model),
                              callbacks=cbs, output_format=output_format(run),
                              completions_path=os.path.join(cfg.output_dir, "completions.jsonl"))
     if progress:
