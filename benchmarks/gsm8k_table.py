@@ -350,7 +350,7 @@ def make_step_instances(out: str, args) -> str | None:
     if os.path.exists(path):
         return path
     from srl.data.build import DataConfig, instance_rows
-    from srl.evaluation.benchmarks import data_root
+    from srl.data.benchmarks import data_root
     from srl.io import write_jsonl
 
     rows = list(instance_rows(DataConfig(input=os.path.join(data_root(), "gsm8k", "test.jsonl"), output="",
@@ -655,7 +655,7 @@ def plot_curves(results: dict, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    from srl.evaluation.benchmarks import data_root
+    from srl.data.benchmarks import data_root
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [CHILD]:

@@ -84,8 +84,15 @@ def install_hint(name: str) -> str:
 
 
 # --- checking and resolving names ---------------------------------------------------------------------------
-def check_model_name(name: str) -> None:
-    """Fail fast, before anything is loaded, on a model that cannot be loaded."""
+NO_MODEL = ("no model given: name one with --model (a Hugging Face id or local folder, a known model such as "
+            "smollm2-135m-instruct (see `srl models`), or `tiny`: a random 2-layer model for tests)")
+
+
+def check_model_name(name: str | None) -> None:
+    """Fail fast, before anything is loaded, on a model that cannot be loaded (or none given: training a default
+    model would train something the user did not ask for)."""
+    if not name:
+        raise InputError(NO_MODEL, field="model")
     if name == TINY:
         return
     known = known_name(name)

@@ -75,8 +75,9 @@ def pipeline(argv: Sequence[str]) -> int:
     `--srl.<option>` / `--rlvr.<option>`; a YAML `--config` may hold shared keys and `srl:` / `rlvr:` sections."""
     argv = list(argv)
     if "-h" in argv or "--help" in argv:
-        print(pipeline.__doc__.strip() + "\n\nExample: srl pipeline --output_dir runs/pipe --preset cpu-small "
-              "--srl.max_steps 20 --rlvr.max_steps 10\n\nStage options: see `srl train --stage srl --help`.")
+        print(pipeline.__doc__.strip() + "\n\nExample: srl pipeline --model smollm2-135m-instruct --output_dir runs/pipe "
+              "--preset cpu-small --srl.max_steps 20 --rlvr.max_steps 10\n\nStage options: see `srl train --stage srl "
+              "--help`.")
         return 0
     from srl.training.stages import finished_model, run_stage
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from srl.data.agents import AGENT_FORMATS
+from srl.data.benchmarks import normalize_problem, resolve_data, warn_benchmark_overlap
 from srl.errors import InputError
 from srl.data.instances import (BuildSummary, InstanceOptions, build_instances, check_output_target,
                                  remove_stale_temporaries, write_rows)
@@ -47,8 +48,8 @@ class DataOptions:
     template: str | None = field(default=None, metadata={
         "help": "Prompt template file (YAML/JSON with keys system, user, step, no_previous, title_hint)."})
     exclude: str | None = field(default=None, metadata={
-        "help": "A file of problems to leave out (matched on the problem text), e.g. MATH-500 when building "
-                "from the MATH test split."})
+        "help": "Problems to leave out (matched on the problem text): a file, or a benchmark name (gsm8k, "
+                "math500, ...: its test split), e.g. math500 when building from the MATH test split."})
     exclude_field: str = field(default="problem", metadata={"help": "Problem field of the --exclude file."})
     max_chars: int = field(default=50_000, metadata={
         "help": "A problem, solution or step longer than this many characters is an input error."})
@@ -190,9 +191,12 @@ class DataConfig(DataOptions):
 
 
 def _excluded_problems(cfg: DataConfig) -> set[str]:
+    """The problems of `--exclude` (a file, or a benchmark name: its test split), normalised for matching."""
     if not cfg.exclude:
         return set()
-    return {" ".join(rec.text(cfg.exclude_field).split()) for rec in read_records(cfg.exclude)}
+    path, spec = resolve_data(cfg.exclude, field="exclude")
+    name = spec.problem_field if spec is not None and cfg.exclude_field == "problem" else cfg.exclude_field
+    return {normalize_problem(rec.text(name)) for rec in read_records(path)}
 
 
 def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
@@ -210,13 +214,17 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
                                          solution_field=cfg.solution_field, answer_field=cfg.answer_field,
                                          id_field=cfg.id_field, system_field=cfg.system_field,
                                          max_chars=cfg.max_chars, **cfg.split_options())
+    problems = []
     for i, traj in enumerate(trajectories):
         if cfg.limit is not None and i >= cfg.limit:
-            return
-        if excluded and not isinstance(traj, tuple) and " ".join(traj.problem.split()) in excluded:
+            break
+        if excluded and not isinstance(traj, tuple) and normalize_problem(traj.problem) in excluded:
             yield ("skip", "in --exclude")
         else:
+            if not isinstance(traj, tuple):
+                problems.append(traj.problem)
             yield traj
+    warn_benchmark_overlap(problems, cfg.input)
 
 
 def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None,

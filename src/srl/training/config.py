@@ -30,9 +30,10 @@ class RunArguments(DataOptions):
     of `srl data build` (`DataOptions`: --title_hint, --max_previous_steps, --template, field names, ...) apply
     when --train_data holds solutions: the instances are built exactly as `srl data build` builds them."""
 
-    model: str = field(default="tiny", metadata={
-        "help": "A Hugging Face causal LM id or local path, or `tiny` (a 2-layer model and tokenizer built "
-                "locally in seconds, for tests and demos)."})
+    model: str | None = field(default=None, metadata={
+        "help": "Required for training: a Hugging Face causal LM id or local path, a known model (`srl models`, "
+                "e.g. smollm2-135m-instruct), or `tiny` (a random 2-layer model and tokenizer built locally in "
+                "seconds, for tests; it is first warmed up on the targets, see --tiny_warm_up_steps)."})
     train_data: str | None = field(default=None, metadata={
         "help": "Training data: step-wise instances from `srl data build` (srl), or expert solutions "
                 "(.jsonl/.json/.parquet/folder; built on the fly with --data_format). Default: the bundled "

@@ -17,6 +17,7 @@ import random
 from typing import Any
 
 from srl.data import BUNDLED_GSM8K
+from srl.data.benchmarks import warn_benchmark_overlap
 from srl.data.build import DataOptions, instance_rows, iter_trajectories
 from srl.io import write_json
 from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint
@@ -59,6 +60,13 @@ def _trajectories(run: RunArguments):
         raise InputError("the rlvr and sft stages train on solutions with a final answer, not agent trajectories",
                          field="data_format")
     return [t for t in iter_trajectories(cfg) if not isinstance(t, tuple)]
+
+
+def _problems(rows: list[dict[str, Any]]):
+    """The problem text of each training row (a string prompt without a `problem` column has none)."""
+    for r in rows:
+        prompt = r.get("prompt")
+        yield r.get("problem") or (prompt[-1].get("content") if isinstance(prompt, list) and prompt else None)
 
 
 def _split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
@@ -216,6 +224,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
         rows = rows[: run.max_train_samples]
     if not rows:
         raise InputError("no training rows", path=run.train_data or BUNDLED_GSM8K, field="train_data")
+    warn_benchmark_overlap(_problems(rows), run.train_data or BUNDLED_GSM8K)
     train_rows, eval_rows = _split_validation(rows, lambda r: r.get("trajectory_id"), run.validation_problems,
                                               cfg.seed)
     import datasets
