@@ -156,3 +156,150 @@ def test_eval_reports_fallback_and_truncated_answers_separately(tmp_path, capsys
     assert "by the last-number fallback (no \\boxed{} or ####) │ 100.0%" in out
     assert "in a complete response, in the asked-for format │ 0.0%" in out
     assert "100% of the responses were cut at --max_new_tokens 32" in out
+
+
+# --- items 5 and 6: integrations fail when the options are parsed, in one line ------------------------------------
+def train_refusal(argv, tmp_path, capsys):
+    from srl.cli import main
+
+    code = main(["train", "--stage", "srl", "--model", "tiny", "--use_cpu", "true", "--bf16", "false",
+                 "--output_dir", str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert not (tmp_path / "run").exists()
+    return err[0]
+
+
+def test_report_to_an_integration_that_is_not_installed_is_refused_at_parse_time(tmp_path, capsys, monkeypatch):
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: [])
+    err = train_refusal(["--report_to", "tensorboard"], tmp_path, capsys)
+    assert "field 'report_to': tensorboard is not installed: pip install 'tensorboard'" in err
+    assert "pip install -e '.[tensorboard]'" in err
+    assert "unknown integration 'tensorbord'" in train_refusal(["--report_to", "tensorbord"], tmp_path, capsys)
+
+
+def test_report_to_wandb_without_a_login_is_refused_instead_of_prompting(tmp_path, capsys, monkeypatch):
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: ["wandb"])
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert "run `wandb login`, set WANDB_API_KEY, or set WANDB_MODE=offline" in train_refusal(
+        ["--report_to", "wandb"], tmp_path, capsys)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    from srl.training.config import SRLConfig
+
+    assert SRLConfig(output_dir=str(tmp_path / "r"), use_cpu=True, bf16=False, report_to="wandb").report_to == ["wandb"]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="TRL's vLLM flags are refused only without CUDA")
+def test_trl_use_vllm_on_a_cpu_is_refused_in_one_line_naming_backend_vllm(tmp_path, capsys):
+    err = train_refusal(["--use_vllm", "true"], tmp_path, capsys)
+    assert "field 'use_vllm': TRL's vLLM integration needs CUDA GPUs; on this machine use --backend vllm" in err
+    err = train_refusal(["--use_vllm", "true", "--vllm_mode", "server"], tmp_path, capsys)
+    assert "--backend vllm" in err
+
+
+# --- item 12: a model card that says what the model is, and --push_to_hub uploads it -----------------------------
+def test_model_card_names_base_model_method_data_and_metrics_and_is_pushed(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from srl.training.config import RunArguments, SRLConfig
+    from srl.training.model_card import publish_model
+
+    out, final = tmp_path / "run", tmp_path / "run" / "final"
+    os.makedirs(final)
+    write_jsonl(str(out / "metrics.jsonl"), [{"step": s, "reward": 0.1 * s, "format_error_rate": 0.5,
+                                               "completions/clipped_ratio": 1.0, "loss": 0.0} for s in range(1, 11)])
+    run = RunArguments(model="smollm2-135m-instruct", train_data="steps.jsonl")
+    cfg = SRLConfig(output_dir=str(out), use_cpu=True, bf16=False, push_to_hub=True, hub_model_id="me/srl-smol",
+                    num_generations=4, max_completion_length=32)
+    uploads = []
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kw: uploads.append(
+        (kw["repo_id"], sorted(os.listdir(kw["folder_path"])), open(os.path.join(kw["folder_path"], "README.md")).read())))
+
+    class Trainer:
+        hub_model_id = "me/srl-smol"
+        state = type("State", (), {"global_step": 10})()
+        train_dataset = list(range(123))
+
+        def is_world_process_zero(self):
+            return True
+
+    path = publish_model(Trainer(), str(final), "srl", run, cfg)
+    card = open(path).read()
+    assert card == open(out / "README.md").read() and "[None]" not in card
+    front = card.split("\n---", 1)[0]
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in front and "- srl" in front
+    assert "de-quantised weights, not the original release" in card and "SmolLM2-135M-Instruct.Q4_1.gguf" in card
+    assert "**SRL** (Supervised Reinforcement Learning" in card and "arXiv:2510.25992" in card
+    assert "`--train_data`: steps.jsonl" in card and "training rows: 123 (step-wise instances)" in card
+    assert "| rollouts per prompt (G) | 4 |" in card and "| optimizer steps | 10 |" in card
+    assert "| mean reward | 0.150 | 0.950 |" in card  # first and last fifth of 10 steps: (0.1+0.2)/2, (0.9+1.0)/2
+    assert "| completions cut at max_completion_length | 1.000 | 1.000 |" in card
+    assert 'from_pretrained("me/srl-smol")' in card
+    assert uploads == [("me/srl-smol", ["README.md"], card)]
+
+
+# --- items 5, 11, 12 on real (tiny) training runs ---------------------------------------------------------------
+TINY_RUN = ["--model", "tiny", "--think", "off", "--use_cpu", "true", "--bf16", "false",
+            "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "8",
+            "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--seed", "0", "--save_steps", "3",
+            "--tiny_warm_up_steps", "3", "--max_generation_rounds", "2", "--max_train_samples", "40"]
+PLOTTED = {"reward", "filtered_fraction", "format_errors", "truncated", "completion_length", "entropy", "grad_norm",
+           "loss", "reward_by_step"}
+
+
+@pytest.fixture(scope="module")
+def srl_tensorboard_run(tmp_path_factory):
+    from srl.cli import main
+
+    out = str(tmp_path_factory.mktemp("fh") / "srl")
+    assert main(["train", "--stage", "srl", "--train_data", BUNDLED_GSM8K, *TINY_RUN, "--max_steps", "3",
+                 "--report_to", "tensorboard", "--output_dir", out]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_report_to_tensorboard_logs_the_run_for_real(srl_tensorboard_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = [os.path.join(root, "") for root, _, files in os.walk(os.path.join(srl_tensorboard_run, "runs"))
+            if any(f.startswith("events.out.tfevents") for f in files)]
+    assert len(logs) == 1, logs
+    events = EventAccumulator(logs[0])
+    events.Reload()
+    rewards = events.Scalars("train/reward")
+    assert [e.step for e in rewards] == [1, 2, 3] and all(-1 <= e.value <= 1 for e in rewards)
+    assert {"train/dynamic_sampling/filtered_fraction", "train/completions/clipped_ratio"} <= set(
+        events.Tags()["scalars"])
+
+
+@pytest.mark.slow
+def test_run_folder_has_labelled_plots_a_model_card_and_named_completion_columns(srl_tensorboard_run):
+    plots = os.path.join(srl_tensorboard_run, "plots")
+    assert {f[:-4] for f in os.listdir(plots)} == PLOTTED
+    assert all(open(os.path.join(plots, f), "rb").read(8) == b"\x89PNG\r\n\x1a\n" for f in os.listdir(plots))
+    card = open(os.path.join(srl_tensorboard_run, "final", "README.md")).read()
+    assert "`tiny`: a random 2-layer test model" in card and "[None]" not in card and "| optimizer steps | 3 |" in card
+    assert card == open(os.path.join(srl_tensorboard_run, "README.md")).read()
+    rows = read_jsonl(os.path.join(srl_tensorboard_run, "completions.jsonl"))
+    assert rows and all({"expert_step", "action", "completion", "reward"} <= set(r) for r in rows)
+
+
+@pytest.mark.slow
+def test_rlvr_completions_name_the_gold_answer_and_the_answer_found(tmp_path):
+    from srl.cli import main
+
+    out = str(tmp_path / "rlvr")
+    assert main(["train", "--stage", "rlvr", "--train_data", BUNDLED_GSM8K, *TINY_RUN, "--max_steps", "1",
+                 "--output_dir", out]) == 0
+    rows = read_jsonl(os.path.join(out, "completions.jsonl"))
+    assert rows and all({"gold_answer", "answer", "completion", "reward"} <= set(r) for r in rows)
+    assert not any("expert_step" in r or "action" in r for r in rows)
+    gold = {r["answer"].split("####")[-1].strip() for r in read_jsonl(BUNDLED_GSM8K)}
+    assert all(r["gold_answer"] in gold for r in rows)

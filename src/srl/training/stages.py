@@ -22,6 +22,7 @@ from srl.data.build import DataOptions, instance_rows, iter_trajectories
 from srl.io import write_json
 from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint
 from srl.training.config import RunArguments
+from srl.training.model_card import publish_model
 from srl.errors import InputError
 from srl.data.answers import gold_kind_of
 from srl.data.prompts import EVAL_SYSTEM_PROMPT
@@ -288,6 +289,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     trainer.save_model(final)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(final)
+        publish_model(trainer, final, stage, run, cfg)  # the model card (final/ and run folder), --push_to_hub
         write_json(os.path.join(final, COMPLETE_MARKER), {"stage": stage, "global_step": trainer.state.global_step})
     trainer.accelerator.wait_for_everyone()
     return final

@@ -74,8 +74,8 @@ class SRLTrainer(GRPOTrainer):
 
     Args:
         output_format: the response format the rewards check (used for the format-error rate in the logs).
-        completions_path: a JSONL file that receives a few (prompt tail, expert step, action, reward) rows per
-            logging step; None to disable.
+        completions_path: a JSONL file that receives a few rows per logging step (`completion_row`: SRL's
+            expert step and action, RLVR's gold answer and answer, with the reward); None to disable.
     """
 
     def __init__(self, *args, output_format: OutputFormat | None = None, completions_path: str | None = None,
@@ -120,13 +120,8 @@ class SRLTrainer(GRPOTrainer):
         if self.accelerator.is_main_process and self.completions_path and self.model.training:
             local = self._round_rewards[:len(completions)].tolist()  # process 0's rows come first
             for inp, completion, reward in zip(inputs, completions, local):
-                text = completion_text(completion)
-                self._round_rows.append({
-                    "step": self.state.global_step + 1, "step_index": inp.get("step_index"),
-                    "prompt_tail": _last_content(inp["prompt"])[-300:],
-                    "expert_step": inp.get("expert_step", inp.get("final_answer")),
-                    "action": parse_response(text, self.output_format).action, "completion": text,
-                    "reward": reward})
+                self._round_rows.append({"step": self.state.global_step + 1, **completion_row(
+                    inp, completion_text(completion), self.output_format), "reward": reward})
         return rewards_per_func
 
     # ------------------------------------------------------------------------------------------------------
@@ -392,6 +387,22 @@ def _max_new_tokens(trainer, n: int):
         yield
     finally:
         setattr(engine, field, before)
+
+
+def completion_row(inp: dict, text: str, output_format: OutputFormat) -> dict:
+    """A row of completions.jsonl, its columns named for what they hold. SRL (a step-wise instance): the step
+    index, the prompt's end, the expert's step, the model's action (what the step reward compares) and the whole
+    completion. RLVR (a problem with its final answer): the gold answer, the answer found in the completion (as
+    `srl eval` finds it: `\\boxed{}`, `#### n`, then the last number for a GSM8K gold) and the completion."""
+    row = {"prompt_tail": _last_content(inp["prompt"])[-300:]}
+    if "expert_step" in inp:
+        return {"step_index": inp.get("step_index"), **row, "expert_step": inp["expert_step"],
+                "action": parse_response(text, output_format).action, "completion": text}
+    from srl.data.answers import extract_answer, use_number_fallback
+
+    fallback = use_number_fallback("auto", inp.get("gold_kind"))
+    return {**row, "gold_answer": inp.get("final_answer"),
+            "answer": extract_answer(text, "auto", last_number_fallback=fallback), "completion": text}
 
 
 def _last_content(prompt) -> str:
