@@ -303,3 +303,28 @@ def test_rlvr_completions_name_the_gold_answer_and_the_answer_found(tmp_path):
     assert not any("expert_step" in r or "action" in r for r in rows)
     gold = {r["answer"].split("####")[-1].strip() for r in read_jsonl(BUNDLED_GSM8K)}
     assert all(r["gold_answer"] in gold for r in rows)
+
+
+# --- item 13: one documented entry point, a list, every format ------------------------------------------------------
+def test_load_trajectories_is_a_list_for_every_format():
+    from srl.data.agents import ChatFormat, read_agent_trajectories
+    from srl.data.trajectories import Trajectory, load_trajectories, read_trajectories
+
+    gsm8k = load_trajectories(BUNDLED_GSM8K, "gsm8k")
+    assert isinstance(gsm8k, list) and len(gsm8k) == 256 and isinstance(gsm8k[0], Trajectory)
+    first = gsm8k[0]  # looking at one loses none (a generator's next() used to drop it)
+    assert len(gsm8k) == 256 and gsm8k[0] is first
+    assert [t.id for t in gsm8k] == [t.id for t in read_trajectories(BUNDLED_GSM8K, "gsm8k")]
+
+    swe = os.path.join(DATA, "swe", "nebius_SWE-agent-trajectories.rows.json")
+    runs = load_trajectories(swe, "swe-agent")
+    expected = [t for t in read_agent_trajectories(swe, "swe-agent") if not isinstance(t, tuple)]
+    assert isinstance(runs, list) and runs and [t.id for t in runs] == [t.id for t in expected]
+    assert len(load_trajectories(swe, "swe-agent", resolved_only=False)) >= len(runs)
+    react = load_trajectories(os.path.join(DATA, "swe", "react_log.jsonl"),
+                              ChatFormat.from_file(os.path.join(DATA, "swe", "react_log.yaml")))
+    assert react and all(t.steps for t in react)
+    with pytest.raises(ValueError, match="solution_field: options of solution formats"):
+        load_trajectories(swe, "swe-agent", solution_field="x")
+    with pytest.raises(ValueError, match="or an agent format"):
+        load_trajectories(swe, "sweagent")

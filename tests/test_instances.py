@@ -12,7 +12,7 @@ COLUMNS = {"prompt", "expert_step", "step_index", "num_steps", "trajectory_id", 
 
 
 def natalia(gsm8k_sample):
-    return next(load_trajectories(gsm8k_sample, "gsm8k"))
+    return load_trajectories(gsm8k_sample, "gsm8k")[0]
 
 
 def test_first_gsm8k_row_gives_n_minus_1_instances(gsm8k_sample):

@@ -14,7 +14,7 @@ from srl.errors import InputError
 from srl.data.instances import (BuildSummary, InstanceOptions, build_instances, check_output_target,
                                  remove_stale_temporaries, write_rows)
 from srl.data.prompts import PromptTemplate
-from srl.data.trajectories import load_trajectories
+from srl.data.trajectories import read_trajectories
 from srl.io import read_records
 
 
@@ -210,7 +210,7 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
                                                id_field=cfg.id_field, rejected_turns=cfg.rejected_turns,
                                                scaffold_instructions=cfg.scaffold_instructions)
     else:
-        trajectories = load_trajectories(cfg.input, cfg.format, problem_field=cfg.problem_field,
+        trajectories = read_trajectories(cfg.input, cfg.format, problem_field=cfg.problem_field,
                                          solution_field=cfg.solution_field, answer_field=cfg.answer_field,
                                          id_field=cfg.id_field, system_field=cfg.system_field,
                                          max_chars=cfg.max_chars, **cfg.split_options())
