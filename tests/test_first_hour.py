@@ -328,3 +328,28 @@ def test_load_trajectories_is_a_list_for_every_format():
         load_trajectories(swe, "swe-agent", solution_field="x")
     with pytest.raises(ValueError, match="or an agent format"):
         load_trajectories(swe, "sweagent")
+
+
+# --- item 7: the documented local-teacher server command is the tested one ---------------------------------------
+def test_documented_vllm_serve_command_sizes_its_kv_cache_for_a_24gb_machine():
+    """docs/teacher_data.md's serve command, as tests/test_teacher_server.py (slow) reads and starts it."""
+    from test_teacher_server import documented_server_command
+
+    env, argv = documented_server_command()
+    assert env == {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert argv[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"]
+    flags = dict(zip(argv[3::2], argv[4::2]))
+    assert flags["--model"] == "~/.cache/srl/models/smollm2-135m-instruct" and flags["--dtype"] == "float32"
+    assert flags["--max-model-len"] == "2048" and argv[-1] == "--enforce-eager"
+
+
+# --- item 14: the vLLM / TRL pair the README documents is the one installed and tested ------------------------------
+def test_the_documented_vllm_trl_pair_is_the_installed_one():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        vllm = version("vllm-cpu")
+    except PackageNotFoundError:
+        pytest.skip("vllm-cpu is not installed here (scripts/install.sh installs it only where it can run)")
+    readme = " ".join(open(os.path.join(os.path.dirname(DATA), "..", "README.md"), encoding="utf-8").read().split())
+    assert f"**vllm-cpu {vllm} with TRL {version('trl')}**" in readme

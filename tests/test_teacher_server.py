@@ -52,6 +52,25 @@ def _log_tail(path: str, n: int = 15) -> str:
         return "".join(f.readlines()[-n:])
 
 
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "teacher_data.md")
+DOC_MARKER = "<!-- the serve command below is the one tests/test_teacher_server.py starts"
+
+
+def documented_server_command() -> tuple[dict[str, str], list[str]]:
+    """(environment variables, argv) of the serve command in docs/teacher_data.md: the fenced block after
+    `DOC_MARKER`, backslash continuations joined, leading `NAME=value` words taken as the environment."""
+    import shlex
+
+    text = open(DOC, encoding="utf-8").read()
+    block = text.split(DOC_MARKER, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    words = shlex.split(block.replace("\\\n", " "))
+    env = {}
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words
+
+
 def smol_folder(tmp_path_factory):
     """The converted SmolLM2 folder: the user's model cache when it is there (only read), else a conversion
     into a temporary cache (never into ~/.cache)."""
@@ -73,11 +92,14 @@ def server(tmp_path_factory):
     folder = smol_folder(tmp_path_factory)
     port = _free_port()
     log_path = str(tmp_path_factory.mktemp("vllm-server") / "server.log")
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-               VLLM_CPU_NUM_OF_RESERVED_CPU="0", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
-               "--served-model-name", SERVED_NAME, "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", "2048", "--enforce-eager", "--seed", "0"]
+    # the documented command (docs/teacher_data.md), with this test's model folder, name and port
+    doc_env, documented = documented_server_command()
+    values = {"--model": folder, "--served-model-name": SERVED_NAME, "--port": str(port)}
+    command = [sys.executable if documented[0] == "python" else documented[0]]
+    for flag, word in zip(documented, documented[1:]):
+        command.append(values.get(flag, word))
+    command += ["--seed", "0"]
+    env = dict(os.environ, **doc_env, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     log = open(log_path, "w", encoding="utf-8")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
@@ -123,6 +145,15 @@ def _stop(proc: subprocess.Popen) -> None:
 def read_jsonl(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
+
+
+def test_the_documented_server_answers_the_documented_generate_command(server, tmp_path):
+    """docs/teacher_data.md's commands, shortened: its server (the fixture) and `srl data generate` against it."""
+    out = tmp_path / "s.jsonl"
+    assert main(["data", "generate", "--input", PROBLEMS, "--limit", "2", "--n", "1", "--max_tokens", "16",
+                 "--model", SERVED_NAME, "--base_url", server, "--output", str(out)]) == 0
+    summary = json.load(open(tmp_path / "s.summary.json"))
+    assert summary["samples"] == 2 and summary["calls"]["failed"] == {}
 
 
 def test_generate_rewrite_build_with_smollm2_behind_a_real_server(server, tmp_path, capsys):
