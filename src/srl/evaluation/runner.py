@@ -333,19 +333,16 @@ def print_summary(summary: dict[str, Any]) -> None:
         table.add_row(label, f"[bold]{100 * value:.1f}%[/]")
     table.add_row("answer found", f"{100 * summary['answer_rate']:.1f}%")
     if "formatted_answer_rate" in summary:  # summaries written before issue 23 lack the split
-        table.add_row("  in a complete response, in the asked-for format",
-                      f"{100 * summary['formatted_answer_rate']:.1f}%")
-        table.add_row("  by the last-number fallback (no \\boxed{} or ####)",
-                      f"{100 * summary['fallback_answer_rate']:.1f}%")
-        table.add_row(f"  in a response cut at {summary['max_new_tokens']} tokens",
-                      f"{100 * summary['truncated_answer_rate']:.1f}%")
+        table.add_row("  \\boxed{} or ####, complete response", f"{100 * summary['formatted_answer_rate']:.1f}%")
+        table.add_row("  last-number fallback", f"{100 * summary['fallback_answer_rate']:.1f}%")
+        table.add_row("  from a cut response", f"{100 * summary['truncated_answer_rate']:.1f}%")
     table.add_row(f"cut at {summary['max_new_tokens']} tokens", f"{100 * summary['truncated_rate']:.1f}%")
     table.add_row("mean response tokens", f"{summary['mean_response_tokens']:.0f}")
     seconds = summary.get("seconds")
     if seconds:
         rate = summary.get("tokens_per_second")
         table.add_row("time", f"{seconds['total']:.0f} s (load {seconds['load']:.0f} s, generate "
-                              f"{seconds['generate']:.0f} s{f' at {rate:.0f} tokens/s' if rate else ''}, "
+                              f"{seconds['generate']:.0f} s{f' at {rate:.3g} tokens/s' if rate else ''}, "
                               f"score {seconds['score']:.1f} s)")
     files = summary.get("files")
     if files:
