@@ -307,8 +307,9 @@ def test_rlvr_completions_name_the_gold_answer_and_the_answer_found(tmp_path):
 
 # --- item 13: one documented entry point, a list, every format ------------------------------------------------------
 def test_load_trajectories_is_a_list_for_every_format():
-    from srl.data.agents import ChatFormat, read_agent_trajectories
-    from srl.data.trajectories import Trajectory, load_trajectories, read_trajectories
+    from srl.data.agents import read_agent_trajectories
+    from srl.data.build import load_trajectories
+    from srl.data.trajectories import Trajectory, read_trajectories
 
     gsm8k = load_trajectories(BUNDLED_GSM8K, "gsm8k")
     assert isinstance(gsm8k, list) and len(gsm8k) == 256 and isinstance(gsm8k[0], Trajectory)
@@ -321,13 +322,12 @@ def test_load_trajectories_is_a_list_for_every_format():
     expected = [t for t in read_agent_trajectories(swe, "swe-agent") if not isinstance(t, tuple)]
     assert isinstance(runs, list) and runs and [t.id for t in runs] == [t.id for t in expected]
     assert len(load_trajectories(swe, "swe-agent", resolved_only=False)) >= len(runs)
-    react = load_trajectories(os.path.join(DATA, "swe", "react_log.jsonl"),
-                              ChatFormat.from_file(os.path.join(DATA, "swe", "react_log.yaml")))
+    react = load_trajectories(os.path.join(DATA, "swe", "react_log.jsonl"), "chat",
+                              chat_config=os.path.join(DATA, "swe", "react_log.yaml"))
     assert react and all(t.steps for t in react)
-    with pytest.raises(ValueError, match="solution_field: options of solution formats"):
+    with pytest.raises(InputError, match="field 'solution_field': is for solution formats"):
         load_trajectories(swe, "swe-agent", solution_field="x")
-    with pytest.raises(ValueError, match="or an agent format"):
-        load_trajectories(swe, "sweagent")
+    assert len(load_trajectories(BUNDLED_GSM8K, "gsm8k", limit=3)) == 3
 
 
 # --- item 7: the documented local-teacher server command is the tested one ---------------------------------------

@@ -240,7 +240,7 @@ def test_pipeline_srl_builds_instances_from_gsm8k(pipeline_run, gsm8k_file):
     """The SRL stage cut the GSM8K solutions into step-wise instances on the fly: every logged row is one of the
     first 8 (--max_train_samples) instances `srl data build` would make from the file."""
     from srl.data.instances import build_instances
-    from srl.data.trajectories import load_trajectories
+    from srl.data.build import load_trajectories
 
     out, _ = pipeline_run
     built = list(build_instances(list(load_trajectories(gsm8k_file, "gsm8k")), InstanceOptions(think="off")))[:8]

@@ -227,6 +227,30 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
     warn_benchmark_overlap(problems, cfg.input)
 
 
+def load_trajectories(source: str, fmt: str = "gsm8k", **options: Any) -> list:
+    """Every expert trajectory of `source`, as a list: the one entry point for every format, read exactly as
+    `srl data build --format fmt` reads it.
+
+    Args:
+        source: a file (.jsonl, .json, .parquet) or a `datasets` folder.
+        fmt: a solution format (gsm8k, math, numbered, regex, steps: `Trajectory` objects) or an agent format
+            (openai-tools, swe-agent, mini-swe-agent, openhands, chat: `AgentTrajectory` objects).
+        options: the options of `srl data build` (`DataOptions`: field names, `pattern`, `keep_calculator`,
+            `limit`, `exclude`, agent options such as `resolved_only` or `chat_config`, ...), checked as the command
+            checks them; trajectories it would skip (not resolved, excluded) are left out.
+
+    A list, so that looking at the first one (`trajectories[0]`) loses none. `srl.data.trajectories.read_trajectories`
+    streams solution formats one at a time.
+
+    >>> from srl.data import BUNDLED_GSM8K
+    >>> trajectories = load_trajectories(BUNDLED_GSM8K, "gsm8k")
+    >>> len(trajectories), trajectories[0].steps[0].text
+    (256, 'Natalia sold 48/2 = 24 clips in May.')
+    """
+    cfg = DataConfig(input=source, output="", format=fmt, **options)
+    return [t for t in iter_trajectories(cfg) if not isinstance(t, tuple)]  # ("skip", reason): left out
+
+
 def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None,
                   progress: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
     """The step-wise instances of `cfg.input`, built by `cfg`'s options: what `srl data build` writes, and what

@@ -51,52 +51,13 @@ DEFAULT_FIELDS = {
 }
 
 
-AGENT_OPTIONS = ("resolved_only", "rejected_turns", "scaffold_instructions")
-
-
-def load_trajectories(source: Any, fmt: Any, *, problem_field: str | None = None, system_field: str | None = None,
-                      id_field: str | None = None, file_type: str | None = None, **options: Any) -> list:
-    """Every expert trajectory of `source`, as a list: the one entry point for every format.
-
-    Args:
-        source: a path or a `datasets.Dataset` (see `read_records`).
-        fmt: a solution format ("gsm8k", "math", "numbered", "regex", "steps": `Trajectory` objects, see
-            `read_trajectories` for their options: `solution_field`, `answer_field`, `max_chars` and the splitter's)
-            or an agent format ("openai-tools", "swe-agent", "mini-swe-agent", "openhands", "chat", or a
-            `srl.data.agents.ChatFormat`: `AgentTrajectory` objects, options `resolved_only` (default True: the
-            trajectories not marked resolved are left out), `rejected_turns`, `scaffold_instructions`; see
-            `srl.data.agents.read_agent_trajectories`).
-        problem_field / system_field / id_field: field names (defaults per format).
-
-    A list, so that looking at the first trajectory (`trajectories[0]`) loses none; `read_trajectories` streams
-    solution formats for inputs too large to hold in memory. What `srl data build` reads, with the same options.
-
-    >>> from srl.data import BUNDLED_GSM8K
-    >>> trajectories = load_trajectories(BUNDLED_GSM8K, "gsm8k")
-    >>> len(trajectories), trajectories[0].steps[0].text
-    (256, 'Natalia sold 48/2 = 24 clips in May.')
-    """
-    from srl.data.agents import AGENT_FORMATS, ChatFormat, read_agent_trajectories
-
-    if isinstance(fmt, ChatFormat) or fmt in AGENT_FORMATS:
-        unknown = sorted(set(options) - set(AGENT_OPTIONS))
-        if unknown:
-            raise ValueError(f"{', '.join(unknown)}: options of solution formats, not of the agent format {fmt!r} "
-                             f"(agent options: {', '.join(AGENT_OPTIONS)})")
-        return [t for t in read_agent_trajectories(source, fmt, problem_field=problem_field, system_field=system_field,
-                                                   id_field=id_field, file_type=file_type, **options)
-                if not isinstance(t, tuple)]  # ("skip", reason): not resolved
-    return list(read_trajectories(source, fmt, problem_field=problem_field, system_field=system_field,
-                                  id_field=id_field, file_type=file_type, **options))
-
-
 def read_trajectories(source: Any, fmt: str, *, problem_field: str | None = None,
                       solution_field: str | None = None, answer_field: str | None = None,
                       id_field: str | None = None, system_field: str | None = None,
                       max_chars: int = 50_000, file_type: str | None = None,
                       **split_options: Any) -> Iterator[Trajectory]:
     """Read records from `source` one at a time and cut each solution into steps with the `fmt` splitter of
-    `srl.data.steps` (a generator: `load_trajectories` gives the list, and reads agent formats too).
+    `srl.data.steps` (a generator; `srl.data.build.load_trajectories` gives the list, and reads every format).
 
     Args:
         source: a path or a `datasets.Dataset` (see `read_records`).

@@ -129,6 +129,31 @@ class ProgressCallback(TrainerCallback):
             self.progress = None
 
 
+def completion_row(inp: dict, text: str, output_format) -> dict:
+    """A row of completions.jsonl, its columns named for what they hold. SRL (a step-wise instance): the step
+    index, the prompt's end, the expert's step, the model's action (what the step reward compares) and the whole
+    completion. RLVR (a problem with its final answer): the gold answer, the answer found in the completion (as
+    `srl eval` finds it: `\\boxed{}`, `#### n`, then the last number for a GSM8K gold) and the completion."""
+    row = {"prompt_tail": prompt_tail(inp["prompt"])}
+    if "expert_step" in inp:
+        from srl.rewards.format import parse_response
+
+        return {"step_index": inp.get("step_index"), **row, "expert_step": inp["expert_step"],
+                "action": parse_response(text, output_format).action, "completion": text}
+    from srl.data.answers import extract_answer, use_number_fallback
+
+    fallback = use_number_fallback("auto", inp.get("gold_kind"))
+    return {**row, "gold_answer": inp.get("final_answer"),
+            "answer": extract_answer(text, "auto", last_number_fallback=fallback), "completion": text}
+
+
+def prompt_tail(prompt, chars: int = 300) -> str:
+    """The end of a prompt (a string, or the last message of a chat) for the completions table."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return str(prompt[-1].get("content", ""))[-chars:]
+    return str(prompt)[-chars:]
+
+
 def read_metrics(path: str) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as f:

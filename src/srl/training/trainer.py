@@ -56,9 +56,10 @@ from trl.trainer.utils import split_tensor_dict
 
 from srl.generation.vllm import colocate_generation_class, resolve_backend
 from srl.generation.think_budget import generate_with_think_budget
-from srl.rewards.format import OutputFormat, completion_text, parse_response
+from srl.rewards.format import OutputFormat, completion_text
 from srl.rewards import FORMAT_PENALTY
 from srl.training.checkpoints import mark_complete, read_marker, rotate_complete_checkpoints
+from srl.training.reporting import completion_row
 from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, prompt_runs, shared_prefill_rollouts,
                                         shared_prefill_unavailable, shared_prefix_logps, shares_prompts,
                                         unsupported_reason, unwrap)
@@ -387,25 +388,3 @@ def _max_new_tokens(trainer, n: int):
         yield
     finally:
         setattr(engine, field, before)
-
-
-def completion_row(inp: dict, text: str, output_format: OutputFormat) -> dict:
-    """A row of completions.jsonl, its columns named for what they hold. SRL (a step-wise instance): the step
-    index, the prompt's end, the expert's step, the model's action (what the step reward compares) and the whole
-    completion. RLVR (a problem with its final answer): the gold answer, the answer found in the completion (as
-    `srl eval` finds it: `\\boxed{}`, `#### n`, then the last number for a GSM8K gold) and the completion."""
-    row = {"prompt_tail": _last_content(inp["prompt"])[-300:]}
-    if "expert_step" in inp:
-        return {"step_index": inp.get("step_index"), **row, "expert_step": inp["expert_step"],
-                "action": parse_response(text, output_format).action, "completion": text}
-    from srl.data.answers import extract_answer, use_number_fallback
-
-    fallback = use_number_fallback("auto", inp.get("gold_kind"))
-    return {**row, "gold_answer": inp.get("final_answer"),
-            "answer": extract_answer(text, "auto", last_number_fallback=fallback), "completion": text}
-
-
-def _last_content(prompt) -> str:
-    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
-        return str(prompt[-1].get("content", ""))
-    return str(prompt)
