@@ -63,7 +63,7 @@ def _size(path: str) -> int:
 def breakdown(input_path: str) -> list[tuple[str, float]]:
     """Untimed-by-the-median pass through the parts of a build: read + split, instances, write JSONL."""
     from srl.data.instances import InstanceOptions, build_instances, write_rows
-    from srl.data.trajectories import load_trajectories
+    from srl.data.build import load_trajectories
 
     parts = []
     start = time.perf_counter()

@@ -24,7 +24,7 @@ from srl.rewards.format import OutputFormat, parse_response
 from srl.rewards import srl_reward
 from srl.training.sampling import informative_groups
 from srl.data import BUNDLED_GSM8K
-from srl.data.trajectories import load_trajectories
+from srl.data.build import load_trajectories
 
 MODES = {
     "required (paper)": dict(think="required"),

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from srl.evaluation.benchmarks import data_root
+    from srl.data.benchmarks import data_root
     from srl.evaluation.runner import build_messages, prompt_ids, system_prompt_text
     from srl.models import load_model_and_tokenizer
 

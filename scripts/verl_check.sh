@@ -7,7 +7,7 @@
 # environment, .venv-verl (gitignored), created on the first run: CPU torch first (so that verl does not pull a
 # CUDA build), then verl and the reward's one dependency, math-verify (its antlr 4.9.3 variant: verl's Hydra pins
 # antlr4-python3-runtime 4.9.*). srl itself comes from this tree through PYTHONPATH, as a user would
-# `pip install --no-deps supervised-rl` there. No Ray, no GPU. Measured on 2 shared CPU cores: install 3 min
+# `pip install --no-deps ./supervised-rl` (a clone) there. No Ray, no GPU. Measured on 2 shared CPU cores: install 3 min
 # (load ~2) to 9 min (load ~10), check 2.5 min (load ~10); docs/scaling.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -242,7 +242,7 @@ def test_srl_eval_tiny_end_to_end(tmp_path, capsys):
     assert [r["id"] for r in rows] == expected
     for r in rows:
         assert set(r) >= {"id", "gold", "greedy", "samples", "num_correct"} and len(r["samples"]) == 2
-        assert set(r["greedy"]) == {"answer", "correct", "response", "tokens", "truncated"}
+        assert set(r["greedy"]) == {"answer", "answer_found_by", "correct", "response", "tokens", "truncated"}
         assert 1 <= r["greedy"]["tokens"] <= 8
     summary = json.load(open(out / "summary.json"))
     assert summary["problems"] == 3 and summary["problems_in_file"] == 20

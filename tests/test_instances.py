@@ -6,13 +6,14 @@ import pytest
 
 from srl.data.instances import InstanceOptions, build_instances, to_dataset, trajectory_instances, write_rows, BuildSummary
 from srl.data.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_NO_THINK
-from srl.data.trajectories import Step, Trajectory, load_trajectories
+from srl.data.build import load_trajectories
+from srl.data.trajectories import Step, Trajectory
 
 COLUMNS = {"prompt", "expert_step", "step_index", "num_steps", "trajectory_id", "final_answer"}
 
 
 def natalia(gsm8k_sample):
-    return next(load_trajectories(gsm8k_sample, "gsm8k"))
+    return load_trajectories(gsm8k_sample, "gsm8k")[0]
 
 
 def test_first_gsm8k_row_gives_n_minus_1_instances(gsm8k_sample):

@@ -196,8 +196,9 @@ def test_doctest_modules_import_nothing_heavy():
     ("srl.trainer", "srl.training.trainer", "SRLTrainer"),
     ("srl.config", "srl.training.config", "SRLConfig"),
     ("srl.stages", "srl.training.stages", "run_stage"),
-    ("srl.trajectories", "srl.data.trajectories", "load_trajectories"),
+    ("srl.trajectories", "srl.data.trajectories", "read_trajectories"),
     ("srl.instances", "srl.data.instances", "build_instances"),
+    ("srl.evaluation.benchmarks", "srl.data.benchmarks", "load_problems"),
 ])
 def test_old_public_paths_still_import_for_one_release(old, new, name):
     """The README's Python section of the previous release keeps working, with a DeprecationWarning naming the

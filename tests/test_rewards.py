@@ -26,7 +26,7 @@ from srl.data.instances import InstanceOptions, build_instances, trajectory_inst
 from srl.rewards.format import OutputFormat
 from srl.rewards import (FORMAT_PENALTY, REWARDS, answer_reward, get_answer_reward, get_step_reward,
                          outcome_reward, srl_reward, step_similarity_reward)
-from srl.data.trajectories import load_trajectories
+from srl.data.build import load_trajectories
 
 HERE = os.path.dirname(__file__)
 PAIRS_FILE = os.path.join(HERE, "data", "gsm8k_steps_pairs.jsonl")

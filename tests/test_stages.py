@@ -240,7 +240,7 @@ def test_pipeline_srl_builds_instances_from_gsm8k(pipeline_run, gsm8k_file):
     """The SRL stage cut the GSM8K solutions into step-wise instances on the fly: every logged row is one of the
     first 8 (--max_train_samples) instances `srl data build` would make from the file."""
     from srl.data.instances import build_instances
-    from srl.data.trajectories import load_trajectories
+    from srl.data.build import load_trajectories
 
     out, _ = pipeline_run
     built = list(build_instances(list(load_trajectories(gsm8k_file, "gsm8k")), InstanceOptions(think="off")))[:8]
@@ -325,7 +325,7 @@ def test_pipeline_hands_the_srl_model_to_rlvr(recorded_stages, tmp_path, capsys)
 def test_pipeline_yaml_sections(recorded_stages, tmp_path, capsys):
     out = str(tmp_path / "X")
     cfg = tmp_path / "pipe.yaml"
-    cfg.write_text("think: 'off'\nuse_cpu: true\nbf16: false\nnum_generations: 4\nper_device_train_batch_size: 8\n"
+    cfg.write_text("model: tiny\nthink: 'off'\nuse_cpu: true\nbf16: false\nnum_generations: 4\nper_device_train_batch_size: 8\n"
                    "srl:\n  max_steps: 3\nrlvr:\n  max_steps: 5\n  max_completion_length: 16\n")
     code, _, err = run_cli(["pipeline", "--config", str(cfg), "--output_dir", out, "--rlvr.max_steps=6"], capsys)
     assert code == 0, err

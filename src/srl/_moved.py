@@ -20,6 +20,7 @@ MOVED = {
     "srl.stages": "srl.training.stages",
     "srl.trajectories": "srl.data.trajectories",
     "srl.instances": "srl.data.instances",
+    "srl.evaluation.benchmarks": "srl.data.benchmarks",  # issue 23: teacher data reads benchmarks too
 }
 
 

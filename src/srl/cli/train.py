@@ -57,8 +57,9 @@ def pipeline(argv: Sequence[str]) -> int:
     Every stage's options are checked before the first stage trains."""
     argv = list(argv)
     if "-h" in argv or "--help" in argv:
-        print(pipeline.__doc__.strip() + "\n\nExample: srl pipeline --output_dir runs/pipe --preset cpu-small "
-              "--srl.max_steps 20 --rlvr.max_steps 10\n\nStage options: see `srl train --stage srl --help`.")
+        print(pipeline.__doc__.strip() + "\n\nExample: srl pipeline --model smollm2-135m-instruct --output_dir runs/pipe "
+              "--preset cpu-small --srl.max_steps 20 --rlvr.max_steps 10\n\nStage options: see `srl train --stage srl "
+              "--help`.")
         return 0
     from srl.training.chain import chain_specs, run_chain
 

@@ -3,6 +3,7 @@
     trajectories  the data model (`Trajectory`, `Step`) and the loaders
     steps         splitters: a solution -> its ordered steps (math_steps: the LaTeX-aware sentence splitter)
     answers       final-answer extraction (`\\boxed{}`, GSM8K `#### n`)
+    benchmarks    math problems with gold answers (`Problem`), known benchmark names and splits, overlap checks
     prompts       the paper's system prompts and the user turn of an instance (`PromptTemplate`)
     instances     trajectories -> step-wise instances (`InstanceOptions`, `build_instances`)
     agents/       multi-turn agent trajectories -> one instance per expert action

@@ -164,20 +164,29 @@ def extract_answer(text: str, mode: str = "auto", *, last_number_fallback: bool 
     >>> extract_answer("It is 9.", last_number_fallback=True)
     '9'
     """
-    if mode == "boxed":
-        return extract_boxed(text)
-    if mode == "gsm8k":
-        return extract_gsm8k(text)
-    if mode == "last_number":
-        return extract_last_number(text)
-    if mode != "auto":
+    return find_answer(text, mode, last_number_fallback=last_number_fallback)[0]
+
+
+def find_answer(text: str, mode: str = "auto", *, last_number_fallback: bool = False) -> tuple[str | None, str | None]:
+    """(answer, how it was found: "boxed", "gsm8k" or "last_number"), (None, None) when there is none; see
+    `extract_answer`. A "last_number" answer under `mode="auto"` is the fallback: the response did not write the
+    answer in the asked-for format (a response cut at the token limit usually ends in some number).
+
+    >>> find_answer("It is 9.", last_number_fallback=True)
+    ('9', 'last_number')
+    """
+    extractors = {"boxed": extract_boxed, "gsm8k": extract_gsm8k, "last_number": extract_last_number}
+    if mode == "auto":
+        order = ["boxed", "gsm8k"] + (["last_number"] if last_number_fallback else [])
+    elif mode in extractors:
+        order = [mode]
+    else:
         raise ValueError(f"unknown answer mode {mode!r} (expected one of {', '.join(ANSWER_MODES)})")
-    answer = extract_boxed(text)
-    if answer is None:
-        answer = extract_gsm8k(text)
-    if answer is None and last_number_fallback:
-        answer = extract_last_number(text)
-    return answer
+    for how in order:
+        answer = extractors[how](text)
+        if answer is not None:
+            return answer, how
+    return None, None
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from srl.data.benchmarks import normalize_problem, resolve_data, warn_benchmark_overlap
 from srl.data.formats import AGENT_FORMATS, FormatName, data_format, format_help
 from srl.errors import InputError
 from srl.data.instances import BuildSummary, InstanceOptions, build_instances, check_output_target, write_rows
 from srl.data.prompts import PromptTemplate, ThinkMode
-from srl.data.trajectories import load_trajectories
+from srl.data.trajectories import read_trajectories
 from srl.io import check_writable_folder, read_records, remove_stale_temporaries
 
 
@@ -46,8 +47,8 @@ class DataOptions:
     template: str | None = field(default=None, metadata={
         "help": "Prompt template file (YAML/JSON with keys system, user, step, no_previous, title_hint)."})
     exclude: str | None = field(default=None, metadata={
-        "help": "A file of problems to leave out (matched on the problem text), e.g. MATH-500 when building "
-                "from the MATH test split."})
+        "help": "Problems to leave out (matched on the problem text): a file, or a benchmark name (gsm8k, "
+                "math500, ...: its test split), e.g. math500 when building from the MATH test split."})
     exclude_field: str = field(default="problem", metadata={"help": "Problem field of the --exclude file."})
     max_chars: int = field(default=50_000, metadata={
         "help": "A problem, solution or step longer than this many characters is an input error."})
@@ -190,9 +191,12 @@ class DataConfig(DataOptions):
 
 
 def _excluded_problems(cfg: DataConfig) -> set[str]:
+    """The problems of `--exclude` (a file, or a benchmark name: its test split), normalised for matching."""
     if not cfg.exclude:
         return set()
-    return {" ".join(rec.text(cfg.exclude_field).split()) for rec in read_records(cfg.exclude)}
+    path, spec = resolve_data(cfg.exclude, field="exclude")
+    name = spec.problem_field if spec is not None and cfg.exclude_field == "problem" else cfg.exclude_field
+    return {normalize_problem(rec.text(name)) for rec in read_records(path)}
 
 
 def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
@@ -206,17 +210,45 @@ def iter_trajectories(cfg: DataConfig, summary: BuildSummary | None = None):
                                                id_field=cfg.id_field, rejected_turns=cfg.rejected_turns,
                                                scaffold_instructions=cfg.scaffold_instructions)
     else:
-        trajectories = load_trajectories(cfg.input, cfg.format, problem_field=cfg.problem_field,
+        trajectories = read_trajectories(cfg.input, cfg.format, problem_field=cfg.problem_field,
                                          solution_field=cfg.solution_field, answer_field=cfg.answer_field,
                                          id_field=cfg.id_field, system_field=cfg.system_field,
                                          max_chars=cfg.max_chars, **cfg.split_options())
+    problems = []
     for i, traj in enumerate(trajectories):
         if cfg.limit is not None and i >= cfg.limit:
-            return
-        if excluded and not isinstance(traj, tuple) and " ".join(traj.problem.split()) in excluded:
+            break
+        if excluded and not isinstance(traj, tuple) and normalize_problem(traj.problem) in excluded:
             yield ("skip", "in --exclude")
         else:
+            if not isinstance(traj, tuple):
+                problems.append(traj.problem)
             yield traj
+    warn_benchmark_overlap(problems, cfg.input)
+
+
+def load_trajectories(source: str, fmt: str = "gsm8k", **options: Any) -> list:
+    """Every expert trajectory of `source`, as a list: the one entry point for every format, read exactly as
+    `srl data build --format fmt` reads it.
+
+    Args:
+        source: a file (.jsonl, .json, .parquet) or a `datasets` folder.
+        fmt: a solution format (gsm8k, math, numbered, regex, steps: `Trajectory` objects) or an agent format
+            (openai-tools, swe-agent, mini-swe-agent, openhands, chat: `AgentTrajectory` objects).
+        options: the options of `srl data build` (`DataOptions`: field names, `pattern`, `keep_calculator`,
+            `limit`, `exclude`, agent options such as `resolved_only` or `chat_config`, ...), checked as the command
+            checks them; trajectories it would skip (not resolved, excluded) are left out.
+
+    A list, so that looking at the first one (`trajectories[0]`) loses none. `srl.data.trajectories.read_trajectories`
+    streams solution formats one at a time.
+
+    >>> from srl.data import BUNDLED_GSM8K
+    >>> trajectories = load_trajectories(BUNDLED_GSM8K, "gsm8k")
+    >>> len(trajectories), trajectories[0].steps[0].text
+    (256, 'Natalia sold 48/2 = 24 clips in May.')
+    """
+    cfg = DataConfig(input=source, output="", format=fmt, **options)
+    return [t for t in iter_trajectories(cfg) if not isinstance(t, tuple)]  # ("skip", reason): left out
 
 
 def instance_rows(cfg: DataConfig, summary: BuildSummary | None = None, progress: Callable[[], None] | None = None,

@@ -42,12 +42,13 @@ class Trajectory:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def load_trajectories(source: Any, fmt: str, *, problem_field: str | None = None,
+def read_trajectories(source: Any, fmt: str, *, problem_field: str | None = None,
                       solution_field: str | None = None, answer_field: str | None = None,
                       id_field: str | None = None, system_field: str | None = None,
                       max_chars: int = 50_000, file_type: str | None = None,
                       **split_options: Any) -> Iterator[Trajectory]:
-    """Read records from `source` and cut each solution into steps with the splitter of the format `fmt`.
+    """Read records from `source` one at a time and cut each solution into steps with the `fmt` splitter of
+    `srl.data.steps` (a generator; `srl.data.build.load_trajectories` gives the list, and reads every format).
 
     Args:
         source: a path or a `datasets.Dataset` (see `read_records`).

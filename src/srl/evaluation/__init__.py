@@ -5,14 +5,15 @@
     result.summary["metrics"]      # {"greedy_accuracy": ...}
 
 - `config`: `EvalConfig`, every option documented (also the CLI flags).
-- `benchmarks`: reading a benchmark (problem + gold answer from an answer field, a GSM8K `#### n` solution or a
-  `\\boxed{}` solution), known benchmark names, the seeded `--limit` subset.
+- reading a benchmark (problem + gold answer from an answer field, a GSM8K `#### n` solution or a `\\boxed{}`
+  solution), known benchmark names and their splits, the seeded `--limit` subset: `srl.data.benchmarks` (the
+  teacher's `srl data generate` reads benchmarks too).
 - `metrics`: scoring one response (`srl.data.answers` extraction and equivalence), greedy accuracy, avg@k, pass@k.
 - `runner`: prompts, the run (generation is `srl.generation`), problems.jsonl / summary.json and the summary
   table.
 """
 
-from srl.evaluation.benchmarks import (BENCHMARKS, BenchmarkSpec, Problem, load_problems, resolve_data,
+from srl.data.benchmarks import (BENCHMARKS, BenchmarkSpec, Problem, load_problems, resolve_data,
                                        select_subset)
 from srl.evaluation.config import EvalConfig
 from srl.evaluation.metrics import (Scored, avg_at_k, greedy_accuracy, mean_pass_at_k, pass_at_k, pass_k_values,

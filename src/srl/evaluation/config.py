@@ -27,8 +27,12 @@ class EvalConfig:
                 "(gsm8k, math500, amc23, aime24, minerva_math, math: files under $SRL_DATA_DIR, default "
                 "../shared/data next to the repository)."})
     output_dir: str | None = field(default=None, metadata={
-        "help": "Where problems.jsonl (one line per problem) and summary.json are written "
-                "(default: runs/eval/<benchmark>-<model>)."})
+        "help": "Where problems.jsonl (one line per problem) and summary.json are written (default: "
+                "runs/eval/<benchmark>-<model>, <model> being a local model's whole path, e.g. "
+                "runs/eval/gsm8k-demo_srl_final for runs/demo/srl/final). A folder holding another model's results "
+                "is refused unless --overwrite."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Write into --output_dir even when it holds the results of another model."})
     limit: int | None = field(default=None, metadata={
         "help": "Evaluate a fixed subset of N problems: a sample drawn with --seed, the same on every run (and "
                 "the subset for N is contained in the one for any larger N). Default: all problems."})

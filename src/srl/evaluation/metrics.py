@@ -19,16 +19,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from srl.data.answers import extract_answer, use_number_fallback
+from srl.data.answers import find_answer, use_number_fallback
 from srl.rewards.answers import answers_match
 
 
 @dataclass(frozen=True)
 class Scored:
-    """The answer extracted from a response (None: none found) and whether it matches the gold answer."""
+    """The answer extracted from a response (None: none found), whether it matches the gold answer, and how it was
+    found (`srl.data.answers.find_answer`: "boxed", "gsm8k", "last_number"; None: no answer)."""
 
     answer: str | None
     correct: bool
+    found_by: str | None = None
 
 
 def score_response(response: str, gold: str, *, answer_mode: str = "auto", number_fallback: bool = False,
@@ -36,15 +38,15 @@ def score_response(response: str, gold: str, *, answer_mode: str = "auto", numbe
     """Extract the answer of `response` by `answer_mode` and check it against `gold`.
 
     >>> score_response("so the total is \\\\boxed{\\\\frac{1}{2}}.", "0.5")
-    Scored(answer='\\\\frac{1}{2}', correct=True)
+    Scored(answer='\\\\frac{1}{2}', correct=True, found_by='boxed')
     >>> score_response("She pays 18 dollars.", "18")
-    Scored(answer=None, correct=False)
+    Scored(answer=None, correct=False, found_by=None)
     >>> score_response("She pays 18 dollars.", "18", number_fallback=True)
-    Scored(answer='18', correct=True)
+    Scored(answer='18', correct=True, found_by='last_number')
     """
-    answer = extract_answer(response or "", answer_mode, last_number_fallback=number_fallback)
+    answer, found_by = find_answer(response or "", answer_mode, last_number_fallback=number_fallback)
     correct = answer is not None and answers_match(answer, gold, timeout=timeout)
-    return Scored(answer, bool(correct))
+    return Scored(answer, bool(correct), found_by)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from srl.console import console, progress_bar
-from srl.evaluation.benchmarks import Problem, benchmark_name, load_problems, resolve_data, select_subset
+from srl.errors import InputError
+from srl.data.benchmarks import Problem, benchmark_name, load_problems, resolve_data, select_subset
 from srl.evaluation.config import NO_SYSTEM_PROMPT, PAPER_SYSTEM_PROMPT, EvalConfig
 from srl.evaluation.metrics import (avg_at_k, greedy_accuracy, mean_pass_at_k, pass_k_values, score_response,
                                     use_number_fallback)
@@ -87,12 +88,43 @@ def _batches(jobs: list[_Job], batch_size: int) -> list[list[_Job]]:
 
 # --- the run ------------------------------------------------------------------------------------------------
 def _slug(text: str) -> str:
-    text = os.path.basename(os.path.normpath(text)) or text
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "model"
+
+
+def model_identity(model: str) -> str:
+    """What names a model uniquely: a local folder's absolute path, else the name (a known model, a hub id)."""
+    path = os.path.expanduser(model)
+    return os.path.abspath(path) if os.path.exists(path) else model
 
 
 def default_output_dir(cfg: EvalConfig, benchmark: str) -> str:
-    return os.path.join("runs", "eval", f"{_slug(benchmark)}-{_slug(cfg.model)}")
+    """`runs/eval/<benchmark>-<model>`, where <model> is the whole path of a local model (relative to the working
+    folder when inside it, without a leading `runs/`), so that two checkpoints both called `final` get two
+    folders: `--model runs/a/srl/final` -> `runs/eval/gsm8k-a_srl_final`."""
+    model = model_identity(cfg.model)
+    if os.path.isabs(model):
+        rel = os.path.relpath(model)
+        model = rel if not rel.startswith("..") else model
+        parts = [p for p in model.split(os.sep) if p]
+        model = "_".join(parts[1:] if len(parts) > 1 and parts[0] == "runs" else parts)
+    return os.path.join("runs", "eval", f"{_slug(benchmark)}-{_slug(model)}")
+
+
+def check_output_owner(output_dir: str, cfg: EvalConfig) -> None:
+    """Refuse to overwrite the results of another model in `output_dir` unless `--overwrite`."""
+    from srl.io import read_mapping
+
+    path = os.path.join(output_dir, SUMMARY_FILE)
+    if cfg.overwrite or not os.path.isfile(path):
+        return
+    try:
+        previous = read_mapping(path)
+        owner = previous.get("model_id") or model_identity(str(previous.get("model")))
+    except InputError:  # not a summary of ours: not ours to overwrite
+        owner = "unknown: summary.json does not say"
+    if owner != model_identity(cfg.model):
+        raise InputError(f"holds the results of another model ({owner}); choose another --output_dir or pass "
+                         "--overwrite", path=output_dir, field="output_dir")
 
 
 def use_bf16(dtype: str) -> bool:
@@ -171,8 +203,8 @@ def _generate_and_score(cfg: EvalConfig, problems: list[Problem], ids: list[list
             for job, gen in zip(batch, outs):
                 scored = score_response(gen.text, problems[job.problem].gold, answer_mode=cfg.answer_mode,
                                         number_fallback=fallback[job.problem], timeout=cfg.timeout)
-                row = {"answer": scored.answer, "correct": scored.correct, "response": gen.text,
-                       "tokens": gen.tokens, "truncated": gen.truncated}
+                row = {"answer": scored.answer, "answer_found_by": scored.found_by, "correct": scored.correct,
+                       "response": gen.text, "tokens": gen.tokens, "truncated": gen.truncated}
                 if job.sample < 0:
                     greedy[job.problem] = row
                 else:
@@ -209,6 +241,7 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
     output_dir = cfg.output_dir or default_output_dir(cfg, benchmark)
     if write:  # before the model loads and the evaluation runs: an unwritable folder fails now, in one line
         check_writable_folder(output_dir, "output_dir")
+        check_output_owner(output_dir, cfg)
     model, tokenizer, model_path, checkpoint = _load_model(cfg, model, tokenizer)
     generate, batch_size = _generator(cfg, model, tokenizer, checkpoint, generate_fn)
     model.eval()
@@ -253,7 +286,8 @@ def write_outputs(output_dir: str, summary: dict[str, Any], records: list[dict[s
 def summarize(records: list[dict], cfg: EvalConfig, **info: Any) -> dict[str, Any]:
     """The metrics of scored records (as written to problems.jsonl), with the run's settings."""
     summary: dict[str, Any] = {"benchmark": info.get("benchmark"), "model": cfg.model,
-                               "model_path": info.get("model_path"), "data": info.get("data_path"),
+                               "model_id": model_identity(cfg.model), "model_path": info.get("model_path"),
+                               "data": info.get("data_path"),
                                "problems": len(records), "problems_in_file": info.get("problems_in_file"),
                                "limit": cfg.limit, "seed": cfg.seed, "metrics": {}}
     metrics = summary["metrics"]
@@ -273,8 +307,15 @@ def summarize(records: list[dict], cfg: EvalConfig, **info: Any) -> dict[str, An
     summary["k"] = cfg.k
     summary["max_new_tokens"] = cfg.max_new_tokens
     n = len(responses)
-    summary["answer_rate"] = sum(r["answer"] is not None for r in responses) / n if n else 0.0
-    summary["truncated_rate"] = sum(r["truncated"] for r in responses) / n if n else 0.0
+    rate = lambda flags: sum(flags) / n if n else 0.0  # noqa: E731  (a fraction of all responses)
+    summary["answer_rate"] = rate(r["answer"] is not None for r in responses)
+    # the answers the prompt's format did not give: the last number of the response (GSM8K's fallback), and the
+    # answers of responses cut at the token limit (usually whatever number came last before the cut)
+    summary["fallback_answer_rate"] = rate(r.get("answer_found_by") == "last_number" for r in responses)
+    summary["truncated_rate"] = rate(r["truncated"] for r in responses)
+    summary["truncated_answer_rate"] = rate(r["truncated"] and r["answer"] is not None for r in responses)
+    summary["formatted_answer_rate"] = rate(r["answer"] is not None and not r["truncated"]
+                                            and r.get("answer_found_by") != "last_number" for r in responses)
     summary["mean_response_tokens"] = sum(r["tokens"] for r in responses) / n if n else 0.0
     summary["config"] = dataclasses.asdict(cfg)
     return summary
@@ -293,15 +334,23 @@ def print_summary(summary: dict[str, Any]) -> None:
         label = name + (f" (T={summary['temperature']})" if name.startswith(("avg@", "pass@")) else "")
         table.add_row(label, f"[bold]{100 * value:.1f}%[/]")
     table.add_row("answer found", f"{100 * summary['answer_rate']:.1f}%")
+    if "formatted_answer_rate" in summary:  # summaries written before issue 23 lack the split
+        table.add_row("  \\boxed{} or ####, complete response", f"{100 * summary['formatted_answer_rate']:.1f}%")
+        table.add_row("  last-number fallback", f"{100 * summary['fallback_answer_rate']:.1f}%")
+        table.add_row("  from a cut response", f"{100 * summary['truncated_answer_rate']:.1f}%")
     table.add_row(f"cut at {summary['max_new_tokens']} tokens", f"{100 * summary['truncated_rate']:.1f}%")
     table.add_row("mean response tokens", f"{summary['mean_response_tokens']:.0f}")
     seconds = summary.get("seconds")
     if seconds:
         rate = summary.get("tokens_per_second")
         table.add_row("time", f"{seconds['total']:.0f} s (load {seconds['load']:.0f} s, generate "
-                              f"{seconds['generate']:.0f} s{f' at {rate:.0f} tokens/s' if rate else ''}, "
+                              f"{seconds['generate']:.0f} s{f' at {rate:.3g} tokens/s' if rate else ''}, "
                               f"score {seconds['score']:.1f} s)")
     files = summary.get("files")
     if files:
         table.add_row("written", f"{files['problems']}\n{files['summary']}")
     console().print(table)
+    if summary["truncated_rate"] >= 0.5:
+        console().print(f"[yellow]warning[/]: {100 * summary['truncated_rate']:.0f}% of the responses were cut at "
+                        f"--max_new_tokens {summary['max_new_tokens']}; their answers are whatever came last before "
+                        "the cut: raise --max_new_tokens")

@@ -8,9 +8,10 @@ agent-action options, answer mode and number fallback), so a row scores exactly 
 
 It scores with the `srl` package itself rather than a copy of it, so the values are those of `srl.rewards` by
 construction. `srl.rewards` needs only the standard library and math-verify (no torch, transformers or TRL),
-so install srl into verl's environment without its dependencies, which would fight verl's pins:
+so install srl into verl's environment, from a clone of its repository (it is not on PyPI), without its
+dependencies, which would fight verl's pins:
 
-    pip install --no-deps supervised-rl  &&  pip install 'math-verify[antlr4_9_3]>=0.7' cydifflib
+    pip install --no-deps ./supervised-rl  &&  pip install 'math-verify[antlr4_9_3]>=0.7' cydifflib
 
 (cydifflib, or srl's compiled `_difflib`, only makes difflib faster; the values are the same without them.)
 
@@ -33,8 +34,8 @@ try:
 except ImportError as error:  # pragma: no cover - the message is the point
     raise ImportError(
         "srl_reward.py scores with the `srl` package, which is not importable in this environment: install it "
-        "without its dependencies (`pip install --no-deps supervised-rl` and `pip install "
-        "'math-verify[antlr4_9_3]>=0.7'`)") from error
+        "from a clone of its repository without its dependencies (`pip install --no-deps ./supervised-rl` and "
+        "`pip install 'math-verify[antlr4_9_3]>=0.7'`)") from error
 
 STEP, OUTCOME = "srl_step", "srl_outcome"
 

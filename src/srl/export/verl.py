@@ -339,7 +339,8 @@ def run_script(cfg: ExportConfig, has_val: bool) -> str:
 # verl {VERL_VERSION}: `srl train --stage {cfg.stage}` on a GPU cluster. Written by `srl data export --to verl`.
 #   bash run_srl.sh [Hydra overrides...]   e.g. bash run_srl.sh trainer.n_gpus_per_node=4 trainer.logger=[console,wandb]
 # Needs, in the Python that runs verl: verl=={VERL_VERSION} (with vLLM or SGLang), and srl for the reward, installed
-# without its dependencies so that verl's own pins stay:  pip install --no-deps supervised-rl
+# from a clone of its repository (it is not on PyPI) without its dependencies, so that verl's own pins stay:
+#   git clone <supervised-rl repository> && pip install --no-deps ./supervised-rl
 #   pip install 'math-verify[antlr4_9_3]>=0.7' cydifflib   (antlr 4.9.3: verl's Hydra pins antlr4-python3-runtime 4.9.*)
 # On several nodes this folder must be on storage every node sees (verl loads srl_reward.py by path on each one).
 set -euo pipefail

@@ -42,7 +42,8 @@ class GenerateConfig:
 
     input: str = field(metadata={
         "help": "Problems with reference answers: a file (.jsonl, .json, .parquet, a datasets folder) or a "
-                "benchmark name (gsm8k, math500, amc23, aime24, minerva_math, math; see `srl eval --help`)."})
+                "benchmark name (gsm8k, math500, amc23, aime24, minerva_math, math; see `srl eval --help`), read "
+                "from its --split."})
     output: str = field(metadata={
         "help": "Verified solutions (.jsonl), rewritten whole at the end of each run; beside it "
                 "<name>.calls.jsonl (the journal) and <name>.summary.json."})
@@ -63,6 +64,9 @@ class GenerateConfig:
         "help": "Take the reference answer from the last \\boxed{} of this field instead."})
     id_field: str | None = field(default=None, metadata={"help": "Problem id field (default: id, unique_id or "
                                                                  "idx, else <file>-<line>)."})
+    split: Literal["train", "test"] = field(default="train", metadata={
+        "help": "With a benchmark name as --input: which split to read. train (default): training data must not "
+                "come from the problems `srl eval` scores; a benchmark without a train split is refused."})
     limit: int | None = field(default=None, metadata={"help": "Use a seeded subset of this many problems."})
     subset_seed: int = field(default=0, metadata={"help": "Seed of the --limit subset."})
     answer_mode: Literal["auto", "boxed", "gsm8k", "last_number"] = field(default="auto", metadata={
@@ -153,13 +157,14 @@ class GenerateSummary:
 
 def load_problem_list(cfg: GenerateConfig) -> list:
     """The problems of `cfg.input` (checked: each has a problem and a reference answer), `--limit` applied."""
-    # The benchmark readers live with the evaluation; they are plain file readers (no model, no torch).
-    from srl.evaluation.benchmarks import load_problems, resolve_data, select_subset
+    from srl.data.benchmarks import load_problems, resolve_data, select_subset, warn_benchmark_overlap
 
-    path, spec = resolve_data(cfg.input)
+    path, spec = resolve_data(cfg.input, cfg.split, field="input")
     problems = load_problems(path, problem_field=cfg.problem_field, answer_field=cfg.answer_field,
                              solution_field=cfg.solution_field, id_field=cfg.id_field, spec=spec)
-    return select_subset(problems, cfg.limit, cfg.subset_seed)
+    problems = select_subset(problems, cfg.limit, cfg.subset_seed)
+    warn_benchmark_overlap((p.problem for p in problems), cfg.input)
+    return problems
 
 
 def make_verifier(cfg: GenerateConfig) -> Callable[[str, Any], tuple[str | None, bool]]:

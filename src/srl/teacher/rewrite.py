@@ -142,7 +142,7 @@ class RewriteSummary:
 
 
 def _source_answer(rec: Record, cfg: RewriteConfig, solution: str) -> str | None:
-    from srl.evaluation.benchmarks import gold_from_value  # a plain field reader (`#### n`, \boxed{}, plain)
+    from srl.data.benchmarks import gold_from_value  # a plain field reader (`#### n`, \boxed{}, plain)
 
     name = cfg.answer_field or ("answer" if cfg.solution_field != "answer" and rec.data.get("answer") is not None
                                 else None)

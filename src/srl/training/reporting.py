@@ -3,8 +3,10 @@ progress bar with the step reward.
 
     run/
       metrics.jsonl       {"step": 3, "reward": 0.21, "dynamic_sampling/filtered_fraction": 0.4, ...}
-      plots/*.png         reward, filtered fraction, format errors, reward by step index (+ loss)
-      completions.jsonl   prompt tail, expert step, model action, reward (written by SRLTrainer)
+      plots/*.png         reward (mean ± std), filtered fraction, format errors, truncated fraction, completion
+                          length, entropy, KL, grad norm, loss, reward by step index: those that were logged
+      completions.jsonl   SRL: prompt tail, expert_step, action, completion, reward; RLVR: prompt tail,
+                          gold_answer, answer, completion, reward (written by SRLTrainer)
       checkpoint-N/       resumable checkpoints (complete ones carry srl_complete.json)
 """
 
@@ -13,17 +15,43 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 
 from transformers import TrainerCallback
 
 from srl.io import atomic_path, write_jsonl
 
-PLOTS = {
-    "reward": (["reward"], "mean reward (step similarity, -1 = format error)"),
-    "filtered_fraction": (["dynamic_sampling/filtered_fraction"], "fraction of groups dropped (reward std <= ε)"),
-    "format_errors": (["format_error_rate"], "fraction of completions with a broken format"),
-    "loss": (["loss"], "training loss"),
-}
+@dataclass(frozen=True)
+class Plot:
+    """One PNG of `plots/`: the curves of `keys` (each drawn when logged) against the optimizer step. `band`: a
+    key holding the std of the first key, drawn as a ±1 std band around it; `fraction`: a 0-1 quantity, drawn on
+    a fixed 0-1 axis so that plots of different runs compare at a glance."""
+
+    name: str
+    keys: tuple[str, ...]
+    title: str
+    ylabel: str
+    band: str | None = None
+    fraction: bool = False
+
+
+PLOTS = (
+    Plot("reward", ("reward",), "reward of the batch's completions: mean and ± 1 std", "reward", band="reward_std"),
+    Plot("filtered_fraction", ("dynamic_sampling/filtered_fraction", "frac_reward_zero_std"),
+         "groups whose rewards are all equal (dropped by dynamic sampling)", "fraction of groups", fraction=True),
+    Plot("format_errors", ("format_error_rate",), "completions with a broken format", "fraction of completions",
+         fraction=True),
+    Plot("truncated", ("completions/clipped_ratio",), "completions cut at max_completion_length (no end of turn)",
+         "fraction of completions", fraction=True),
+    Plot("completion_length", ("completions/mean_length", "completions/max_length", "completions/min_length"),
+         "completion length in the batch (see truncated.png for those cut at the limit)", "tokens"),
+    Plot("entropy", ("entropy",), "mean entropy of the completion tokens", "entropy (nats)"),
+    Plot("kl", ("kl",), "KL divergence to the reference model (logged when beta > 0)", "KL (nats per token)"),
+    Plot("grad_norm", ("grad_norm",), "gradient norm before clipping", "L2 norm"),
+    Plot("token_accuracy", ("mean_token_accuracy",), "SFT: next-token accuracy on the expert's tokens",
+         "fraction of tokens", fraction=True),
+    Plot("loss", ("loss",), "training loss", "loss"),
+)
 
 
 class MetricsFileCallback(TrainerCallback):
@@ -89,7 +117,8 @@ class ProgressCallback(TrainerCallback):
         if self.progress and logs:
             parts = []
             for key, label in (("reward", "reward"), ("dynamic_sampling/filtered_fraction", "filtered"),
-                               ("format_error_rate", "format err"), ("loss", "loss")):
+                               ("format_error_rate", "format err"), ("completions/clipped_ratio", "cut"),
+                               ("loss", "loss")):
                 if isinstance(logs.get(key), (int, float)):
                     parts.append(f"{label} {logs[key]:.3f}")
             self.progress.update(self.task, completed=state.global_step, status="  ".join(parts))
@@ -98,6 +127,31 @@ class ProgressCallback(TrainerCallback):
         if self.progress:
             self.progress.stop()
             self.progress = None
+
+
+def completion_row(inp: dict, text: str, output_format) -> dict:
+    """A row of completions.jsonl, its columns named for what they hold. SRL (a step-wise instance): the step
+    index, the prompt's end, the expert's step, the model's action (what the step reward compares) and the whole
+    completion. RLVR (a problem with its final answer): the gold answer, the answer found in the completion (as
+    `srl eval` finds it: `\\boxed{}`, `#### n`, then the last number for a GSM8K gold) and the completion."""
+    row = {"prompt_tail": prompt_tail(inp["prompt"])}
+    if "expert_step" in inp:
+        from srl.rewards.format import parse_response
+
+        return {"step_index": inp.get("step_index"), **row, "expert_step": inp["expert_step"],
+                "action": parse_response(text, output_format).action, "completion": text}
+    from srl.data.answers import extract_answer, use_number_fallback
+
+    fallback = use_number_fallback("auto", inp.get("gold_kind"))
+    return {**row, "gold_answer": inp.get("final_answer"),
+            "answer": extract_answer(text, "auto", last_number_fallback=fallback), "completion": text}
+
+
+def prompt_tail(prompt, chars: int = 300) -> str:
+    """The end of a prompt (a string, or the last message of a chat) for the completions table."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return str(prompt[-1].get("content", ""))[-chars:]
+    return str(prompt)[-chars:]
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -132,19 +186,23 @@ def plot_metrics(metrics_path: str, out_dir: str) -> list[str]:
         plt.close(fig)
         written.append(path)
 
-    for name, (keys, title) in PLOTS.items():
-        series = {k: [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))] for k in keys}
+    for plot in PLOTS:
+        series = {k: [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))] for k in plot.keys}
         if not any(series.values()):
             continue
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        std = {r["step"]: r[plot.band] for r in rows if plot.band and isinstance(r.get(plot.band), (int, float))}
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
         for k, points in series.items():
-            if points:
-                ax.plot(*zip(*points), marker="o", markersize=3, label=k)
-        ax.set_title(title)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-        save(fig, name)
-
+            if not points:
+                continue
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o", markersize=3, label=k)
+            if k == plot.keys[0] and std:
+                band = [(x, y - std[x], y + std[x]) for x, y in points if x in std]
+                xs, low, high = zip(*band)
+                ax.fill_between(xs, low, high, alpha=0.2, label=f"± 1 std ({plot.band})")
+        _style(ax, plot.title, plot.ylabel, plot.fraction, legend=len(series) > 1 or bool(plot.band))
+        save(fig, plot.name)
     by_step = sorted({k for r in rows for k in r if k.startswith("reward_by_step/")},
                      key=lambda k: (k.endswith("+"), int(k.split("/")[1].rstrip("+"))))
     if by_step:
@@ -152,8 +210,7 @@ def plot_metrics(metrics_path: str, out_dir: str) -> list[str]:
         for k in by_step:
             points = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
             left.plot(*zip(*points), marker=".", label=k.split("/")[1])
-        left.set_title("reward by step index over training")
-        left.set_xlabel("optimizer step")
+        _style(left, "reward by step index over training", "mean reward", legend=False)
         left.legend(title="step k", fontsize=7)
         half = len(rows) // 2
         for part, label in ((rows[:max(half, 1)], "first half"), (rows[half:], "second half")):
@@ -162,13 +219,28 @@ def plot_metrics(metrics_path: str, out_dir: str) -> list[str]:
                 values = [r[k] for r in part if isinstance(r.get(k), (int, float))]
                 means.append(sum(values) / len(values) if values else float("nan"))
             right.plot([k.split("/")[1] for k in by_step], means, marker="o", label=label)
-        right.set_title("mean reward by step index")
+        right.set_title("mean reward by step index", fontsize=9)
         right.set_xlabel("step index k of the target")
+        right.set_ylabel("mean reward")
+        right.grid(alpha=0.3)
         right.legend()
-        for ax in (left, right):
-            ax.grid(alpha=0.3)
         save(fig, "reward_by_step")
     return written
+
+
+def _style(ax, title: str, ylabel: str, fraction: bool = False, legend: bool = True) -> None:
+    """Title, axis labels, whole-number step ticks, a 0-1 axis for fractions, grid and legend."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if fraction:
+        ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
 
 
 def run_summary(run_dir: str) -> str:

@@ -50,6 +50,14 @@ def _trajectories(run: RunArguments):
     return [t for t in iter_trajectories(cfg) if not isinstance(t, tuple)]
 
 
+def problems_of(rows: list[dict[str, Any]]):
+    """The problem text of each training row (a string prompt without a `problem` column has none), for the
+    warning about training on evaluation problems."""
+    for r in rows:
+        prompt = r.get("prompt")
+        yield r.get("problem") or (prompt[-1].get("content") if isinstance(prompt, list) and prompt else None)
+
+
 def split_validation(items: list, key, n: int, seed: int) -> tuple[list, list]:
     """Hold out `n` whole problems (never one step of a problem in each split)."""
     if n <= 0:

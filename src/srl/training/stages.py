@@ -20,12 +20,14 @@ import os
 import shutil
 
 from srl.data import BUNDLED_GSM8K
+from srl.data.benchmarks import warn_benchmark_overlap
 from srl.errors import InputError
 from srl.io import write_json
 from srl.rewards.stage import output_format, reward_funcs
 from srl.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, last_complete_checkpoint, read_marker
 from srl.training.config import RunArguments
-from srl.training.rows import STAGE_ROWS, split_validation
+from srl.training.model_card import publish_model
+from srl.training.rows import STAGE_ROWS, problems_of, split_validation
 
 logger = logging.getLogger("srl")
 
@@ -124,6 +126,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     if resume_from and training_ended(resume_from, cfg.max_steps):
         return finish_from_checkpoint(resume_from, cfg.output_dir, stage)
     rows = STAGE_ROWS[stage](run)  # bad training data is refused here, before anything heavy is imported
+    warn_benchmark_overlap(problems_of(rows), run.train_data or BUNDLED_GSM8K)
     if run.max_train_samples:
         rows = rows[: run.max_train_samples]
     if not rows:
@@ -196,6 +199,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     trainer.save_model(final)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(final)
+        publish_model(trainer, final, stage, run, cfg)  # the model card (final/ and run folder), --push_to_hub
         write_json(os.path.join(final, COMPLETE_MARKER), {"stage": stage, "global_step": trainer.state.global_step})
     trainer.accelerator.wait_for_everyone()
     return final

@@ -56,9 +56,10 @@ from trl.trainer.utils import split_tensor_dict
 
 from srl.generation.vllm import colocate_generation_class, resolve_backend
 from srl.generation.think_budget import generate_with_think_budget
-from srl.rewards.format import OutputFormat, completion_text, parse_response
+from srl.rewards.format import OutputFormat, completion_text
 from srl.rewards import FORMAT_PENALTY
 from srl.training.checkpoints import FilesFollowUmask, mark_complete, read_marker, rotate_complete_checkpoints
+from srl.training.reporting import completion_row
 from srl.training.shared_prefix import (NoCache, group_permutation, permute_rows, prompt_runs, shared_prefill_rollouts,
                                         shared_prefill_unavailable, shared_prefix_logps, shares_prompts,
                                         unsupported_reason, unwrap)
@@ -74,8 +75,8 @@ class SRLTrainer(FilesFollowUmask, GRPOTrainer):
 
     Args:
         output_format: the response format the rewards check (used for the format-error rate in the logs).
-        completions_path: a JSONL file that receives a few (prompt tail, expert step, action, reward) rows per
-            logging step; None to disable.
+        completions_path: a JSONL file that receives a few rows per logging step (`completion_row`: SRL's
+            expert step and action, RLVR's gold answer and answer, with the reward); None to disable.
     """
 
     def __init__(self, *args, output_format: OutputFormat | None = None, completions_path: str | None = None,
@@ -120,13 +121,8 @@ class SRLTrainer(FilesFollowUmask, GRPOTrainer):
         if self.accelerator.is_main_process and self.completions_path and self.model.training:
             local = self._round_rewards[:len(completions)].tolist()  # process 0's rows come first
             for inp, completion, reward in zip(inputs, completions, local):
-                text = completion_text(completion)
-                self._round_rows.append({
-                    "step": self.state.global_step + 1, "step_index": inp.get("step_index"),
-                    "prompt_tail": _last_content(inp["prompt"])[-300:],
-                    "expert_step": inp.get("expert_step", inp.get("final_answer")),
-                    "action": parse_response(text, self.output_format).action, "completion": text,
-                    "reward": reward})
+                self._round_rows.append({"step": self.state.global_step + 1, **completion_row(
+                    inp, completion_text(completion), self.output_format), "reward": reward})
         return rewards_per_func
 
     # ------------------------------------------------------------------------------------------------------
@@ -392,9 +388,3 @@ def _max_new_tokens(trainer, n: int):
         yield
     finally:
         setattr(engine, field, before)
-
-
-def _last_content(prompt) -> str:
-    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
-        return str(prompt[-1].get("content", ""))
-    return str(prompt)

@@ -8,7 +8,13 @@ answer is, in order of preference:
 2. the last `\\boxed{}` of the `--solution_field` (default `solution`), as in MATH or Minerva.
 
 Known benchmark names (`BENCHMARKS`) stand for the shared data files (`$SRL_DATA_DIR/<name>/test.jsonl`, by
-default `../shared/data` next to the repository) with their field names.
+default `../shared/data` next to the repository) with their field names. A name resolves to a split: the test
+split for evaluation (`srl eval`), the train split for making training data (`srl data generate`); a benchmark
+without that split is refused, naming `--split`. `benchmark_overlap` counts the problems of a training set that
+are also in an evaluation benchmark (`warn_benchmark_overlap` says so once).
+
+This module is the data layer's: `srl.evaluation` scores the problems, `srl.teacher` makes training data from
+them.
 
 A subset for `--limit N` is a seeded sample (`select_subset`): the same N problems on every run, and the subset
 of N is part of the subset of any larger N.
@@ -16,21 +22,28 @@ of N is part of the subset of any larger N.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import random
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from srl.data.answers import extract_boxed, extract_gsm8k
 from srl.errors import InputError
 from srl.io import Record, read_records
 
+logger = logging.getLogger("srl")
+
 GOLD_KINDS = ("plain", "gsm8k", "boxed")
+SPLITS = ("test", "train")
 
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """A known benchmark: its file under the data root and its field names (None: detected)."""
+    """A known benchmark: its test file under the data root (what `srl eval` scores), its other splits' files
+    (`splits`, e.g. {"train": ...}) and its field names (None: detected)."""
 
     name: str
     file: str
@@ -39,11 +52,17 @@ class BenchmarkSpec:
     solution_field: str | None = None
     id_field: str | None = None
     description: str = ""
+    splits: dict[str, str] = field(default_factory=dict)
+
+    def split_file(self, split: str) -> str | None:
+        """The file of `split` under the data root (None: this benchmark has no such split)."""
+        return self.file if split == "test" else self.splits.get(split)
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {spec.name: spec for spec in (
     BenchmarkSpec("gsm8k", "gsm8k/test.jsonl", "question", answer_field="answer",
-                  description="GSM8K test (1,319): answer = solution ending in `#### n`"),
+                  description="GSM8K test (1,319): answer = solution ending in `#### n`; train split 7,473",
+                  splits={"train": "gsm8k/train.jsonl"}),
     BenchmarkSpec("math500", "math500/test.jsonl", "problem", answer_field="answer", id_field="unique_id",
                   description="MATH-500 (500): problem, solution, answer"),
     BenchmarkSpec("amc23", "amc23/test.jsonl", "problem", answer_field="answer", id_field="id",
@@ -85,19 +104,70 @@ def data_root() -> str:
     return os.path.abspath(os.path.join(repo, "..", "shared", "data"))
 
 
-def resolve_data(data: str) -> tuple[str, BenchmarkSpec | None]:
-    """(path, spec) for `--data`: an existing path (spec None), or a known benchmark name."""
+def resolve_data(data: str, split: str = "test", *, field: str = "data") -> tuple[str, BenchmarkSpec | None]:
+    """(path, spec) for `--data` / `--input`: an existing path (spec None), or a known benchmark name, read from its
+    `split` (the test split by default: evaluation). A benchmark without that split is an `InputError` naming
+    `--split`; `field` names the option that gave `data`."""
     if os.path.exists(os.path.expanduser(data)):
         return os.path.expanduser(data), None
     spec = BENCHMARKS.get(data.lower())
     if spec is None:
         raise InputError(f"no such file or folder, and not a known benchmark ({', '.join(BENCHMARKS)})",
-                         path=data, field="data")
-    path = os.path.join(data_root(), spec.file)
+                         path=data, field=field)
+    file = spec.split_file(split)
+    if file is None:
+        have = ", ".join(s for s in SPLITS if spec.split_file(s))
+        raise InputError(f"benchmark '{spec.name}' has no {split} split here (it has: {have}); give a file of "
+                         f"{split} problems, or --split {have.split(', ')[0]} to use those knowingly", field=field)
+    path = os.path.join(data_root(), file)
     if not os.path.exists(path):
         raise InputError(f"benchmark '{spec.name}': {path} not found (set SRL_DATA_DIR to the folder holding "
-                         f"{spec.file})", field="data")
+                         f"{file})", field=field)
     return path, spec
+
+
+def normalize_problem(text: str) -> str:
+    """A problem's text for matching across files: whitespace runs collapsed (as `--exclude` matches)."""
+    return " ".join(str(text).split())
+
+
+@functools.lru_cache(maxsize=None)
+def _benchmark_problems(name: str, root: str) -> frozenset[str]:
+    spec = BENCHMARKS[name]
+    path = os.path.join(root, spec.file)
+    if not os.path.exists(path):
+        return frozenset()
+    return frozenset(normalize_problem(rec.data[spec.problem_field]) for rec in read_records(path)
+                     if isinstance(rec.data.get(spec.problem_field), str))
+
+
+def benchmark_overlap(problems: Iterable[str]) -> tuple[int, dict[str, int]]:
+    """(distinct problems, {benchmark: how many of them are in its test split}) for the benchmarks found under
+    `data_root()`; benchmarks without a shared problem are left out.
+
+    >>> benchmark_overlap(["What is 2 + 2?"])
+    (1, {})
+    """
+    distinct = {normalize_problem(p) for p in problems if isinstance(p, str) and p.strip()}
+    root = data_root()
+    counts = {name: len(distinct & _benchmark_problems(name, root)) for name in BENCHMARKS}
+    return len(distinct), {name: n for name, n in counts.items() if n}
+
+
+_WARNED: set[str] = set()
+
+
+def warn_benchmark_overlap(problems: Iterable[str], source: str) -> dict[str, int]:
+    """Warn, once per `source`, when problems of `source` (a training set) are also evaluation problems: a model
+    trained on them would be scored on problems it has seen. Returns the counts (see `benchmark_overlap`)."""
+    total, counts = benchmark_overlap(problems)
+    if counts and source not in _WARNED:
+        _WARNED.add(source)
+        found = ", ".join(f"{n} in {name} (test)" for name, n in counts.items())
+        logger.warning("%s: %s of its %d problems are also evaluation problems: %s; a model trained on them is "
+                       "scored on problems it has seen (`srl data build --exclude <benchmark>` leaves them out)",
+                       source, max(counts.values()), total, found)
+    return counts
 
 
 def benchmark_name(data: str, path: str, spec: BenchmarkSpec | None) -> str:
