@@ -1,6 +1,8 @@
 """A training run never overwrites a user's files (issue 24 item 2): a non-empty --output_dir that no srl run
 wrote is refused in one line, unless --overwrite_output_dir."""
 
+import pytest
+
 from srl.cli import main
 from srl.training.presets import stage_arguments
 from srl.training.stages import is_run_folder, prepare_output_dir
@@ -33,3 +35,14 @@ def test_overwrite_output_dir_and_our_own_run_folders_pass(tmp_path):
     assert is_run_folder(str(ours)) and is_run_folder(str(tmp_path / "missing"))
     run, cfg = stage_arguments("srl", [*TINY, "--output_dir", str(ours)])
     assert prepare_output_dir(cfg, run) is None
+
+
+@pytest.mark.slow  # a one-step training run
+def test_a_kl_penalty_with_the_tiny_model_trains(tmp_path):
+    """Issue 24 item 7: `--beta 0.04` with a model built here (no name_or_path to load a reference from) gave a
+    traceback; the reference is now the model as training starts, saved in the run folder."""
+    out = tmp_path / "run"
+    assert main(["train", "--stage", "srl", *TINY, "--beta", "0.04", "--max_steps", "1",
+                 "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8",
+                 "--tiny_warm_up_steps", "1", "--output_dir", str(out)]) == 0
+    assert (out / "reference_model" / "config.json").exists() and (out / "final" / "config.json").exists()

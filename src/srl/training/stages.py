@@ -161,6 +161,13 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
         from srl.tiny import warm_up
 
         warm_up(model, tokenizer, warm, steps=run.tiny_warm_up_steps, seed=cfg.seed, response_prefix=prefix)
+    if getattr(cfg, "beta", 0.0) > 0 and not os.path.isdir(str(model.config._name_or_path or "")):
+        # TRL loads the KL reference model from model.config._name_or_path, which a model built here (tiny) lacks:
+        # the reference is the model as training starts, saved into the run folder
+        reference = os.path.join(cfg.output_dir, "reference_model")
+        model.save_pretrained(reference)
+        tokenizer.save_pretrained(reference)
+        model.config._name_or_path = reference
     cbs = [MetricsFileCallback(os.path.join(cfg.output_dir, "metrics.jsonl"),
                                os.path.join(cfg.output_dir, "plots"), stage)]
     if progress:
