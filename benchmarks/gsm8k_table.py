@@ -36,7 +36,7 @@ def training_problems(train_file: str, path: str, problems: int, seed: int) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from srl.evaluation.benchmarks import data_root
+    from srl.data.benchmarks import data_root
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -66,7 +66,7 @@ def step_instances(cfg: CompareConfig, validation: str | None, path: str) -> str
     source = cfg.step_eval.get("data") or validation
     if source is None:
         return None
-    from srl.evaluation.benchmarks import resolve_data
+    from srl.data.benchmarks import resolve_data
     from srl.training.chain import StageSpec
 
     source = resolve_data(source)[0]  # a file, or a benchmark name (its test split: held out from training)
