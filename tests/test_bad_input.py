@@ -261,6 +261,14 @@ CASES = [
       "--output_dir", "{tmp}/r"], "inst.jsonl:2: field 'prompt': is a list of messages, but on line 1"),
     ("demo: a bad option value", {}, ["demo", "--max_steps", "x", "--output_dir", "{tmp}/d"],
      "argument --max_steps: invalid int value"),
+    ("demo: a bad learning rate, before instances.jsonl is written", {},
+     ["demo", "--model", "tiny", "--learning_rate", "-1", "--output_dir", "{tmp}/d"], "field 'learning_rate'"),
+    ("pipeline: a bad RLVR option, before SRL trains", {},
+     ["pipeline", "--model", "tiny", "--use_cpu", "true", "--output_dir", "{tmp}/p", "--rlvr.learning_rate", "-1"],
+     "field 'learning_rate': must be > 0"),
+    ("pipeline: an unknown RLVR option, before SRL trains", {},
+     ["pipeline", "--model", "tiny", "--use_cpu", "true", "--output_dir", "{tmp}/p", "--rlvr.nosuch", "1"],
+     "unknown option(s): --nosuch"),
 ]
 
 

@@ -46,3 +46,9 @@ def test_a_kl_penalty_with_the_tiny_model_trains(tmp_path):
                  "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8",
                  "--tiny_warm_up_steps", "1", "--output_dir", str(out)]) == 0
     assert (out / "reference_model" / "config.json").exists() and (out / "final" / "config.json").exists()
+
+
+def test_demo_max_steps_0_builds_the_data_and_trains_nothing(tmp_path, capsys):
+    assert main(["demo", "--model", "tiny", "--max_steps", "0", "--output_dir", str(tmp_path / "d")]) == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["instances.jsonl"]
+    assert "nothing trained" in capsys.readouterr().out

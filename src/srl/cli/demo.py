@@ -47,25 +47,29 @@ def demo(argv: Sequence[str]) -> int:
             out.print(f"[yellow]{model} is not installed; the demo uses the tiny local model[/]")
             model = "tiny"
     tiny = model == "tiny"
-    steps = args.max_steps or (40 if tiny else 5)
+    if args.max_steps is not None and args.max_steps < 0:
+        raise InputError(f"must be >= 0 (0: build the data only), got {args.max_steps}", field="max_steps")
+    steps = (40 if tiny else 5) if args.max_steps is None else args.max_steps
     lr = args.learning_rate or (1e-3 if tiny else 2e-6)
-
-    os.makedirs(args.output_dir, exist_ok=True)
     instances = os.path.join(args.output_dir, "instances.jsonl")
-    out.print(f"[bold]1/2 step-wise data[/]: {len(open(DEMO_DATA).readlines())} GSM8K train solutions (bundled sample)")
-    run_build(DataConfig(input=DEMO_DATA, output=instances, format="gsm8k", think="optional"))
-
-    out.print(f"[bold]2/2 SRL[/] on {model}: {steps} steps, 2 prompts x G=4 per step, lr {lr}")
-    quiet_libraries()
     run_dir = os.path.join(args.output_dir, "srl")
-    flags = DEMO_FLAGS + ["--model", model, "--train_data", instances, "--max_steps", str(steps),
+    flags = DEMO_FLAGS + ["--model", model, "--train_data", instances, "--max_steps", str(max(steps, 1)),
                           "--learning_rate", str(lr), "--output_dir", run_dir, "--backend", args.backend] + \
         (["--resume"] if args.resume else [])
     from srl.training.presets import stage_arguments
     from srl.training.stages import run_stage
 
-    run, cfg = stage_arguments("srl", flags)
+    run, cfg = stage_arguments("srl", flags)  # every option checked before anything is written
+    check_model_name(model)
 
+    os.makedirs(args.output_dir, exist_ok=True)
+    out.print(f"[bold]1/2 step-wise data[/]: {len(open(DEMO_DATA).readlines())} GSM8K train solutions (bundled sample)")
+    run_build(DataConfig(input=DEMO_DATA, output=instances, format="gsm8k", think="optional"))
+    if steps == 0:
+        out.print(f"[bold]2/2 SRL[/]: --max_steps 0, nothing trained; the instances are in {instances}")
+        return 0
+    out.print(f"[bold]2/2 SRL[/] on {model}: {steps} steps, 2 prompts x G=4 per step, lr {lr}")
+    quiet_libraries()
     run_stage("srl", run, cfg)
     _print_run_summary(run_dir)
     return 0
