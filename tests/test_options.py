@@ -71,3 +71,20 @@ def test_output_is_not_wrapped_off_a_terminal():
     code = "from srl.console import console; console().print('/very/long/path/' * 20)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert len(out.splitlines()) == 1
+
+
+def test_torch_threads_is_one_name_in_train_and_eval():
+    """Issue 23 item 9: `srl eval --threads` and `srl train --torch_threads` named one concept twice; eval's option
+    is now --torch_threads, and --threads (its old name) still works, in flags, YAML and Python."""
+    from srl.evaluation import EvalConfig
+    from srl.options import make_parser, parse
+
+    parser = make_parser("srl eval", "", EvalConfig)
+    (cfg,) = parse(parser, ["--model", "tiny", "--data", "x.jsonl", "--torch_threads", "2"])
+    assert cfg.torch_threads == 2
+    (cfg,) = parse(parser, ["--model", "tiny", "--data", "x.jsonl", "--threads", "3"])
+    assert cfg.torch_threads == 3
+    assert EvalConfig(model="tiny", data="x.jsonl", threads=4).torch_threads == 4
+    run, _ = stage_arguments("srl", ["--model", "tiny", "--threads", "1", *CPU])
+    assert run.torch_threads == 1
+    assert "--torch_threads" in parser.format_help() and "  --threads" not in parser.format_help()

@@ -17,7 +17,8 @@ from srl.io import read_mapping
 
 
 # TRL's names (its ScriptArguments and ModelConfig) for options that have another name here.
-ALIASES = {"model_name_or_path": "model", "dataset_name": "train_data"}
+ALIASES = {"model_name_or_path": "model", "dataset_name": "train_data",
+           "threads": "torch_threads"}  # srl eval's old name
 
 
 def make_parser(prog: str, description: str, *dataclass_types: type):

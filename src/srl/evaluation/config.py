@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Literal
 
 from srl.data.answers import ANSWER_MODES
@@ -55,9 +55,10 @@ class EvalConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = field(default="auto", metadata={
         "help": "Weights' dtype for generation: auto = bfloat16 where the hardware runs it natively (GPU, CPU "
                 "with AMX/AVX512-BF16), else float32 (bf16 is 2-6x slower than fp32 on an AVX2 CPU)."})
-    threads: int = field(default=0, metadata={
-        "help": "torch CPU threads (0: torch's default, one per core). Give each process its own cores: "
-                "two processes with 2 threads each on 2 cores run ~10x slower than with 1 each."})
+    torch_threads: int = field(default=0, metadata={
+        "help": "torch CPU threads, as `srl train --torch_threads` (0: torch's default, one per core; `--threads` is "
+                "the old name). Give each process its own cores: two processes with 2 threads each on 2 cores run "
+                "~10x slower than with 1 each."})
     timeout: float = field(default=5.0, metadata={
         "help": "Time limit in seconds for checking one answer's equivalence (math-verify); over it = wrong."})
     problem_field: str | None = field(default=None, metadata={
@@ -84,9 +85,11 @@ class EvalConfig:
         "help": "The user turn; `{problem}` is replaced by the problem."})
     backend: Backend = field(default="hf", metadata={
         "help": BACKEND_HELP + " With vllm, --batch_size is raised to at least 256 (the engine schedules the "
-                               "sequences itself) and --threads is ignored (the engine uses this process's cores)."})
+                               "sequences itself) and --torch_threads is ignored (the engine uses this process's cores)."})
 
-    def __post_init__(self):
+    threads: InitVar[int | None] = None  # the old name of torch_threads (not an option of its own)
+
+    def __post_init__(self, threads: int | None = None):
         def positive(name: str, allow_zero: bool = False):
             value = getattr(self, name)
             if value is None:
@@ -96,7 +99,9 @@ class EvalConfig:
 
         for name in ("limit", "max_new_tokens", "batch_size"):
             positive(name)
-        for name in ("k", "threads", "top_k"):
+        if threads is not None:  # the old name (Python callers, YAML files, records)
+            self.torch_threads = threads
+        for name in ("k", "torch_threads", "top_k"):
             positive(name, allow_zero=True)
         if not self.greedy and self.k == 0:
             raise InputError("nothing to evaluate: --no_greedy needs --k >= 1", field="k")

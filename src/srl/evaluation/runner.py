@@ -165,10 +165,10 @@ def _generator(cfg: EvalConfig, model, tokenizer, checkpoint: str | None,
                                  dtype="bfloat16" if use_bf16(cfg.dtype) else "float32", seed=cfg.seed,
                                  end_ids=end_token_ids(tokenizer, model))
         return generate, max(cfg.batch_size, VLLM_MIN_BATCH)
-    if cfg.threads:
+    if cfg.torch_threads:
         import torch
 
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.torch_threads)
     return generate_fn or generate_batch, cfg.batch_size
 
 

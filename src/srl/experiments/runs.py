@@ -189,7 +189,7 @@ def step_eval(model: str, path: str, result_path: str, options: dict[str, Any], 
     log(f"SRL objective of {model} on {len(rows)} held-out step instances")
     started = time.time()
     result = step_objective(model, rows, output_format=output_format(options), max_new_tokens=max_new_tokens,
-                            batch_size=eval_options.get("batch_size", 32), threads=eval_options.get("threads", 0),
+                            batch_size=eval_options.get("batch_size", 32), threads=eval_options.get("torch_threads", eval_options.get("threads", 0)),
                             backend=eval_options.get("backend", "hf"))
     responses = result.pop("responses")
     fmt = output_format(options)
