@@ -128,6 +128,31 @@ def pop_flag(argv: Sequence[str], name: str, default: str) -> tuple[str, list[st
     return default, argv
 
 
+def section_flags(argv: Sequence[str], sections: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """The other flags, and each `--<section>.<option> v` / `--<section>.<option>=v` flag rewritten as
+    `--<option> v` under its section (`srl pipeline --rlvr.max_steps 10`, `srl compare --srl.learning_rate 1e-6`).
+    A bare `--<section>.<option>` (a switch) keeps no value.
+
+    >>> section_flags(["--seed", "1", "--srl.max_steps", "5", "--rlvr.beta=0"], ["srl", "rlvr"])
+    (['--seed', '1'], {'srl': ['--max_steps', '5'], 'rlvr': ['--beta', '0']})
+    """
+    rest, per_section = [], {s: [] for s in sections}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        section = next((s for s in sections if arg.startswith(f"--{s}.")), None)
+        if section is None:
+            rest.append(arg)
+        else:
+            name, eq, value = arg[len(section) + 3:].partition("=")
+            per_section[section] += [f"--{name}", value] if eq else [f"--{name}"]
+            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                per_section[section].append(argv[i + 1])
+                i += 1
+        i += 1
+    return rest, per_section
+
+
 def _file_value(action, value, source: str, key: str):
     """A value from a preset or YAML file, checked like a flag would be: YAML's `off`/`on` booleans become the
     words when the option is a choice, and a value outside the choices is refused."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from srl.console import console
 from srl.errors import InputError
 from srl.io import read_mapping, read_value
-from srl.options import pop_flag
+from srl.options import pop_flag, section_flags
 
 SECTIONS = ("shared", "srl", "rlvr", "sft")
 
@@ -61,22 +61,15 @@ def _yaml(text: str):
 
 def _stage_flags(argv: list[str]) -> tuple[list[str], dict[str, dict]]:
     """The other flags, and `--<section>.<option> v` flags as {section: {option: value (YAML-read)}}."""
-    rest, sections = [], {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        section = next((s for s in SECTIONS if arg.startswith(f"--{s}.")), None)
-        if section is None:
-            rest.append(arg)
-            i += 1
-            continue
-        key, eq, value = arg[len(section) + 3:].partition("=")
-        if not eq:
-            if i + 1 >= len(argv):
-                raise InputError(f"expects a value (see `srl compare --help`)", field=arg)
-            value, i = argv[i + 1], i + 1
-        sections.setdefault(section, {})[key] = _yaml(value)
-        i += 1
+    rest, per_section = section_flags(argv, SECTIONS)
+    sections = {}
+    for section, words in per_section.items():
+        for i, word in enumerate(words):
+            if word.startswith("--"):
+                value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else None
+                if value is None:
+                    raise InputError("expects a value (see `srl compare --help`)", field=f"{section}.{word[2:]}")
+                sections.setdefault(section, {})[word[2:]] = _yaml(value)
     return rest, sections
 
 

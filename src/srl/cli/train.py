@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from srl.console import console
 from srl.errors import InputError
 from srl.io import read_mapping
-from srl.options import pop_flag
+from srl.options import pop_flag, section_flags
 
 # --- srl train / srl pipeline ------------------------------------------------------------------------------
 def train(argv: Sequence[str]) -> int:
@@ -66,7 +66,7 @@ def pipeline(argv: Sequence[str]) -> int:
     config_path, argv = pop_flag(argv, "config", "")
     out, argv = pop_flag(argv, "output_dir", "runs/pipeline")
     config = read_mapping(config_path, what="config file") if config_path else {}
-    shared, per_stage = _split_stage_flags(argv)
+    shared, per_stage = section_flags(argv, ("srl", "rlvr"))
     stages = []
     for stage in ("srl", "rlvr"):
         section = config.get(stage) or {}
@@ -84,24 +84,6 @@ def pipeline(argv: Sequence[str]) -> int:
     final = run_chain(specs, announce=announce)
     console().print(f"[bold green]done[/]: pipeline run folder {out} (model: {final})")
     return 0
-
-
-def _split_stage_flags(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """Shared flags, and `--srl.x v` / `--rlvr.x=v` flags rewritten as `--x v` for their stage."""
-    shared, per_stage = [], {"srl": [], "rlvr": []}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        stage = next((s for s in per_stage if arg.startswith(f"--{s}.")), None)
-        if stage is None:
-            shared.append(arg)
-        else:
-            per_stage[stage].append("--" + arg[len(stage) + 3:])
-            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                per_stage[stage].append(argv[i + 1])
-                i += 1
-        i += 1
-    return shared, per_stage
 
 
 def quiet_libraries() -> None:

@@ -138,6 +138,17 @@ def paired_exact_test(a: Sequence[bool], b: Sequence[bool]) -> dict:
             "difference": (a_only - b_only) / len(a) if len(a) else 0.0, "p_value": min(1.0, 2 * tail)}
 
 
+def _mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, standard error of the mean); nan for what fewer values cannot give."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
+
+
 def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
     """(mean, half-width of its normal-approximation interval, 95% for z = 1.96): for means over hundreds of
     items (step rewards). The half-width is nan with fewer than 2 values.
@@ -145,14 +156,8 @@ def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, floa
     >>> mean_interval([0.0, 1.0, 0.0, 1.0])
     (0.5, 0.565...)
     """
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, z * sd / math.sqrt(n)
+    mean, se = _mean_se(values)
+    return mean, z * se
 
 
 def paired_mean_difference(a: Sequence[float], b: Sequence[float], z: float = 1.96) -> dict:
@@ -188,11 +193,5 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
     >>> [round(x, 4) for x in t_interval([0.2, 0.3, 0.4])]
     [0.3, 0.2484]
     """
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
+    mean, se = _mean_se(values)
+    return mean, T95.get(len(values) - 1, 1.96) * se
