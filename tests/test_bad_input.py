@@ -365,7 +365,7 @@ def test_rewards_are_bounded_off_the_main_thread():
 # its own time): every call returns within the timeout, on the main thread and in threads calling at once.
 BUSY = [r"\Gamma(10^{10})", r"9999!", "(" * 600 + "1" + ")" * 600, r"99999^{99999}", r"9^{99999}",
         r"\frac{9^{9999}}{7^{9999}}"]
-SLACK_S = 0.5  # past the timeout: a kill and the bookkeeping, on a loaded machine (the failure was 2-4 s)
+SLACK_S = 0.8  # past the timeout: a kill and the bookkeeping, on a loaded machine (1.97 s seen at load 5; the failure was 2-4 s)
 
 
 def _busy_calls(results: list) -> None:
