@@ -138,15 +138,16 @@ def paired_exact_test(a: Sequence[bool], b: Sequence[bool]) -> dict:
             "difference": (a_only - b_only) / len(a) if len(a) else 0.0, "p_value": min(1.0, 2 * tail)}
 
 
-def _mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, standard error of the mean); nan for what fewer values cannot give."""
+def _mean_half_width(values: Sequence[float], quantile: float) -> tuple[float, float]:
+    """(mean, quantile x its standard error); nan for what fewer values cannot give."""
     n = len(values)
     if n == 0:
         return float("nan"), float("nan")
     mean = sum(values) / n
     if n < 2:
         return mean, float("nan")
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, quantile * sd / math.sqrt(n)
 
 
 def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
@@ -156,8 +157,7 @@ def mean_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, floa
     >>> mean_interval([0.0, 1.0, 0.0, 1.0])
     (0.5, 0.565...)
     """
-    mean, se = _mean_se(values)
-    return mean, z * se
+    return _mean_half_width(values, z)
 
 
 def paired_mean_difference(a: Sequence[float], b: Sequence[float], z: float = 1.96) -> dict:
@@ -193,5 +193,4 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
     >>> [round(x, 4) for x in t_interval([0.2, 0.3, 0.4])]
     [0.3, 0.2484]
     """
-    mean, se = _mean_se(values)
-    return mean, T95.get(len(values) - 1, 1.96) * se
+    return _mean_half_width(values, T95.get(len(values) - 1, 1.96))

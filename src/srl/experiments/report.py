@@ -59,7 +59,8 @@ def summarize_method(runs: list[dict]) -> dict[str, Any]:
             "ci95": [mean - half, mean + half] if len(steps) > 1 else steps[0].get("mean_reward_ci95"),
             "exact_match": _mean([s["exact_match"] for s in steps]),
             "format_error_rate": _mean([s["format_error_rate"] for s in steps]),
-            "think_used": _mean([s.get("think_used") for s in steps]), "n": steps[0]["n"]}
+            "think_used": _mean([s.get("think_used") for s in steps]),
+            "think_chars": _mean([s.get("think_chars") for s in steps]), "n": steps[0]["n"]}
     stage_runs = [r["stages"] for r in runs]
     row["training"] = {key: _mean([r.get(key) for r in runs]) for key in ("rollouts", "generated_tokens",
                                                                            "train_seconds")}
@@ -138,7 +139,8 @@ def markdown(results: dict[str, Any]) -> str:
 
     head = ["method", "runs"] + [f"{n}: {first['evaluations'][n]['metric']} (n={first['evaluations'][n]['n']})"
                                  f"{interval_note(n)}" for n in evals]
-    head += ["SRL objective: step reward [95% CI]", "next step exact", "answer found", "rollouts", "generated tokens",
+    head += ["SRL objective: step reward [95% CI]", "next step exact", "monologue used", "answer found", "rollouts",
+             "generated tokens",
              "train time", "zero-spread groups", "format errors (SRL)", "checkpoint"]
     lines = [f"### {results['title']}\n" if results.get("title") else "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
@@ -152,6 +154,7 @@ def markdown(results: dict[str, Any]) -> str:
         cells.append("—" if not st else f"{st['mean_reward']:.3f}" +
                      (f" [{st['ci95'][0]:.3f}, {st['ci95'][1]:.3f}]" if st["ci95"] else ""))
         cells.append("—" if not st else _pct(st["exact_match"]))
+        cells.append("—" if not st or st.get("think_used") is None else _pct(st["think_used"]))
         cells.append(_pct(m["evaluations"][evals[0]]["answer_rate"]) if evals else "—")
         t = m["training"]
         cells.append("—" if not t.get("rollouts") else f"{t['rollouts']:,.0f}")
