@@ -181,7 +181,7 @@ def test_rlvr_on_gsm8k_solutions(tmp_path, gsm8k_file, capsys):
     assert config["stage"] == "rlvr" and config["train"]["max_steps"] == 2
     completions = jsonl(os.path.join(out, "completions.jsonl"))
     answers = {json.loads(line)["answer"].rsplit("####", 1)[1].strip() for line in open(gsm8k_file)}
-    assert completions and all(r["expert_step"] in answers for r in completions)  # the final answer is the target
+    assert completions and all(r["gold_answer"] in answers for r in completions)  # the final answer is the target
 
 
 def test_sft_on_gsm8k_solutions(tmp_path, gsm8k_file, capsys):
