@@ -22,6 +22,7 @@ written last) is reused; an unfinished one is trained again from the start.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -34,7 +35,7 @@ import fidelity_task as task  # noqa: E402
 
 MARKER = "pretrain.json"
 SIZES = {  # name -> model and schedule; `small` is the experiment's base, `tiny` the end-to-end test
-    "small": dict(hidden=128, layers=4, heads=4, vocab=768, steps=2400, batch=32, lr=3e-3),
+    "small": dict(hidden=64, layers=2, heads=4, vocab=768, steps=1600, batch=16, lr=3e-3),
     "tiny": dict(hidden=32, layers=1, heads=4, vocab=400, steps=3, batch=4, lr=3e-3),
 }
 
@@ -117,7 +118,7 @@ def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: fl
     return losses
 
 
-def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = 0.5, data_sizes=None,
+def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = 0.25, data_sizes=None,
              overrides: dict | None = None, log=print) -> str:
     """Data + base model under `out`; returns the base folder (reused when its marker exists)."""
     import torch
@@ -153,6 +154,12 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
     return folder
 
 
+def read_marker(folder: str) -> dict:
+    """The finished base's pre-training record (`pretrain.json`)."""
+    with open(os.path.join(folder, MARKER), encoding="utf-8") as f:
+        return json.load(f)
+
+
 def build_model(tokenizer, size: dict, seed: int):
     """A Llama sized by `size` (srl.tiny.tiny_model's architecture with more heads/layers where asked)."""
     import torch
@@ -175,7 +182,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/fidelity", help="work folder: data/ and base/")
     p.add_argument("--size", default="small", choices=sorted(SIZES))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step_share", type=float, default=0.5, help="share of batches that are step-wise instances")
+    p.add_argument("--step_share", type=float, default=0.25, help="share of batches that are step-wise instances")
     for name in ("hidden", "layers", "heads", "vocab", "steps", "batch"):
         p.add_argument(f"--{name}", type=int, default=None, help=f"override the size's {name}")
     p.add_argument("--lr", type=float, default=None, help="override the size's peak learning rate")

@@ -48,7 +48,7 @@ class Level:
 
     stages: tuple[int, int]
     ops: tuple[int, int]
-    max_value: int = 40
+    max_value: int = 30
     min_total_ops: int = 0
 
 
