@@ -35,7 +35,7 @@ import fidelity_task as task  # noqa: E402
 
 MARKER = "pretrain.json"
 SIZES = {  # name -> model and schedule; `small` is the experiment's base, `tiny` the end-to-end test
-    "small": dict(hidden=64, layers=2, heads=4, vocab=768, steps=1600, batch=16, lr=3e-3),
+    "small": dict(hidden=64, layers=2, heads=4, vocab=768, steps=2000, batch=16, lr=3e-3),
     "tiny": dict(hidden=32, layers=1, heads=4, vocab=400, steps=3, batch=4, lr=3e-3),
 }
 
@@ -118,7 +118,7 @@ def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: fl
     return losses
 
 
-def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = 0.25, data_sizes=None,
+def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = 0.3, data_sizes=None,
              overrides: dict | None = None, log=print) -> str:
     """Data + base model under `out`; returns the base folder (reused when its marker exists)."""
     import torch
@@ -132,7 +132,7 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
     if os.path.exists(os.path.join(folder, MARKER)):
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     whole, steps = whole_rows(paths["pretrain"]), step_rows(paths["pretrain"])
     sample = random.Random(0).sample(whole + steps, min(len(whole + steps), 3000))
     tokenizer = tiny_tokenizer(extra_text=[" ".join(m["content"] for m in r["prompt"]) + " " + r["target"]
@@ -149,7 +149,8 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
         "parameters": params, "size": size_name, "settings": size, "step_share": step_share, "seed": seed,
         "whole_rows": len(whole), "step_rows": len(steps), "loss_first": losses[0],
         "loss_last_5pct": sum(losses[-max(1, len(losses) // 20):]) / max(1, len(losses) // 20),
-        "torch_threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1)})
+        "torch_threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1)})
     log(f"saved {folder} after {time.time() - started:.0f} s")
     return folder
 
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/fidelity", help="work folder: data/ and base/")
     p.add_argument("--size", default="small", choices=sorted(SIZES))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step_share", type=float, default=0.25, help="share of batches that are step-wise instances")
+    p.add_argument("--step_share", type=float, default=0.3, help="share of batches that are step-wise instances")
     for name in ("hidden", "layers", "heads", "vocab", "steps", "batch"):
         p.add_argument(f"--{name}", type=int, default=None, help=f"override the size's {name}")
     p.add_argument("--lr", type=float, default=None, help="override the size's peak learning rate")

@@ -33,8 +33,8 @@ import fidelity_base as base  # noqa: E402
 import fidelity_task as task  # noqa: E402
 
 SETTINGS = {  # what the lead's `srl compare` config should use with this base
-    "think": "required", "max_completion_length_srl": 64, "max_completion_length_rlvr": 384,
-    "eval_max_new_tokens": 512, "stepwise_max_new_tokens": 64, "stepwise_max_steps": 12, "answer_mode": "boxed"}
+    "think": "required", "max_completion_length_srl": 96, "max_completion_length_rlvr": 384,
+    "eval_max_new_tokens": 512, "stepwise_max_new_tokens": 96, "stepwise_max_steps": 12, "answer_mode": "boxed"}
 
 
 def cpu_model() -> str:

@@ -13,15 +13,15 @@ The *student* (the base model, pre-trained on easier problems) writes the same a
 one operation at a time in a `<think>` scratchpad first (`student_step`):
 
     <think>
-    Step 1: 17+5=22, 22*2=44, 44-3=41.
+    Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.
     </think>
     (17+5)*2-3 = 41
 
 so the expert's lines are not the student's text (P3: the expert skips the scratchpad the student relies on),
 and a whole problem of n stages is right only if all n folded steps are (P2: accuracy ~ p^n).
 
-Splits (`LEVELS`, `make_splits`), disjoint by problem text: `pretrain` 1-4 stages of 1-3 operations (the
-student's easier problems); `train` (the expert data, <= 1,000 problems), `validation`, `test`: 5-6 stages of
+Splits (`LEVELS`, `make_splits`), disjoint by problem text: `pretrain` 1-6 stages of 1-3 operations (the
+student's easier problems: half as many operations per problem on average, and single-operation stages); `train` (the expert data, <= 1,000 problems), `validation`, `test`: 5-6 stages of
 2-3 operations (every expert line folds >= 2); `hard`: 8-9 stages, and more operations in total than any
 problem of the other splits. Values stay in [0, max_value]; operands 1-9.
 
@@ -52,7 +52,7 @@ class Level:
     min_total_ops: int = 0
 
 
-LEVELS = {"pretrain": Level((1, 4), (1, 3)), "train": Level((5, 6), (2, 3)), "validation": Level((5, 6), (2, 3)),
+LEVELS = {"pretrain": Level((1, 6), (1, 3)), "train": Level((5, 6), (2, 3)), "validation": Level((5, 6), (2, 3)),
           "test": Level((5, 6), (2, 3)), "hard": Level((8, 9), (2, 3), min_total_ops=19)}
 SIZES = {"pretrain": 6000, "train": 1000, "validation": 100, "test": 300, "hard": 300}
 
@@ -96,14 +96,20 @@ def expert_step(value: int, ops: list[Op]) -> tuple[str, int]:
     return f"{fold(value, ops)} = {end}", end
 
 
+def op_text(sign: str, d: int) -> str:
+    """The problem's words for an operation: `add 5`, `subtract 3`, `double it`."""
+    return f"add {d}" if sign == "+" else f"subtract {d}" if sign == "-" else "double it"
+
+
 def scratchpad(stage: int, value: int, ops: list[Op]) -> str:
-    """The student's unfolded working of one stage: `Step 1: 17+5=22, 22*2=44, 44-3=41.`"""
+    """The student's unfolded working of one stage: the stage's words copied from the problem, then one
+    operation at a time: `Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.`"""
     parts = []
     for op in ops:
         new = apply(value, op)
         parts.append(f"{value}{op[1]}{op[2]}={new}")
         value = new
-    return f"Step {stage}: " + ", ".join(parts) + "."
+    return f"Step {stage}: " + ", ".join(op_text(s, d) for _, s, d in ops) + ". " + ", ".join(parts) + "."
 
 
 def make_problem(level: Level, rng: random.Random) -> dict:
@@ -120,7 +126,7 @@ def make_problem(level: Level, rng: random.Random) -> dict:
         if sum(map(len, stages)) >= level.min_total_ops:
             break
     text = f"Start with {start}. " + " ".join(
-        f"Step {i}: " + ", ".join(op[0] for op in ops) + "." for i, ops in enumerate(stages, 1))
+        f"Step {i}: " + ", ".join(op_text(s, d) for _, s, d in ops) + "." for i, ops in enumerate(stages, 1))
     lines, value = [], start
     for ops in stages:
         line, value = expert_step(value, ops)

@@ -69,8 +69,9 @@ def test_splits_are_disjoint_and_the_pretrain_split_easier(splits):
     assert len({r["id"] for rows in splits.values() for r in rows}) == sum(map(len, splits.values()))
     stages = {s: [r["num_stages"] for r in rows] for s, rows in splits.items()}
     ops = {s: [r["num_ops"] for r in rows] for s, rows in splits.items()}
-    assert max(stages["pretrain"]) < min(stages["train"])  # shorter chains
-    assert sum(ops["pretrain"]) / len(ops["pretrain"]) < min(ops["train"])
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    assert mean(stages["pretrain"]) < min(stages["train"])  # shorter chains
+    assert mean(ops["pretrain"]) < min(ops["train"]) and mean(ops["pretrain"]) < mean(ops["train"]) / 1.8
     for s in ("pretrain", "train", "validation", "test"):  # the hard split is longer than any other problem
         assert min(stages["hard"]) > max(stages[s]) and min(ops["hard"]) > max(ops[s])
     assert len(task.make_splits({"train": 1000}, seed=0)["train"]) == 1000  # the expert data's limit is drawable
@@ -84,7 +85,9 @@ def test_the_student_unfolds_what_the_expert_folds(splits):
         parsed = parse_response(response, OutputFormat(think="required"))
         assert parsed.ok and parsed.action == expert  # the same action, after a scratchpad
         if ops:
-            entries = parsed.think.removeprefix(f"Step {i}: ").rstrip(".").split(", ")
+            words, work = parsed.think.removeprefix(f"Step {i}: ").split(". ")
+            assert f"Step {i}: {words}." in r["problem"]  # the stage copied from the problem first
+            entries = work.rstrip(".").split(", ")
             assert len(entries) == len(ops) and all(re.fullmatch(r"\d+[+\-*]\d+=\d+", e) for e in entries)
             assert all(eval(e.split("=")[0]) == int(e.split("=")[1]) for e in entries)  # noqa: S307
     whole = task.student_solution(r)
