@@ -12,7 +12,9 @@ the *pretrain* split of `fidelity_task` (the student's easier problems) in both 
   line (`fidelity_task.student_steps`).
 
 Training: AdamW, linear warm-up then cosine decay, loss on the response tokens only, batches drawn from the two
-formats in turn (`--step_share` of them step-wise). Rows are tokenized once.
+formats in turn (`--step_share` of them step-wise). Rows are tokenized when first drawn. The pretrain split is
+large (30,000 problems) so that rows are rarely seen twice: with 6,000 the base memorised them and copied the
+operations of unseen problems badly (docs/results.md).
 
 Writes `<out>/data/<split>.jsonl` (kept if present) and `<out>/base/` (a `save_pretrained` folder that
 `srl train`, `srl eval` and `srl compare` take as `model:`). Resumable: a finished base (its `pretrain.json`,
@@ -63,15 +65,14 @@ def step_rows(path: str, include_last_step: bool = True, think: str = "required"
     return rows
 
 
-def tokenize(tokenizer, rows: list[dict]) -> list[tuple[list[int], int]]:
-    """(prompt + target + end-of-turn token ids, prompt length) per row."""
-    out = []
-    for row in rows:
+def tokenize(tokenizer, row: dict) -> tuple[list[int], int]:
+    """(prompt + target + end-of-turn token ids, prompt length) of a row; cached on the row."""
+    if "_ids" not in row:
         text = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
         p = tokenizer(text, add_special_tokens=False)["input_ids"]
         r = tokenizer(row["target"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        out.append((p + r, len(p)))
-    return out
+        row["_ids"] = (p + r, len(p))
+    return row["_ids"]
 
 
 def batch_tensors(batch: list[tuple[list[int], int]], pad_id: int):
@@ -102,7 +103,8 @@ def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: fl
     losses, started = [], time.time()
     for i in range(total):
         pool = steps if rng.random() < step_share else whole
-        ids, labels, mask = batch_tensors(rng.sample(pool, min(size["batch"], len(pool))), tokenizer.pad_token_id)
+        batch = [tokenize(tokenizer, row) for row in rng.sample(pool, min(size["batch"], len(pool)))]
+        ids, labels, mask = batch_tensors(batch, tokenizer.pad_token_id)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -138,11 +140,9 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
     tokenizer = tiny_tokenizer(extra_text=[" ".join(m["content"] for m in r["prompt"]) + " " + r["target"]
                                            for r in sample], vocab_size=size["vocab"])
     model = build_model(tokenizer, size, seed)
-    whole_ids, step_ids = tokenize(tokenizer, whole), tokenize(tokenizer, steps)
     params = sum(p.numel() for p in model.parameters())
-    log(f"{params:,} parameters; {len(whole)} whole solutions, {len(steps)} step instances; mean tokens "
-        f"{sum(len(x) for x, _ in whole_ids) / len(whole_ids):.0f} / {sum(len(x) for x, _ in step_ids) / len(step_ids):.0f}")
-    losses = train(model, tokenizer, whole_ids, step_ids, size, step_share, seed, log)
+    log(f"{params:,} parameters; {len(whole)} whole solutions, {len(steps)} step instances")
+    losses = train(model, tokenizer, whole, steps, size, step_share, seed, log)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_json(os.path.join(folder, MARKER), {

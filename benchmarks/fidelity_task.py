@@ -2,7 +2,7 @@
 
 A problem is a start value and numbered stages of 1-3 operations each:
 
-    Start with 17. Step 1: add 5, double it, subtract 3. Step 2: add 4, double it. What is the result?
+    Start with 17. Step A: add 5, double it, subtract 3. Step B: add 4, double it. What is the result?
 
 The *expert* (the limited data SFT and SRL learn from) writes one line per stage with the stage's operations
 folded into one expression, computed "in its head", then the answer line:
@@ -13,7 +13,7 @@ The *student* (the base model, pre-trained on easier problems) writes the same a
 one operation at a time in a `<think>` scratchpad first (`student_step`):
 
     <think>
-    Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.
+    Step A: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.
     </think>
     (17+5)*2-3 = 41
 
@@ -54,7 +54,7 @@ class Level:
 
 LEVELS = {"pretrain": Level((1, 6), (1, 3)), "train": Level((5, 6), (2, 3)), "validation": Level((5, 6), (2, 3)),
           "test": Level((5, 6), (2, 3)), "hard": Level((8, 9), (2, 3), min_total_ops=19)}
-SIZES = {"pretrain": 6000, "train": 1000, "validation": 100, "test": 300, "hard": 300}
+SIZES = {"pretrain": 30000, "train": 1000, "validation": 100, "test": 300, "hard": 300}
 
 # (instruction, operator, operand) of an operation; "double it" is *2.
 Op = tuple[str, str, int]
@@ -96,6 +96,12 @@ def expert_step(value: int, ops: list[Op]) -> tuple[str, int]:
     return f"{fold(value, ops)} = {end}", end
 
 
+def label(stage: int) -> str:
+    """A stage's label: A, B, C, ... Letters, not numbers, so that a label is never the same token as an operand
+    (`Step 2: add 2`), which the base model must tell apart to copy the right stage (docs/results.md)."""
+    return chr(ord("A") + stage - 1)
+
+
 def op_text(sign: str, d: int) -> str:
     """The problem's words for an operation: `add 5`, `subtract 3`, `double it`."""
     return f"add {d}" if sign == "+" else f"subtract {d}" if sign == "-" else "double it"
@@ -103,13 +109,13 @@ def op_text(sign: str, d: int) -> str:
 
 def scratchpad(stage: int, value: int, ops: list[Op]) -> str:
     """The student's unfolded working of one stage: the stage's words copied from the problem, then one
-    operation at a time: `Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.`"""
+    operation at a time: `Step A: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.`"""
     parts = []
     for op in ops:
         new = apply(value, op)
         parts.append(f"{value}{op[1]}{op[2]}={new}")
         value = new
-    return f"Step {stage}: " + ", ".join(op_text(s, d) for _, s, d in ops) + ". " + ", ".join(parts) + "."
+    return f"Step {label(stage)}: " + ", ".join(op_text(s, d) for _, s, d in ops) + ". " + ", ".join(parts) + "."
 
 
 def make_problem(level: Level, rng: random.Random) -> dict:
@@ -126,7 +132,7 @@ def make_problem(level: Level, rng: random.Random) -> dict:
         if sum(map(len, stages)) >= level.min_total_ops:
             break
     text = f"Start with {start}. " + " ".join(
-        f"Step {i}: " + ", ".join(op_text(s, d) for _, s, d in ops) + "." for i, ops in enumerate(stages, 1))
+        f"Step {label(i)}: " + ", ".join(op_text(s, d) for _, s, d in ops) + "." for i, ops in enumerate(stages, 1))
     lines, value = [], start
     for ops in stages:
         line, value = expert_step(value, ops)
@@ -169,8 +175,8 @@ def check_record(record: dict) -> None:
     """Raise AssertionError unless the record is right: every expert line is `<folded expression> = <value>`
     where the expression starts from the previous line's value, applies exactly its stage's operations (as the
     problem text states them) and evaluates to the value; the answer line and `answer` hold the last value."""
-    stated = re.findall(r"Step (\d+): ([^.]*)\.", record["problem"])
-    assert [int(n) for n, _ in stated] == list(range(1, len(record["stages"]) + 1)), "stages misnumbered"
+    stated = re.findall(r"Step ([A-Z]): ([^.]*)\.", record["problem"])
+    assert [n for n, _ in stated] == [label(i) for i in range(1, len(record["stages"]) + 1)], "stages mislabelled"
     value = record["start"]
     for (_, text), ops, line in zip(stated, record["stages"], record["steps"]):
         expr, result = line.split(" = ")

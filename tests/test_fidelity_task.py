@@ -85,8 +85,8 @@ def test_the_student_unfolds_what_the_expert_folds(splits):
         parsed = parse_response(response, OutputFormat(think="required"))
         assert parsed.ok and parsed.action == expert  # the same action, after a scratchpad
         if ops:
-            words, work = parsed.think.removeprefix(f"Step {i}: ").split(". ")
-            assert f"Step {i}: {words}." in r["problem"]  # the stage copied from the problem first
+            words, work = parsed.think.removeprefix(f"Step {task.label(i)}: ").split(". ")
+            assert f"Step {task.label(i)}: {words}." in r["problem"]  # the stage copied from the problem first
             entries = work.rstrip(".").split(", ")
             assert len(entries) == len(ops) and all(re.fullmatch(r"\d+[+\-*]\d+=\d+", e) for e in entries)
             assert all(eval(e.split("=")[0]) == int(e.split("=")[1]) for e in entries)  # noqa: S307
