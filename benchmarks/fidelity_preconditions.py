@@ -113,6 +113,7 @@ def whole_p2(model: str, paths: dict, folder: str, zero_spread_problems: int, G:
                          "zero_spread_fraction": sum(c in (0, G) for c in counts) / len(counts),
                          "all_wrong_fraction": sum(c == 0 for c in counts) / len(counts),
                          f"avg@{G}": result.summary["metrics"][f"avg@{G}"]}
+    out["test"]["scratchpad"] = scratchpad_errors(os.path.join(folder, "test", "problems.jsonl"))
     out["stepwise_test"] = stepwise(model, paths["test"], os.path.join(folder, "stepwise_test"), batch)
     return out
 
@@ -124,6 +125,28 @@ def stepwise(model: str, path: str, folder: str, batch: int) -> dict:
                             max_new_tokens=SETTINGS["stepwise_max_new_tokens"], max_steps=SETTINGS["stepwise_max_steps"],
                             batch_size=batch, threads=1, answer_mode="boxed"), progress=False, print_table=False).summary
     return {"accuracy": s["metrics"]["greedy_accuracy"], "n": s["problems"], **s["stepwise"]}
+
+
+def scratchpad_errors(problems_jsonl: str) -> dict:
+    """Where the base's whole solutions go wrong, from `srl eval`'s problems.jsonl: the share of scratchpads that
+    copy their stage's words exactly (overall and per stage), and of scratchpad operations computed right."""
+    import json
+    import re
+
+    copied: dict[int, list[bool]] = {}
+    computed = []
+    with open(problems_jsonl, encoding="utf-8") as f:
+        for rec in map(json.loads, f):
+            stated = dict(re.findall(r"Step (\w+): ([^.]*)\.", rec["problem"]))
+            for n, (name, words, work) in enumerate(re.findall(r"Step (\w+): ([^.]*)\. ([^\n]*)\.\n",
+                                                                rec["greedy"]["response"]), 1):
+                copied.setdefault(n, []).append(stated.get(name) == words)
+                for a, sign, b, c in re.findall(r"(\d+)([+\-*])(\d+)=(\d+)", work):
+                    computed.append(task.apply(int(a), ("", sign, int(b))) == int(c))
+    every = [x for v in copied.values() for x in v]
+    return {"stage_words_copied": sum(every) / max(1, len(every)), "scratchpads": len(every),
+            "copied_by_stage": {n: round(sum(v) / len(v), 3) for n, v in sorted(copied.items())},
+            "operations_right": sum(computed) / max(1, len(computed)), "operations": len(computed)}
 
 
 def expert_p3(paths: dict) -> dict:
