@@ -35,7 +35,11 @@ import json
 import os
 import random
 import re
+import sys
 from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mechanism_task  # noqa: E402
 
 ANSWER_LINE = "The final answer is \\boxed{{{}}}."  # also what `srl train --stage sft` ends a whole solution with
 DONE_THOUGHT = "All {} steps are done; the last result is {}."
@@ -195,23 +199,9 @@ def check_record(record: dict) -> None:
 
 def make_splits(sizes: dict[str, int] | None = None, levels: dict[str, Level] | None = None,
                 seed: int = 0) -> dict[str, list[dict]]:
-    """Problems per split, disjoint by problem text; each record gets the id `<split>-<i>`."""
-    sizes, levels = sizes or SIZES, levels or LEVELS
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    out: dict[str, list[dict]] = {}
-    for split, n in sizes.items():
-        rows, attempts = [], 0
-        while len(rows) < n:
-            attempts += 1
-            if attempts > 100 * n + 1000:
-                raise ValueError(f"split '{split}': cannot draw {n} distinct problems at this level")
-            p = make_problem(levels[split], rng)
-            if p["problem"] not in seen:
-                seen.add(p["problem"])
-                rows.append({"id": f"{split}-{len(rows)}", **p})
-        out[split] = rows
-    return out
+    """Problems per split, disjoint by problem text; each record gets the id `<split>-<i>` (the controlled
+    experiment's splitter, `mechanism_task.make_splits`, drawing this task's problems)."""
+    return mechanism_task.make_splits(sizes or SIZES, levels or LEVELS, seed, make=make_problem)
 
 
 def write_splits(folder: str, sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, str]:
@@ -226,6 +216,4 @@ def write_splits(folder: str, sizes: dict[str, int] | None = None, seed: int = 0
     return paths
 
 
-def read_jsonl(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+read_jsonl = mechanism_task.read_jsonl

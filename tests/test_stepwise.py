@@ -13,27 +13,10 @@ from srl.data.instances import InstanceOptions, trajectory_instances
 from srl.errors import InputError
 from srl.evaluation import EvalConfig, Generation, evaluate
 from srl.evaluation.stepwise import step_messages
+from test_evaluation import CharTokenizer, NoModel
 
 HERE = os.path.dirname(__file__)
 ANSWER = "<think>\ndone\n</think>\nThe final answer is \\boxed{{{}}}."
-
-
-class CharTokenizer:
-    """One id per character; the chat as plain text with the roles as tags."""
-
-    eos_token_id = 0
-    pad_token_id = 0
-
-    def apply_chat_template(self, messages, add_generation_prompt=True, tokenize=False):
-        return "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages) + "<assistant>"
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [ord(c) for c in text]}
-
-
-class NoModel:
-    def eval(self):
-        return self
 
 
 def scripted(script, seen):
