@@ -2,7 +2,7 @@
 
 A problem is a start value and numbered stages of 1-3 operations each:
 
-    Start with 17. Step A: add 5, double it, subtract 3. Step B: add 4, double it. What is the result?
+    Start with 17. Step 1: add 5, double it, subtract 3. Step 2: add 4, double it. What is the result?
 
 The *expert* (the limited data SFT and SRL learn from) writes one line per stage with the stage's operations
 folded into one expression, computed "in its head", then the answer line:
@@ -13,7 +13,7 @@ The *student* (the base model, pre-trained on easier problems) writes the same a
 one operation at a time in a `<think>` scratchpad first (`student_step`):
 
     <think>
-    Step A: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.
+    Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.
     </think>
     (17+5)*2-3 = 41
 
@@ -101,9 +101,9 @@ def expert_step(value: int, ops: list[Op]) -> tuple[str, int]:
 
 
 def label(stage: int) -> str:
-    """A stage's label: A, B, C, ... Letters, not numbers, so that a label is never the same token as an operand
-    (`Step 2: add 2`), which the base model must tell apart to copy the right stage (docs/results.md)."""
-    return chr(ord("A") + stage - 1)
+    """A stage's label: its number. (Letters, tried so that a label is never an operand's token as in `Step 2:
+    add 2`, made the base copy its stages far worse: docs/results.md, iteration 4.)"""
+    return str(stage)
 
 
 def op_text(sign: str, d: int) -> str:
@@ -113,7 +113,7 @@ def op_text(sign: str, d: int) -> str:
 
 def scratchpad(stage: int, value: int, ops: list[Op]) -> str:
     """The student's unfolded working of one stage: the stage's words copied from the problem, then one
-    operation at a time: `Step A: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.`"""
+    operation at a time: `Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.`"""
     parts = []
     for op in ops:
         new = apply(value, op)
@@ -179,7 +179,7 @@ def check_record(record: dict) -> None:
     """Raise AssertionError unless the record is right: every expert line is `<folded expression> = <value>`
     where the expression starts from the previous line's value, applies exactly its stage's operations (as the
     problem text states them) and evaluates to the value; the answer line and `answer` hold the last value."""
-    stated = re.findall(r"Step ([A-Z]): ([^.]*)\.", record["problem"])
+    stated = re.findall(r"Step (\d+): ([^.]*)\.", record["problem"])
     assert [n for n, _ in stated] == [label(i) for i in range(1, len(record["stages"]) + 1)], "stages mislabelled"
     value = record["start"]
     for (_, text), ops, line in zip(stated, record["stages"], record["steps"]):
