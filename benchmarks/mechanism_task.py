@@ -81,9 +81,10 @@ def solve(problem: str) -> int:
     return value
 
 
-def make_splits(sizes: dict[str, int], levels: dict[str, Level], seed: int = 0) -> dict[str, list[dict]]:
+def make_splits(sizes: dict[str, int], levels: dict, seed: int = 0, make=None) -> dict[str, list[dict]]:
     """Problems per split, disjoint by problem text (a text drawn twice is drawn again). Each record gets a
-    unique `id` `<split>-<i>`."""
+    unique `id` `<split>-<i>`. `make(level, rng)` draws one problem (default: `make_problem`)."""
+    make = make or make_problem
     rng = random.Random(seed)
     seen: set[str] = set()
     out: dict[str, list[dict]] = {}
@@ -93,7 +94,7 @@ def make_splits(sizes: dict[str, int], levels: dict[str, Level], seed: int = 0) 
             attempts += 1
             if attempts > 100 * n + 1000:
                 raise ValueError(f"split '{split}': cannot draw {n} distinct problems at this level")
-            p = make_problem(levels[split], rng)
+            p = make(levels[split], rng)
             if p["problem"] in seen:
                 continue
             seen.add(p["problem"])

@@ -83,6 +83,19 @@ class EvalConfig:
                 "default, if any), or the text itself."})
     user_template: str = field(default="{problem}", metadata={
         "help": "The user turn; `{problem}` is replaced by the problem."})
+    stepwise: bool = field(default=False, metadata={
+        "help": "Step-wise inference: solve each problem one step at a time under the SRL prompt (each action "
+                "appended to the context as the expert's steps are in a training instance) until an action gives "
+                "a final answer, a response breaks the format, or --max_steps; the actions are scored as a whole "
+                "solution. --system_prompt and --user_template are not used; --max_new_tokens is per step."})
+    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+        "help": "--stepwise: the output format of the SRL prompt, as in `srl train --think` (required: "
+                "<think>...</think> then the action; optional; off: the whole response is the action)."})
+    think_prefill: bool = field(default=False, metadata={
+        "help": "--stepwise: `<think>` is already in each prompt (as `srl train --think_prefill`)."})
+    max_steps: int = field(default=20, metadata={"help": "--stepwise: the most actions per problem."})
+    template: str | None = field(default=None, metadata={
+        "help": "--stepwise: the prompt template file the model was trained with (`srl data build --template`)."})
     backend: Backend = field(default="hf", metadata={
         "help": BACKEND_HELP + " With vllm, --batch_size is raised to at least 256 (the engine schedules the "
                                "sequences itself) and --torch_threads is ignored (the engine uses this process's cores)."})
@@ -97,7 +110,7 @@ class EvalConfig:
             if value < 0 or (value == 0 and not allow_zero):
                 raise InputError(f"must be {'>= 0' if allow_zero else '>= 1'}, got {value}", field=name)
 
-        for name in ("limit", "max_new_tokens", "batch_size"):
+        for name in ("limit", "max_new_tokens", "batch_size", "max_steps"):
             positive(name)
         if threads is not None:  # the old name (Python callers, YAML files, records)
             self.torch_threads = threads
@@ -125,3 +138,7 @@ class EvalConfig:
             if not str(getattr(self, name) or "").strip():
                 raise InputError("empty", field=name)
         check_backend(self.backend)
+        if self.template:  # a bad template file fails now, before the model loads
+            from srl.data.prompts import PromptTemplate
+
+            PromptTemplate.from_file(self.template)

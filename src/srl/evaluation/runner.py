@@ -29,6 +29,7 @@ from srl.console import console, progress_bar
 from srl.errors import InputError
 from srl.data.benchmarks import Problem, benchmark_name, load_problems, resolve_data, select_subset
 from srl.evaluation.config import NO_SYSTEM_PROMPT, PAPER_SYSTEM_PROMPT, EvalConfig
+from srl.evaluation.stepwise import stepwise_generate_and_score, stepwise_summary
 from srl.evaluation.metrics import (avg_at_k, greedy_accuracy, mean_pass_at_k, pass_k_values, score_response,
                                     use_number_fallback)
 from srl.generation import Generation
@@ -98,7 +99,7 @@ def model_identity(model: str) -> str:
 
 
 def default_output_dir(cfg: EvalConfig, benchmark: str) -> str:
-    """`runs/eval/<benchmark>-<model>`, where <model> is the whole path of a local model (relative to the working
+    """`runs/eval/<benchmark>-<model>` (`<benchmark>-stepwise-<model>` with --stepwise), where <model> is the whole path of a local model (relative to the working
     folder when inside it, without a leading `runs/`), so that two checkpoints both called `final` get two
     folders: `--model runs/a/srl/final` -> `runs/eval/gsm8k-a_srl_final`."""
     model = model_identity(cfg.model)
@@ -107,7 +108,8 @@ def default_output_dir(cfg: EvalConfig, benchmark: str) -> str:
         model = rel if not rel.startswith("..") else model
         parts = [p for p in model.split(os.sep) if p]
         model = "_".join(parts[1:] if len(parts) > 1 and parts[0] == "runs" else parts)
-    return os.path.join("runs", "eval", f"{_slug(benchmark)}-{_slug(model)}")
+    mode = "-stepwise" if getattr(cfg, "stepwise", False) else ""  # a step-wise evaluation keeps its own folder
+    return os.path.join("runs", "eval", f"{_slug(benchmark)}{mode}-{_slug(model)}")
 
 
 def check_output_owner(output_dir: str, cfg: EvalConfig) -> None:
@@ -251,14 +253,20 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
     ids = [prompt_ids(tokenizer, build_messages(p.problem, system, cfg.user_template)) for p in problems]
     total = len(problems) * (int(cfg.greedy) + cfg.k)
     with (progress_bar(f"{benchmark}: generating", total) if progress else nullcontext(lambda n=1: None)) as advance:
-        greedy, samples, stats = _generate_and_score(cfg, problems, ids, generate, model, tokenizer, batch_size,
-                                                     advance)
+        if cfg.stepwise:  # one step at a time under the SRL prompt (srl.evaluation.stepwise)
+            greedy, samples, stats = stepwise_generate_and_score(cfg, problems, generate, model, tokenizer,
+                                                                 batch_size, advance, prompt_ids)
+        else:
+            greedy, samples, stats = _generate_and_score(cfg, problems, ids, generate, model, tokenizer,
+                                                         batch_size, advance)
     records = _records(cfg, problems, greedy, samples)
 
     finished = time.time()
     summary = summarize(records, cfg, benchmark=benchmark, data_path=data_path, problems_in_file=in_file,
                         model_path=model_path)
     summary["generated_tokens"] = stats["tokens"]
+    if cfg.stepwise:
+        summary["stepwise"] = stepwise_summary(records, cfg)
     summary["seconds"] = {"load": round(loaded - started, 2), "generate": round(stats["generate"], 2),
                           "score": round(stats["score"], 2), "total": round(finished - started, 2)}
     summary["tokens_per_second"] = (round(stats["tokens"] / stats["generate"], 1) if stats["generate"] > 0
