@@ -216,4 +216,8 @@ def write_splits(folder: str, sizes: dict[str, int] | None = None, seed: int = 0
     return paths
 
 
-read_jsonl = mechanism_task.read_jsonl
+def read_jsonl(path: str) -> list[dict]:
+    """The records of a split file (`srl.io.read_records`)."""
+    from srl.io import read_records
+
+    return [r.data for r in read_records(path)]

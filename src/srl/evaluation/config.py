@@ -7,6 +7,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Literal
 
 from srl.data.answers import ANSWER_MODES
+from srl.data.prompts import ThinkMode
 from srl.generation.vllm import BACKEND_HELP, Backend, check_backend
 from srl.errors import InputError
 
@@ -88,7 +89,7 @@ class EvalConfig:
                 "appended to the context as the expert's steps are in a training instance) until an action gives "
                 "a final answer, a response breaks the format, or --max_steps; the actions are scored as a whole "
                 "solution. --system_prompt and --user_template are not used; --max_new_tokens is per step."})
-    think: Literal["required", "optional", "off"] = field(default="required", metadata={
+    think: ThinkMode = field(default="required", metadata={
         "help": "--stepwise: the output format of the SRL prompt, as in `srl train --think` (required: "
                 "<think>...</think> then the action; optional; off: the whole response is the action)."})
     think_prefill: bool = field(default=False, metadata={
