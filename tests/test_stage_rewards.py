@@ -41,3 +41,21 @@ def test_remaining_ablation_compares_with_the_rest_of_the_solution(tmp_path):
     assert f([first["remaining"], first["expert_step"]], remaining=[first["remaining"]] * 2,
              expert_step=[first["expert_step"]] * 2)[0] == 1.0
     assert f([first["expert_step"]], remaining=[first["remaining"]], expert_step=[first["expert_step"]])[0] < 1.0
+
+
+def test_sft_targets_state_the_answer_once(tmp_path):
+    """A solution whose last step already holds the boxed answer (the steps format of the fidelity task) is not
+    given a second answer line; a GSM8K solution gets one."""
+    import json
+
+    from srl.training.rows import sft_rows
+
+    path = tmp_path / "steps.jsonl"
+    path.write_text(json.dumps({"problem": "Start with 2. Double it.", "steps": ["2*2 = 4",
+                                "The final answer is \\boxed{4}."], "answer": "4"}) + "\n")
+    run, _ = stage_arguments("sft", ["--model", "tiny", "--use_cpu", "true", "--train_data", str(path),
+                                     "--data_format", "steps"])
+    (row,) = sft_rows(run)
+    assert row["completion"][0]["content"].count("\\boxed{4}") == 1
+    run, _ = stage_arguments("sft", ["--model", "tiny", "--use_cpu", "true", "--train_data", BUNDLED_GSM8K])
+    assert sft_rows(run)[0]["completion"][0]["content"].endswith("The final answer is \\boxed{72}.")

@@ -122,7 +122,8 @@ def rlvr_rows(run: RunArguments) -> list[dict[str, Any]]:
 
 
 def sft_rows(run: RunArguments) -> list[dict[str, Any]]:
-    """Prompt-completion pairs: the problem, and the expert's whole solution ending in `\\boxed{answer}`."""
+    """Prompt-completion pairs: the problem, and the expert's whole solution ending in `\\boxed{answer}` (added
+    unless its last step already holds a `\\boxed{}`)."""
     path = run.train_data or BUNDLED_GSM8K
     if run.data_format == "instances" or run.data_format == "auto" and _is_instances_file(path):
         raise InputError("the SFT stage trains on whole solutions: give the solutions file, not instances",
@@ -130,7 +131,7 @@ def sft_rows(run: RunArguments) -> list[dict[str, Any]]:
     rows = []
     for t in _trajectories(run):
         solution = "\n".join(s.text for s in t.steps)
-        if t.final_answer:
+        if t.final_answer and "\\boxed{" not in (t.steps[-1].text if t.steps else ""):
             solution += f"\nThe final answer is \\boxed{{{t.final_answer}}}."
         rows.append({"prompt": [{"role": "system", "content": EVAL_SYSTEM_PROMPT},
                                 {"role": "user", "content": t.problem}],
