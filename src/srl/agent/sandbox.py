@@ -217,13 +217,13 @@ class Sandbox:
 
     def _argv(self, command: str, cwd: str) -> list[str]:
         args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                "--hostname", "sandbox", "--clearenv", *_ro_binds()]
+                "--hostname", "sandbox", "--clearenv", *_ro_binds(), "--proc", "/proc", "--dev", "/dev",
+                "--tmpfs", "/tmp"]  # the private /tmp first: a Python installed below /tmp is bound over it next
         if os.path.isdir("/usr/local") and not os.path.islink("/usr/local"):
             args += ["--ro-bind", "/usr/local", "/usr/local"]
         for d in self.python_dirs:
             args += ["--ro-bind", d, d]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", self.workdir, MOUNT,
-                 "--remount-ro", "/", "--chdir", cwd]  # the root (a tmpfs of mount points) read-only
+        args += ["--bind", self.workdir, MOUNT, "--remount-ro", "/", "--chdir", cwd]  # the root read-only
         for key, value in self.env.items():
             args += ["--setenv", key, value]
         limits = [f"ulimit -v {self.limits.memory_mb * 1024}", f"ulimit -f {self.limits.file_mb * 2048}"]
