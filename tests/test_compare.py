@@ -248,3 +248,32 @@ def test_the_five_methods_and_the_ablation_in_their_own_processes(tmp_path):
     assert [s["steps"] for s in srl_rlvr["stages"]] == [1, 1]  # the budget of 2 steps split in halves
     nods = json.loads((tmp_path / "o" / "runs" / "srl_nods-s0.json").read_text())
     assert nods["settings"]["plan"][0]["options"]["dynamic_sampling"] is False
+
+
+def test_a_work_folder_reused_with_other_data_makes_its_split_again(tmp_path):
+    """The data splits of `<output_dir>/data` follow the training data: a second comparison in the same work folder
+    with other problems never trains or validates on the first one's split."""
+    from srl.experiments.runs import prepare_data
+
+    first = tmp_path / "a.jsonl"
+    lines = open(BUNDLED_GSM8K, encoding="utf-8").read().splitlines()
+    first.write_text("\n".join(lines[:40]) + "\n")
+    cfg = CompareConfig(**{**TINY, "train_data": str(first), "output_dir": str(tmp_path / "work"), "step_eval": None})
+    paths = prepare_data(cfg)
+    assert len(open(paths["train"]).read().splitlines()) == 36
+    second = tmp_path / "b.jsonl"
+    second.write_text("\n".join(lines[40:100]) + "\n")
+    paths = prepare_data(CompareConfig(**{**TINY, "train_data": str(second), "output_dir": str(tmp_path / "work"),
+                                          "step_eval": None}))
+    train = open(paths["train"]).read().splitlines()
+    assert len(train) == 56 and not set(train) & set(lines[:40])
+
+
+def test_the_srl_objective_is_scored_in_the_srl_stage_s_format_preset_included(tmp_path):
+    """cpu-small's SRL recipe says think: optional; the SRL objective uses it unless the stage options say
+    otherwise (it used the reward's default, `required`, before)."""
+    from srl.experiments.runs import prepare_data
+
+    options = {k: {o: v for o, v in section.items() if o != "think"} for k, section in TINY["stage_options"].items()}
+    paths = prepare_data(CompareConfig(**{**TINY, "stage_options": options, "output_dir": str(tmp_path / "w")}))
+    assert paths["step_options"]["think"] == "optional"

@@ -21,6 +21,7 @@ from srl.errors import InputError
 from srl.experiments.config import CompareConfig, digest
 from srl.experiments.worker import call
 from srl.io import read_records, write_json, write_jsonl
+from srl.rewards.stage import reward_options
 
 CURVES = ("reward", "dynamic_sampling/filtered_fraction", "format_error_rate", "loss", "completions/mean_length")
 
@@ -35,11 +36,22 @@ def read_json(path: str) -> Any:
 
 
 # --- data -----------------------------------------------------------------------------------------------------
-def prepare_data(cfg: CompareConfig) -> dict[str, str | None]:
+def prepare_data(cfg: CompareConfig) -> dict[str, Any]:
     """`<output_dir>/data/`: the training problems less `validation_problems` held out (seeded, whole problems:
-    one record of --train_data is one trajectory), and the held-out step instances of the SRL objective."""
+    one record of --train_data is one trajectory), and the held-out step instances of the SRL objective. The
+    files are made again when what they are made from changed (`split.json`: the data's content hash and the
+    options), so a work folder reused with other data never trains on the old split. Returns their paths, the
+    data's hash, and the SRL stage's reward options (the format the SRL objective is scored in)."""
     folder = os.path.join(cfg.output_dir, "data")
-    paths = {"train": os.path.join(folder, "train.jsonl"), "validation": None, "steps": None}
+    paths: dict[str, Any] = {"train": os.path.join(folder, "train.jsonl"), "validation": None, "steps": None,
+                             "digest": digest(cfg.train_data)}
+    srl_run = srl_arguments(cfg, cfg.train_data, cfg.data_format)
+    paths["step_options"] = reward_options("srl", srl_run)
+    made_from = json.loads(json.dumps({"data_digest": paths["digest"], "validation_problems": cfg.validation_problems,
+                                       "step_eval": cfg.step_eval, "srl": vars(srl_run)}, default=str))
+    marker = os.path.join(folder, "split.json")
+    if not os.path.exists(marker) or read_json(marker) != made_from:
+        shutil.rmtree(folder, ignore_errors=True)
     records = [r.data for r in read_records(cfg.train_data)]
     if cfg.validation_problems >= len(records):
         raise InputError(f"holds {len(records)} problems: cannot hold out {cfg.validation_problems} for validation",
@@ -55,7 +67,17 @@ def prepare_data(cfg: CompareConfig) -> dict[str, str | None]:
             write_jsonl(paths["validation"], (records[i] for i in sorted(held)))
     if cfg.step_eval is not None:
         paths["steps"] = step_instances(cfg, paths["validation"], os.path.join(folder, "step_eval.jsonl"))
+    write_json(marker, made_from)
     return paths
+
+
+def srl_arguments(cfg: CompareConfig, train_data: str, data_format: str):
+    """The SRL stage's `RunArguments` from the comparison's preset and stage options (as its runs parse them)."""
+    from srl.training.chain import StageSpec
+
+    options = {"preset": cfg.preset, **cfg.stage_options.get("shared", {}), **cfg.stage_options.get("srl", {}),
+               "train_data": train_data, "data_format": data_format, "model": cfg.model}
+    return StageSpec("srl", options, source="stage_options").arguments()[0]
 
 
 def step_instances(cfg: CompareConfig, validation: str | None, path: str) -> str | None:
@@ -67,16 +89,10 @@ def step_instances(cfg: CompareConfig, validation: str | None, path: str) -> str
     if source is None:
         return None
     from srl.data.benchmarks import resolve_data
-    from srl.training.chain import StageSpec
-
-    source = resolve_data(source)[0]  # a file, or a benchmark name (its test split: held out from training)
-    options = {"preset": cfg.preset, **cfg.stage_options.get("shared", {}), **cfg.stage_options.get("srl", {}),
-               "train_data": source, "data_format": cfg.step_eval.get("data_format") or cfg.data_format,
-               "model": cfg.model}
-    run, _ = StageSpec("srl", options, source="step_eval").arguments()
     from srl.training.rows import srl_rows
 
-    rows = srl_rows(run)
+    source = resolve_data(source)[0]  # a file, or a benchmark name (its test split: held out from training)
+    rows = srl_rows(srl_arguments(cfg, source, cfg.step_eval.get("data_format") or cfg.data_format))
     random.Random(0).shuffle(rows)
     write_jsonl(path, rows[:cfg.step_eval.get("limit") or 200])
     return path
@@ -113,10 +129,7 @@ def train_stage(spec: dict[str, Any], budget: dict[str, Any], candidates: list[f
         shutil.rmtree(folder)  # a stage cut in the middle that cannot resume starts again
     spec.options.update(budget_options(budget))
     unit = budget["unit"]
-    callback = Budget(unit, budget["amount"], candidates=candidates if unit != "epochs" or budget["amount"] else
-                      [1.0], path=budget_path)
-    if unit == "epochs" and not budget["amount"]:
-        callback.candidates = sorted(set(candidates) | {1.0})
+    callback = Budget(unit, budget["amount"], candidates=candidates, path=budget_path)
     length = "its own length" if unit == "epochs" and not budget["amount"] else f"{budget['amount']:g} {unit}"
     log(f"{'resume' if resume else 'train'} {spec.stage} → {folder} (budget: {length})")
     started = time.time()
@@ -178,7 +191,8 @@ def evaluate_model(folder: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def step_eval(model: str, path: str, result_path: str, options: dict[str, Any], max_new_tokens: int,
               eval_options: dict[str, Any]) -> dict[str, Any]:
-    """The SRL objective of `model` on the held-out step instances (greedy; the SRL stage's output format)."""
+    """The SRL objective of `model` on the held-out step instances (greedy), scored in the SRL stage's output format
+    (`options`: its reward options, `srl.rewards.stage.reward_options`)."""
     if os.path.exists(result_path):
         return read_json(result_path)
     from srl.evaluation.step_objective import step_objective
@@ -188,11 +202,12 @@ def step_eval(model: str, path: str, result_path: str, options: dict[str, Any], 
     rows = [r.data for r in read_records(path)]
     log(f"SRL objective of {model} on {len(rows)} held-out step instances")
     started = time.time()
-    result = step_objective(model, rows, output_format=output_format(options), max_new_tokens=max_new_tokens,
-                            batch_size=eval_options.get("batch_size", 32), threads=eval_options.get("torch_threads", eval_options.get("threads", 0)),
+    fmt = output_format(options)
+    result = step_objective(model, rows, output_format=fmt, max_new_tokens=max_new_tokens,
+                            batch_size=eval_options.get("batch_size", 32),
+                            threads=eval_options.get("torch_threads", eval_options.get("threads", 0)),
                             backend=eval_options.get("backend", "hf"))
     responses = result.pop("responses")
-    fmt = output_format(options)
     monologues = [(parse_response(t, fmt).think or "").strip() for t in responses]
     result["think_used"] = sum(map(bool, monologues)) / len(responses) if responses else 0.0
     result["think_chars"] = sum(map(len, monologues)) / len(responses) if responses else 0.0
@@ -260,9 +275,8 @@ def run_method(cfg: CompareConfig, method: str, seed: int, paths: dict, settings
              "options": {**cfg.eval_options, **{k: v for k, v in e.items() if k != "name"}, "model": model}}
             for e in cfg.evaluations]
     if paths["steps"]:
-        srl_options = {**cfg.stage_options.get("shared", {}), **cfg.stage_options.get("srl", {})}
         jobs.append({"kind": "step_eval", "model": model, "path": paths["steps"],
-                     "result_path": os.path.join(folder, "eval", "steps.json"), "options": srl_options,
+                     "result_path": os.path.join(folder, "eval", "steps.json"), "options": paths["step_options"],
                      "max_new_tokens": (cfg.step_eval or {}).get("max_new_tokens", 64),
                      "eval_options": cfg.eval_options})
     results = call(cfg.isolate, f"{__name__}:evaluate_many", jobs=jobs) if jobs else []
@@ -282,11 +296,10 @@ def run_method(cfg: CompareConfig, method: str, seed: int, paths: dict, settings
 def run_all(cfg: CompareConfig) -> list[dict[str, Any]]:
     """Every (method, seed) of the comparison, reusing the record's finished runs; returns the records."""
     paths = prepare_data(cfg)
-    data_digest = digest(cfg.train_data)
     todo = [(m, s) for s in cfg.seeds for m in cfg.methods if not (m == "base" and s != cfg.seeds[0])]
     records = []
     for i, (method, seed) in enumerate(todo, 1):
-        settings = cfg.run_settings(method, data_digest)
+        settings = cfg.run_settings(method, paths["digest"])
         path = record_path(cfg, method, seed)
         if check_recorded(path, settings):
             log(f"({i}/{len(todo)}) {method} seed {seed}: finished in the record, reused")
