@@ -12,7 +12,6 @@ JSON and run in another process (`srl compare` trains each stage in its own proc
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,6 @@ from typing import Any
 
 from srl.errors import InputError
 from srl.training.presets import STAGES
-
-logger = logging.getLogger("srl")
 
 
 @dataclass
@@ -91,15 +88,14 @@ def check_chain(specs: Sequence[StageSpec]) -> list[tuple]:
     return [spec.arguments() for spec in specs]
 
 
-def run_spec(spec: StageSpec, *, resume: bool = False, callbacks: list | None = None, progress: bool = True) -> str:
-    """Train one stage (skipped when it already finished and `resume`); returns its final model folder."""
-    from srl.training.stages import finished_model, run_stage
+def run_spec(spec: StageSpec, *, resume: bool = False, callbacks: list | None = None, progress: bool = True,
+             arguments: tuple | None = None) -> str:
+    """Train one stage (`run_stage` skips it when it already finished and `resume`); returns its final model
+    folder. `arguments`: the spec already parsed (`spec.arguments()`)."""
+    from srl.training.stages import run_stage
 
-    run, cfg = spec.arguments()
+    run, cfg = arguments or spec.arguments()
     run.resume = run.resume or resume
-    if run.resume and (final := finished_model(cfg.output_dir)):
-        logger.warning("%s: already finished (%s), skipped", spec.stage, final)
-        return final
     return run_stage(spec.stage, run, cfg, callbacks=callbacks, progress=progress)
 
 
@@ -111,9 +107,9 @@ def run_chain(specs: Sequence[StageSpec], *, resume: bool = False, progress: boo
 
     parsed = check_chain(specs)
     final = ""
-    for i, (spec, (run, _)) in enumerate(zip(specs, parsed)):
-        done = finished_model(spec.output_dir) if (run.resume or resume) else None
+    for i, (spec, arguments) in enumerate(zip(specs, parsed)):
+        done = finished_model(spec.output_dir) if (arguments[0].resume or resume) else None
         if announce:
             announce(i, spec, done)
-        final = done or run_spec(spec, resume=resume, progress=progress)
+        final = done or run_spec(spec, resume=resume, progress=progress, arguments=arguments)
     return final
