@@ -175,8 +175,8 @@ def parse(parser, argv: Sequence[str], presets: Callable[[str], dict[str, Any]] 
     Each layer is applied with TRL's own `TrlParser.set_defaults_with_config`. Its `parse_args_and_config` is not
     used: it reads one YAML file with no presets or extra layers, lets a bad file or value raise a traceback, and
     does not check file values against an option's choices (YAML reads `think: off` as False)."""
-    argv = [_alias_flag(a) for a in argv]
     known = {a.dest: a for a in parser._actions}
+    argv = [_alias_flag(a, known) for a in argv]
     config_path = flag_value(argv, "config")
     config = run_config(read_mapping(config_path, what="config file"), parser, config_path) if config_path else {}
     preset = flag_value(argv, "preset") or config.get("preset") or next(
@@ -208,10 +208,11 @@ def parse(parser, argv: Sequence[str], presets: Callable[[str], dict[str, Any]] 
     return tuple(c for c in outputs if dataclasses.is_dataclass(c))  # drops the namespace holding --config
 
 
-def _alias_flag(arg: str) -> str:
-    """`--model_name_or_path x` (TRL's name) as `--model x`."""
+def _alias_flag(arg: str, known) -> str:
+    """`--model_name_or_path x` (TRL's name) as `--model x`, where the parser has the option it stands for (as
+    for config keys; elsewhere the flag is left as typed, and an unknown one is named as the user wrote it)."""
     name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-    return f"--{ALIASES[name]}{eq}{value}" if name in ALIASES else arg
+    return f"--{ALIASES[name]}{eq}{value}" if ALIASES.get(name) in known and name not in known else arg
 
 
 def suggestion(name: str, known) -> str:
