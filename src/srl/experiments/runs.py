@@ -20,7 +20,7 @@ from srl.console import console
 from srl.errors import InputError
 from srl.experiments.config import CompareConfig, digest
 from srl.experiments.worker import call
-from srl.io import read_records, write_json, write_jsonl
+from srl.io import read_mapping, read_records, write_json, write_jsonl
 from srl.rewards.stage import reward_options
 
 CURVES = ("reward", "dynamic_sampling/filtered_fraction", "format_error_rate", "loss", "completions/mean_length")
@@ -30,9 +30,9 @@ def log(message: str) -> None:
     console(stderr=True).print(f"[bold]compare[/] {message}", highlight=False)
 
 
-def read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON file this module wrote (a run, a stage, an evaluation, a marker): `srl.io.read_mapping`."""
+    return read_mapping(path, what="file")
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def train_stage(spec: dict[str, Any], budget: dict[str, Any], candidates: list[f
     log(f"{'resume' if resume else 'train'} {spec.stage} → {folder} (budget: {length})")
     started = time.time()
     final = run_spec(spec, resume=resume, callbacks=[callback], progress=True)
-    marks = Budget.read(budget_path)
+    marks = read_json(budget_path)
     candidates_at = {}
     for fraction, step in marks["marks"].items():
         path = os.path.join(folder, f"checkpoint-{step}")

@@ -4,7 +4,7 @@ and choose each run's checkpoint on validation problems.
 
     budget = Budget("rollouts", 1280, candidates=(0.5, 1.0), path="runs/x/budget.json")
     run_stage("srl", run, cfg, callbacks=[budget])
-    budget.read("runs/x/budget.json")["marks"]     # {"0.5": 11, "1.0": 21}: optimizer step of each candidate
+    read_mapping("runs/x/budget.json")["marks"]     # {"0.5": 11, "1": 21}: optimizer step of each candidate
 
 Rollouts are counted from the trainer's logs (`dynamic_sampling/rounds` × the generation batch, so dynamic
 sampling's refills count), which needs `logging_steps = 1`. `unit = "epochs"` follows the stage's own length
@@ -17,7 +17,6 @@ Checkpoints saved only to resume from are pruned to the newest one.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -26,7 +25,7 @@ import time
 from transformers import TrainerCallback
 
 from srl.errors import InputError
-from srl.io import write_json
+from srl.io import read_mapping, write_json
 
 UNITS = ("steps", "rollouts", "seconds", "epochs")
 
@@ -47,13 +46,8 @@ class Budget(TrainerCallback):
         self.rollouts = 0.0
         self.start = time.time()
         if os.path.exists(path):  # a stage resumed from one of its checkpoints
-            before = self.read(path)
+            before = read_mapping(path, what="budget file")
             self.marks, self.at_mark, self.saved = before["marks"], before["at_mark"], before["saved"]
-
-    @staticmethod
-    def read(path: str) -> dict:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.unit == "rollouts" and args.logging_steps != 1:
