@@ -36,6 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fidelity_task as task  # noqa: E402
 
 MARKER = "pretrain.json"
+STEP_SHARE = 0.3  # share of pre-training batches that are step-wise instances
+PRETRAIN_STAGES = (1, 6)  # stages per pretrain problem
 SIZES = {  # name -> model and schedule; `small` is the experiment's base, `tiny` the end-to-end test
     "small": dict(hidden=64, layers=2, heads=4, vocab=768, steps=2000, batch=16, lr=3e-3),
     "tiny": dict(hidden=32, layers=1, heads=4, vocab=400, steps=3, batch=4, lr=3e-3),
@@ -120,16 +122,18 @@ def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: fl
     return losses
 
 
-def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = 0.3, data_sizes=None,
-             overrides: dict | None = None, log=print) -> str:
-    """Data + base model under `out`; returns the base folder (reused when its marker exists)."""
+def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = STEP_SHARE, data_sizes=None,
+             overrides: dict | None = None, pretrain_stages: tuple[int, int] = PRETRAIN_STAGES, log=print) -> str:
+    """Data + base model under `out`; returns the base folder (reused when its marker exists).
+    `pretrain_stages`: (min, max) stages of the pretrain split's problems (1-3 operations each)."""
     import torch
 
     from srl.io import write_json
     from srl.tiny import tiny_tokenizer
 
     size = {**SIZES[size_name], **(overrides or {})}
-    paths = task.write_splits(os.path.join(out, "data"), data_sizes)
+    levels = {**task.LEVELS, "pretrain": task.Level(tuple(pretrain_stages), task.LEVELS["pretrain"].ops)}
+    paths = task.write_splits(os.path.join(out, "data"), data_sizes, levels=levels)
     folder = os.path.join(out, "base")
     if os.path.exists(os.path.join(folder, MARKER)):
         return folder
@@ -147,6 +151,7 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
     tokenizer.save_pretrained(folder)
     write_json(os.path.join(folder, MARKER), {
         "parameters": params, "size": size_name, "settings": size, "step_share": step_share, "seed": seed,
+        "pretrain_stages": list(pretrain_stages),
         "whole_rows": len(whole), "step_rows": len(steps), "loss_first": losses[0],
         "loss_last_5pct": sum(losses[-max(1, len(losses) // 20):]) / max(1, len(losses) // 20),
         "torch_threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1),
@@ -183,7 +188,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/fidelity", help="work folder: data/ and base/")
     p.add_argument("--size", default="small", choices=sorted(SIZES))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step_share", type=float, default=0.3, help="share of batches that are step-wise instances")
+    p.add_argument("--step_share", type=float, default=STEP_SHARE, help="share of batches that are step-wise instances")
+    p.add_argument("--pretrain_stages", type=int, nargs=2, default=PRETRAIN_STAGES, metavar=("MIN", "MAX"),
+                   help="stages per pretrain problem (each of 1-3 operations)")
     for name in ("hidden", "layers", "heads", "vocab", "steps", "batch"):
         p.add_argument(f"--{name}", type=int, default=None, help=f"override the size's {name}")
     p.add_argument("--lr", type=float, default=None, help="override the size's peak learning rate")
@@ -195,6 +202,7 @@ def main(argv=None) -> int:
     overrides = {k: getattr(args, k) for k in ("hidden", "layers", "heads", "vocab", "steps", "batch", "lr")
                  if getattr(args, k) is not None}
     folder = pretrain(args.out, args.size, args.seed, args.step_share, overrides=overrides,
+                      pretrain_stages=tuple(args.pretrain_stages),
                       log=lambda m: print(f"[fidelity_base] {m}", flush=True))
     print(folder)
     return 0

@@ -204,14 +204,15 @@ def make_splits(sizes: dict[str, int] | None = None, levels: dict[str, Level] | 
     return mechanism_task.make_splits(sizes or SIZES, levels or LEVELS, seed, make=make_problem)
 
 
-def write_splits(folder: str, sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, str]:
+def write_splits(folder: str, sizes: dict[str, int] | None = None, seed: int = 0,
+                 levels: dict[str, Level] | None = None) -> dict[str, str]:
     """`<folder>/<split>.jsonl` for every split (kept if all exist); returns the paths."""
     from srl.io import write_jsonl
 
     sizes = sizes or SIZES
     paths = {s: os.path.join(folder, f"{s}.jsonl") for s in sizes}
     if not all(os.path.exists(p) for p in paths.values()):
-        for split, rows in make_splits(sizes, seed=seed).items():
+        for split, rows in make_splits(sizes, levels, seed=seed).items():
             write_jsonl(paths[split], rows)
     return paths
 

@@ -126,3 +126,69 @@ def test_base_and_preconditions_end_to_end(tmp_path):
     saved = json.load(open(out))
     assert saved["P1"]["n"] == 4 and saved["P2"]["rlvr_start"]["problems"] == 2
     assert set(result["holds"]) == {"P1", "P2", "P3", "P4"} and result["holds"]["P3"] is True
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def recipe(work: str, **changes) -> dict:
+    """recipes/compare_fidelity.yaml with its paths moved under `work` (runs/fidelity -> work) and the recipes'
+    own files found from the repository root."""
+    import yaml
+
+    with open(os.path.join(ROOT, "recipes", "compare_fidelity.yaml"), encoding="utf-8") as f:
+        text = f.read().replace("runs/fidelity", work).replace("recipes/", os.path.join(ROOT, "recipes") + "/")
+    return {**yaml.safe_load(text), **changes}
+
+
+def test_the_recipe_plans_every_method_and_ablation_as_the_paper_states_them(tmp_path):
+    from srl.data.prompts import PromptTemplate
+    from srl.experiments import CompareConfig
+
+    cfg = CompareConfig(**recipe(str(tmp_path)))
+    assert cfg.methods == ["base", "sft", "rlvr", "srl", "srl_rlvr", "srl_nods", "srl_outcome", "srl_whole"]
+    assert cfg.seeds == [0, 1, 2] and cfg.budget_unit == "rollouts"
+    plans = {m: cfg.plan(m) for m in cfg.methods}
+    # the same rollout budget for every RL method (SRL -> RLVR: half each); SFT by its own epochs
+    for m in ("rlvr", "srl", "srl_nods", "srl_outcome", "srl_whole"):
+        assert [s["budget"] for s in plans[m]] == [{"unit": "rollouts", "amount": cfg.budget}]
+    assert [s["budget"]["amount"] for s in plans["srl_rlvr"]] == [cfg.budget / 2] * 2
+    options = {m: plans[m][0]["options"] for m in cfg.methods if plans[m]}
+    assert all(o["think"] == "required" for o in options.values())  # P4: the paper's format everywhere
+    assert options["srl_nods"]["dynamic_sampling"] is False
+    assert options["srl_outcome"]["step_reward"] == "outcome" and options["srl_whole"]["step_target"] == "remaining"
+    assert options["srl"]["max_completion_length"] == 96 and options["srl_outcome"]["max_completion_length"] == 384
+    continue_to_end = PromptTemplate.from_file(options["srl_outcome"]["template"])
+    assert "to the end" in continue_to_end.user and "\\boxed{}" in continue_to_end.system_prompt()
+    assert any(e.get("stepwise") for e in cfg.evaluations)  # the step-wise evaluation is part of every run
+
+
+@pytest.mark.slow
+def test_the_recipe_end_to_end_at_a_tiny_size(tmp_path):
+    """Every method of the recipe (ablations included) on a tiny base from `fidelity_base`, one seed: each run
+    is recorded with both evaluations (whole solutions and step-wise) and the SRL objective."""
+    from srl.experiments import CompareConfig, compare
+
+    sizes = {"pretrain": 30, "train": 14, "validation": 2, "test": 4, "hard": 3}
+    base.pretrain(str(tmp_path), "tiny", data_sizes=sizes, log=lambda m: None)
+    small = {"max_completion_length": 8, "num_generations": 2, "per_device_train_batch_size": 4,
+             "max_generation_rounds": 2}
+    cfg = recipe(str(tmp_path), seeds=[0], budget=8, validation_problems=4, isolate=False,
+                 record=str(tmp_path / "record"), figures=str(tmp_path / "figures"))
+    cfg["stage_options"]["srl"] = {**cfg["stage_options"]["srl"], **small}
+    cfg["stage_options"]["rlvr"] = {**cfg["stage_options"]["rlvr"], **small}
+    cfg["stage_options"]["sft"] = {**cfg["stage_options"]["sft"], "max_steps": 2, "per_device_train_batch_size": 4}
+    for stages in cfg["method_stages"].values():
+        stages[0]["max_completion_length"] = 8
+    cfg["eval_options"] = {**cfg["eval_options"], "max_new_tokens": 8, "batch_size": 8}
+    for e in cfg["evaluations"]:
+        e.update(limit=3, max_new_tokens=6, **({"max_steps": 2} if e.get("stepwise") else {}))
+    cfg["step_eval"].update(limit=4, max_new_tokens=6)
+    results = compare(CompareConfig(**cfg))
+    runs = sorted(os.listdir(tmp_path / "record" / "runs"))
+    assert runs == sorted(["base.json"] + [f"{m}-s0.json" for m in cfg["methods"] if m != "base"])
+    for name in runs:
+        run = json.loads((tmp_path / "record" / "runs" / name).read_text())
+        assert set(run["evaluations"]) == {"test", "hard", "test_stepwise"}, name
+        assert run["step_objective"]["n"] == 4, name
+    assert set(results["methods"]) == set(cfg["methods"])

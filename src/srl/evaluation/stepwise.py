@@ -28,7 +28,7 @@ from typing import Any
 
 from srl.data.answers import extract_boxed, extract_gsm8k
 from srl.data.prompts import PromptTemplate
-from srl.evaluation.benchmarks import Problem
+from srl.data.benchmarks import Problem
 from srl.evaluation.metrics import score_response, use_number_fallback
 from srl.rewards.format import OutputFormat, parse_response
 
