@@ -36,10 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fidelity_task as task  # noqa: E402
 
 MARKER = "pretrain.json"
-STEP_SHARE = 0.3  # share of pre-training batches that are step-wise instances
-PRETRAIN_STAGES = (1, 6)  # stages per pretrain problem
+STEP_SHARE = 0.5  # share of pre-training batches that are step-wise instances
+PRETRAIN_STAGES = task.LEVELS["pretrain"].stages  # stages per pretrain problem
 SIZES = {  # name -> model and schedule; `small` is the experiment's base, `tiny` the end-to-end test
-    "small": dict(hidden=64, layers=2, heads=4, vocab=768, steps=2000, batch=16, lr=3e-3),
+    "small": dict(hidden=64, layers=2, heads=4, vocab=768, steps=4500, batch=16, lr=3e-3),
     "tiny": dict(hidden=32, layers=1, heads=4, vocab=400, steps=3, batch=4, lr=3e-3),
 }
 
@@ -123,9 +123,11 @@ def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: fl
 
 
 def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = STEP_SHARE, data_sizes=None,
-             overrides: dict | None = None, pretrain_stages: tuple[int, int] = PRETRAIN_STAGES, log=print) -> str:
+             overrides: dict | None = None, pretrain_stages: tuple[int, int] = PRETRAIN_STAGES, init: str | None = None,
+             log=print) -> str:
     """Data + base model under `out`; returns the base folder (reused when its marker exists).
-    `pretrain_stages`: (min, max) stages of the pretrain split's problems (1-3 operations each)."""
+    `pretrain_stages`: (min, max) stages of the pretrain split's problems (1-3 operations each); `init`: a
+    finished base folder to continue pre-training from (its tokenizer and weights; a new schedule)."""
     import torch
 
     from srl.io import write_json
@@ -140,10 +142,15 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
     shutil.rmtree(folder, ignore_errors=True)
     started, cpu = time.time(), time.process_time()
     whole, steps = whole_rows(paths["pretrain"]), step_rows(paths["pretrain"])
-    sample = random.Random(0).sample(whole + steps, min(len(whole + steps), 3000))
-    tokenizer = tiny_tokenizer(extra_text=[" ".join(m["content"] for m in r["prompt"]) + " " + r["target"]
-                                           for r in sample], vocab_size=size["vocab"])
-    model = build_model(tokenizer, size, seed)
+    if init:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer, model = AutoTokenizer.from_pretrained(init), AutoModelForCausalLM.from_pretrained(init)
+    else:
+        sample = random.Random(0).sample(whole + steps, min(len(whole + steps), 3000))
+        tokenizer = tiny_tokenizer(extra_text=[" ".join(m["content"] for m in r["prompt"]) + " " + r["target"]
+                                               for r in sample], vocab_size=size["vocab"])
+        model = build_model(tokenizer, size, seed)
     params = sum(p.numel() for p in model.parameters())
     log(f"{params:,} parameters; {len(whole)} whole solutions, {len(steps)} step instances")
     losses = train(model, tokenizer, whole, steps, size, step_share, seed, log)
@@ -151,7 +158,7 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
     tokenizer.save_pretrained(folder)
     write_json(os.path.join(folder, MARKER), {
         "parameters": params, "size": size_name, "settings": size, "step_share": step_share, "seed": seed,
-        "pretrain_stages": list(pretrain_stages),
+        "pretrain_stages": list(pretrain_stages), "init": init and read_marker(init),
         "whole_rows": len(whole), "step_rows": len(steps), "loss_first": losses[0],
         "loss_last_5pct": sum(losses[-max(1, len(losses) // 20):]) / max(1, len(losses) // 20),
         "torch_threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1),
@@ -194,6 +201,7 @@ def main(argv=None) -> int:
     for name in ("hidden", "layers", "heads", "vocab", "steps", "batch"):
         p.add_argument(f"--{name}", type=int, default=None, help=f"override the size's {name}")
     p.add_argument("--lr", type=float, default=None, help="override the size's peak learning rate")
+    p.add_argument("--init", default=None, help="continue pre-training this finished base folder (new schedule)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args(argv)
     import torch
@@ -202,7 +210,7 @@ def main(argv=None) -> int:
     overrides = {k: getattr(args, k) for k in ("hidden", "layers", "heads", "vocab", "steps", "batch", "lr")
                  if getattr(args, k) is not None}
     folder = pretrain(args.out, args.size, args.seed, args.step_share, overrides=overrides,
-                      pretrain_stages=tuple(args.pretrain_stages),
+                      pretrain_stages=tuple(args.pretrain_stages), init=args.init,
                       log=lambda m: print(f"[fidelity_base] {m}", flush=True))
     print(folder)
     return 0

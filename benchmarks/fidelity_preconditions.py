@@ -33,8 +33,8 @@ import fidelity_base as base  # noqa: E402
 import fidelity_task as task  # noqa: E402
 
 SETTINGS = {  # what the lead's `srl compare` config should use with this base
-    "think": "required", "max_completion_length_srl": 96, "max_completion_length_rlvr": 384,
-    "eval_max_new_tokens": 512, "stepwise_max_new_tokens": 96, "stepwise_max_steps": 12, "answer_mode": "boxed"}
+    "think": "required", "max_completion_length_srl": 96, "max_completion_length_rlvr": 512,
+    "eval_max_new_tokens": 768, "stepwise_max_new_tokens": 96, "stepwise_max_steps": 14, "answer_mode": "boxed"}
 
 
 def cpu_model() -> str:
@@ -55,13 +55,16 @@ def steps_p1(model: str, path: str, n: int, batch: int) -> dict:
     off = step_objective(model, base.step_rows(path, include_last_step=False, think="off")[:n], think="off",
                          max_new_tokens=24, batch_size=batch, threads=1)
     by_ops: dict[int, list[float]] = {}
+    by_stage: dict[int, list[float]] = {}
     records = {x["id"]: x for x in task.read_jsonl(path)}
     for row, reward in zip(rows, r["rewards"]):
         ops = len(records[row["trajectory_id"]]["stages"][row["step_index"] - 1])
         by_ops.setdefault(ops, []).append(reward == 1.0)
+        by_stage.setdefault(row["step_index"], []).append(reward == 1.0)
     keep = ("n", "exact_match", "exact_match_wilson95", "mean_reward", "mean_reward_ci95", "format_error_rate",
             "mean_similarity_well_formed", "generated_tokens")
     return {**{k: r[k] for k in keep}, "exact_by_ops_per_step": {k: sum(v) / len(v) for k, v in sorted(by_ops.items())},
+            "exact_by_stage": {k: [sum(v) / len(v), len(v)] for k, v in sorted(by_stage.items())},
             "examples": [{"expert": row["expert_step"], "response": t} for row, t in zip(rows[:3], r["responses"])],
             "action_only": {k: off[k] for k in ("exact_match", "mean_reward")}}
 

@@ -56,8 +56,8 @@ class Level:
     min_total_ops: int = 0
 
 
-LEVELS = {"pretrain": Level((1, 6), (1, 3)), "train": Level((5, 6), (2, 3)), "validation": Level((5, 6), (2, 3)),
-          "test": Level((5, 6), (2, 3)), "hard": Level((8, 9), (2, 3), min_total_ops=19)}
+LEVELS = {"pretrain": Level((3, 6), (1, 3)), "train": Level((7, 9), (2, 3)), "validation": Level((7, 9), (2, 3)),
+          "test": Level((7, 9), (2, 3)), "hard": Level((10, 12), (2, 3), min_total_ops=28)}
 SIZES = {"pretrain": 30000, "train": 1000, "validation": 100, "test": 300, "hard": 300}
 
 # (instruction, operator, operand) of an operation; "double it" is *2.

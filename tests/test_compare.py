@@ -192,6 +192,27 @@ def test_budget_in_rollouts_counts_refills_and_marks_candidates(tmp_path):
     assert budget.marks == {"0.5": 2, "1": 4} and budget.at_mark["1"]["rollouts"] == 40
 
 
+def test_the_progress_bar_counts_a_rollouts_budget_not_the_max_steps_ceiling(tmp_path):
+    """A rollouts budget runs the stage with max_steps 1e6 as a ceiling: the bar must show rollouts of the budget
+    (it showed `4/1e+06 ... ~153049m left`)."""
+    from srl.training.reporting import ProgressCallback
+
+    args = types.SimpleNamespace(logging_steps=1, generation_batch_size=8, output_dir=str(tmp_path), run_name=None)
+    budget = Budget("rollouts", 40, candidates=(1.0,), path=str(tmp_path / "budget.json"))
+    bar = ProgressCallback(meter=budget)
+    state = _state(0)
+    state.max_steps, state.is_world_process_zero = 1_000_000, True
+    budget.on_train_begin(args, state, _control())
+    bar.on_train_begin(args, state, _control())
+    task = bar.progress.tasks[0]  # off a terminal: srl.console.LineProgress, one line every 30 s
+    assert task["total"] == 40 and task["description"] == "training (rollouts)"
+    budget.on_log(args, _state(1), _control(), logs={"loss": 0.0, "dynamic_sampling/rounds": 2})
+    bar.on_step_end(args, _state(1), _control())
+    assert bar.progress.tasks[0]["completed"] == 16
+    bar.on_train_end(args, state, _control())
+    assert Budget("steps", 5, path=str(tmp_path / "b2.json")).progress_of(_state(3)) is None  # max_steps is right
+
+
 def test_budget_in_steps_resumes_its_counts(tmp_path):
     args = types.SimpleNamespace(logging_steps=1, generation_batch_size=8, output_dir=str(tmp_path))
     path = str(tmp_path / "budget.json")

@@ -157,7 +157,7 @@ def test_the_recipe_plans_every_method_and_ablation_as_the_paper_states_them(tmp
     assert all(o["think"] == "required" for o in options.values())  # P4: the paper's format everywhere
     assert options["srl_nods"]["dynamic_sampling"] is False
     assert options["srl_outcome"]["step_reward"] == "outcome" and options["srl_whole"]["step_target"] == "remaining"
-    assert options["srl"]["max_completion_length"] == 96 and options["srl_outcome"]["max_completion_length"] == 384
+    assert options["srl"]["max_completion_length"] == 96 and options["srl_outcome"]["max_completion_length"] == 512
     continue_to_end = PromptTemplate.from_file(options["srl_outcome"]["template"])
     assert "to the end" in continue_to_end.user and "\\boxed{}" in continue_to_end.system_prompt()
     assert any(e.get("stepwise") for e in cfg.evaluations)  # the step-wise evaluation is part of every run

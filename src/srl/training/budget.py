@@ -76,6 +76,13 @@ class Budget(TrainerCallback):
             control.should_training_stop = True
         return control
 
+    def progress_of(self, state) -> tuple[float, float, str] | None:
+        """(used, amount, unit) for a progress bar where this budget, not max_steps, ends training (rollouts,
+        seconds); None for steps and epochs (max_steps is then the length)."""
+        if self.unit in ("steps", "epochs"):
+            return None
+        return round(self._used(state)), self.amount, self.unit
+
     def _now(self, state) -> dict:
         return {"step": state.global_step, "seconds": round(time.time() - self.start, 1),
                 "rollouts": int(self.rollouts)}

@@ -91,10 +91,17 @@ class MetricsFileCallback(TrainerCallback):
 
 
 class ProgressCallback(TrainerCallback):
-    """A rich progress bar over optimizer steps showing the latest reward and filtered fraction."""
+    """A rich progress bar over optimizer steps showing the latest reward and filtered fraction; over a budget's
+    own unit (rollouts, seconds) when `meter` (a `srl.training.budget.Budget`) stops training there, since the
+    stage's max_steps is then only a ceiling."""
 
-    def __init__(self):
+    def __init__(self, meter=None):
         self.progress = self.task = None
+        self.meter = meter
+
+    def _completed(self, state) -> float:
+        used = self.meter.progress_of(state) if self.meter else None
+        return state.global_step if used is None else used[0]
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -106,12 +113,15 @@ class ProgressCallback(TrainerCallback):
         self.progress = make_progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
         self.progress.start()
-        self.task = self.progress.add_task(args.run_name or "training", total=state.max_steps,
-                                           completed=state.global_step, status="")
+        used = self.meter.progress_of(state) if self.meter else None
+        name = args.run_name or "training"
+        total = state.max_steps if used is None else used[1]
+        self.task = self.progress.add_task(name if used is None else f"{name} ({used[2]})", total=total,
+                                           completed=self._completed(state), status="")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress:
-            self.progress.update(self.task, completed=state.global_step)
+            self.progress.update(self.task, completed=self._completed(state))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.progress and logs:
@@ -121,7 +131,7 @@ class ProgressCallback(TrainerCallback):
                                ("loss", "loss")):
                 if isinstance(logs.get(key), (int, float)):
                     parts.append(f"{label} {logs[key]:.3f}")
-            self.progress.update(self.task, completed=state.global_step, status="  ".join(parts))
+            self.progress.update(self.task, completed=self._completed(state), status="  ".join(parts))
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress:

@@ -171,7 +171,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     cbs = [MetricsFileCallback(os.path.join(cfg.output_dir, "metrics.jsonl"),
                                os.path.join(cfg.output_dir, "plots"), stage)]
     if progress:
-        cbs.append(ProgressCallback())
+        cbs.append(ProgressCallback(meter=next((c for c in callbacks or [] if hasattr(c, "progress_of")), None)))
     cbs += callbacks or []
 
     if stage == "sft":
