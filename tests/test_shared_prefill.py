@@ -75,12 +75,12 @@ def test_greedy_outputs_equal_generate(tok, arch):
 
 
 def test_the_cpu_gqa_switch_is_per_thread():
-    """Inside `_gqa_without_copies` in one thread, a forward in another thread keeps transformers' rule."""
+    """Inside `gqa_without_copies` in one thread, a forward in another thread keeps transformers' rule."""
     import threading
 
     from transformers.integrations import sdpa_attention
 
-    from srl.generation.shared_prefill import _gqa_without_copies
+    from srl.generation.shared_prefill import gqa_without_copies
 
     key, mask = torch.zeros(1, 2, 3, 8), torch.ones(1, 1, 3, 3)
     inside, entered, done = [], threading.Event(), threading.Event()
@@ -92,7 +92,7 @@ def test_the_cpu_gqa_switch_is_per_thread():
 
     worker = threading.Thread(target=other_thread)
     worker.start()
-    with _gqa_without_copies(torch.device("cpu")):
+    with gqa_without_copies(torch.device("cpu")):
         assert sdpa_attention.use_gqa_in_sdpa(mask, key, key) is True  # with a mask, on: no KV copies here
         entered.set()
         done.wait()

@@ -90,13 +90,13 @@ def unsupported(model, config) -> str | None:
     return f"logits processors {unknown}" if unknown else None
 
 
-# True inside `_gqa_without_copies` in this thread (or asyncio task): the switch below is read per context, so a
+# True inside `gqa_without_copies` in this thread (or asyncio task): the switch below is read per context, so a
 # forward in another thread keeps transformers' own choice.
 _GQA_ON_CPU = contextvars.ContextVar("srl_gqa_on_cpu", default=False)
 
 
 def _install_gqa_switch(sdpa_attention) -> None:
-    """Wrap transformers' `use_gqa_in_sdpa` once: inside `_gqa_without_copies` (this context only) grouped-query
+    """Wrap transformers' `use_gqa_in_sdpa` once: inside `gqa_without_copies` (this context only) grouped-query
     heads go to torch with a mask too; everywhere else the original decides."""
     original = sdpa_attention.use_gqa_in_sdpa
     if getattr(original, "srl_switch", False):
@@ -113,13 +113,14 @@ def _install_gqa_switch(sdpa_attention) -> None:
 
 
 @contextlib.contextmanager
-def _gqa_without_copies(device: torch.device):
+def gqa_without_copies(device: torch.device):
     """On a CPU, let transformers' sdpa attention hand grouped-query heads to torch (`enable_gqa`) with a mask too.
     transformers only does so without a mask (for CUDA, where a mask sends GQA to the slow math kernel) and
     otherwise copies every layer's whole KV cache to the query heads' count at every decoding step: 8.0 of 19.0 s
-    of a 32-row SmolLM2 decode here. torch's CPU kernel takes the mask; the outputs are the same
-    (tests/test_shared_prefill.py compares them with `generate`). Scoped to this context's forwards: other threads
-    are not affected."""
+    of a 32-row SmolLM2 decode here. torch's CPU kernel takes the mask, forward and backward; the outputs are the
+    same (tests/test_shared_prefill.py compares them with `generate`, tests/test_shared_prefix.py the loss and
+    gradients with TRL's layout). Used by the shared prefill's decoding and by the shared-prefix loss
+    (srl.training.shared_prefix). Scoped to this context's forwards: other threads are not affected."""
     try:
         from transformers.integrations import sdpa_attention
     except ImportError:
@@ -141,7 +142,7 @@ def generate_shared(model, prompts: Sequence[Sequence[int]], config, *, eos_ids:
     """One completion per row of `prompts` (token ids), each distinct run of identical prompts prefilled once.
     Returns each completion up to and including its first token of `eos_ids` (at most `config.max_new_tokens`)."""
     device = next(model.parameters()).device
-    with _gqa_without_copies(device):
+    with gqa_without_copies(device):
         return _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device)
 
 
