@@ -7,8 +7,8 @@ from the rates measured in docs/benchmarks.md ("fp32 against bf16 matrix product
 - AVX512-BF16 (AMD EPYC, 2026-12-06): bf16 products 2.1-2.7x fp32 at every batched shape of an SRL step (the loss,
   the prefill, 32 rollouts decoded together), 0.7-1.0x for a single decoded row: bf16.
 - AMX (`amx_bf16`): bf16. Not measured on its own yet; every CPU with AMX also has AVX512-BF16, the class above.
-- Neither (AVX2 only; AMD EPYC, 2026-12-06): bf16 products 0.015-0.02x fp32 (~1.3 against 60-85 GFLOP/s, one
-  thread): fp32.
+- Neither (AVX2 only; AMD EPYC, 2026-12-06): bf16 products 0.01-0.06x fp32 (1.2-1.3 GFLOP/s at every shape and
+  thread count, against 59-135 for fp32 at a step's batched shapes): fp32.
 
 Training in bf16 on a CPU keeps fp32 weights (the optimizer's master copy) and computes under bf16 autocast
 (`training_weights_bf16`): the loss and gradients stay within tolerance of fp32 (tests/test_precision.py), while
@@ -28,7 +28,7 @@ MEASURED = {
            "step's batched shapes)",
     "avx512_bf16": "AVX512-BF16: bf16 products measured 2.1-2.7x fp32 at a step's batched shapes (0.7-1.0x for "
                    "one decoded row)",
-    None: "no native bf16 matrix units (AVX2 only): bf16 products measured 0.015-0.02x fp32",
+    None: "no native bf16 matrix units (AVX2 only): bf16 products measured 0.01-0.06x fp32",
 }
 
 
@@ -47,9 +47,10 @@ class Precision:
 
 
 def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty where it cannot be read)."""
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty where it cannot be read): also what
+    srl.generation.vllm checks before starting vLLM."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("flags"):
                     return set(line.split(":", 1)[1].split())
