@@ -110,7 +110,8 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     run, cfg = stage_arguments("srl", flags)
     threads_line = set_torch_threads(threads)
     width = cfg.max_completion_length
-    cfg.generation_kwargs = {"min_new_tokens": width}  # every completion is `width` tokens in both layouts
+    # every completion is `width` tokens in every cell (vLLM's SamplingParams name it min_tokens)
+    cfg.generation_kwargs = {"min_tokens" if backend == "vllm" else "min_new_tokens": width}
     rows = step_instances(srl_rows(run)) if workload == "a" else srl_rows(run)
     model, tokenizer = load_model_and_tokenizer(run.model, bf16=False, seed=cfg.seed)  # fp32: the master copy
     times: dict[str, list[float]] = {"generation": [], "loss": [], "optimizer": [], "step": [], "prepare": [],
