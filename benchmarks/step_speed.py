@@ -4,6 +4,8 @@ Run from the repository root (after `make install`):
 
     .venv/bin/python benchmarks/step_speed.py --workload a --steps 1 --threads 1
     .venv/bin/python benchmarks/step_speed.py --workload a,b --repeats 2 --json /tmp/steps.json
+    .venv/bin/python benchmarks/step_speed.py --workload a,b --layouts shared --dtypes fp32,bf16 --threads 1,2
+    .venv/bin/python benchmarks/step_speed.py --layouts shared --against /tmp/before/src   # before / after a change
 
 Workloads (the `hf` backend, dynamic sampling off so that a step is one generation round, the same seed):
 
@@ -17,11 +19,16 @@ Every completion is exactly max_completion_length tokens (`min_new_tokens`: the 
 layouts do the same work; the prompts, model and seed are the same. The sampled tokens differ (TRL's `generate`
 draws with `torch.multinomial`, the shared prefill by inverse CDF: the same distribution, another stream).
 
-Each (layout, repeat) runs in its own process, taking turns (false, true, false, true, ...), so that peak RSS
-(`ru_maxrss`) is the layout's own. Per step: the whole step (callback to callback), generation (the `hf`
+Each cell (workload x layout x dtype x threads x backend, and with `--against` the other checkout's `srl`) runs in
+its own process, the cells taking turns within each repeat, so that they see the same load and peak RSS
+(`ru_maxrss`) is the cell's own. `bf16` is the CPU training path of `srl.precision`: fp32 weights (the master copy)
+under bf16 autocast (TRL's `--bf16 true`). Per step: the whole step (callback to callback), generation (the `hf`
 rollouts), log-probs + backward (the loss's forward and backward, plus any reference/old log-prob pass), the
-optimizer step, the tokens the loss forwards (padded positions count: they are computed), and the physical
-bound: the FLOPs of the step's distinct tokens (each prompt once) / this CPU's measured fp32 matmul rate.
+optimizer step, the tokens the loss forwards (padded positions count: they are computed), the process's CPU
+seconds (under load, wall time also counts waiting for a core), and the physical bound of each part
+(benchmarks/cpu_bound.py): generation and loss, the FLOPs of the step's distinct tokens (each prompt once) / this
+CPU's measured matmul rate in the cell's dtype and threads; the optimizer, AdamW's memory traffic / the measured
+copy bandwidth. The table gives each part's bound / time and the whole step's.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_bound import bound_seconds, matmul_gflops  # noqa: E402
+from cpu_bound import bounds, copy_bandwidth_gbs, matmul_gflops  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 
@@ -48,11 +55,16 @@ def parse_args(argv=None):
     p.add_argument("--workload", default="a,b", help="comma list of a, b (default both)")
     p.add_argument("--steps", type=int, default=1, help="timed steps per process (default 1)")
     p.add_argument("--repeats", type=int, default=1, help="processes per layout, taking turns (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: srl.training.threads)")
+    p.add_argument("--threads", default=None, help="torch threads, a comma list (default: srl.training.threads)")
+    p.add_argument("--layouts", default="trl,shared", help="comma list of trl, shared (default both)")
+    p.add_argument("--dtypes", default="fp32", help="comma list of fp32, bf16 (bf16: fp32 weights, bf16 autocast)")
+    p.add_argument("--backends", default="hf", help="comma list of hf, vllm (rollouts)")
+    p.add_argument("--against", help="also run every cell with srl imported from this folder (another checkout's "
+                                     "src/), interleaved: before / after a change")
     p.add_argument("--model", default=MODEL)
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--sampler", action="store_true", help="only time the two samplers (per decoding step)")
-    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: "<workload>,<shared>"
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: a cell, as JSON
     return p.parse_args(argv)
 
 
@@ -74,7 +86,8 @@ def step_instances(rows: list[dict], n: int = 4, seed: int = 0) -> list[dict]:
     return random.Random(seed).sample(later, n)
 
 
-def worker(workload: str, shared: bool, steps: int, threads: int | None, model_name: str) -> dict:
+def worker(workload: str, shared: bool, steps: int, threads: int | None, model_name: str, dtype: str = "fp32",
+           backend: str = "hf") -> dict:
     import logging
 
     import datasets
@@ -92,14 +105,17 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     flags = workload_flags(workload, model_name) + [
         "--output_dir", tempfile.mkdtemp(prefix="step_speed-"), "--shared_prefix", str(shared).lower(),
         "--max_steps", str(steps), "--dynamic_sampling", "false", "--save_strategy", "no", "--report_to", "none",
-        "--seed", "0", "--logging_steps", "1", "--disable_tqdm", "true"]
+        "--seed", "0", "--logging_steps", "1", "--disable_tqdm", "true", "--bf16", str(dtype == "bf16").lower(),
+        "--backend", backend]
     run, cfg = stage_arguments("srl", flags)
     threads_line = set_torch_threads(threads)
     width = cfg.max_completion_length
-    cfg.generation_kwargs = {"min_new_tokens": width}  # every completion is `width` tokens in both layouts
+    # every completion is `width` tokens in every cell (vLLM's SamplingParams name it min_tokens)
+    cfg.generation_kwargs = {"min_tokens" if backend == "vllm" else "min_new_tokens": width}
     rows = step_instances(srl_rows(run)) if workload == "a" else srl_rows(run)
-    model, tokenizer = load_model_and_tokenizer(run.model, bf16=False, seed=cfg.seed)
-    times: dict[str, list[float]] = {"generation": [], "loss": [], "optimizer": [], "step": [], "prepare": []}
+    model, tokenizer = load_model_and_tokenizer(run.model, bf16=False, seed=cfg.seed)  # fp32: the master copy
+    times: dict[str, list[float]] = {"generation": [], "loss": [], "optimizer": [], "step": [], "prepare": [],
+                                     "cpu": []}
     tokens: list[dict] = []
     fallbacks: set[str] = set()  # the trainer's "shared prefix: <layout>: <reason>" warnings
 
@@ -136,7 +152,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
         def on_step_begin(self, args, state, control, **kwargs):
             for key in times:
                 times[key].append(0.0)
-            self.step = time.perf_counter()
+            self.step, self.cpu = time.perf_counter(), time.process_time()
 
         def on_pre_optimizer_step(self, args, state, control, **kwargs):
             self.opt = time.perf_counter()
@@ -146,6 +162,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
 
         def on_step_end(self, args, state, control, **kwargs):
             times["step"][-1] = time.perf_counter() - self.step
+            times["cpu"][-1] = time.process_time() - self.cpu
 
     logging.getLogger("srl").addHandler(Fallbacks(logging.WARNING))
     Timed(model=model, reward_funcs=reward_funcs("srl", run), args=cfg, train_dataset=datasets.Dataset.from_list(rows),
@@ -159,7 +176,8 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
                    "trl_layout": sum(t["trl_layout"] for t in first), "shared": sum(t["shared"] for t in first),
                    "prompt_lengths": sorted(int(p.split(":")[1]) for p in prompts)}
     c = model.config
-    return {"workload": workload, "shared_prefix": shared, "times": times, "tokens": step_tokens,
+    return {"workload": workload, "shared_prefix": shared, "dtype": dtype, "backend": backend,
+            "autocast": bool(cfg.bf16), "times": times, "tokens": step_tokens,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "threads": threads_line,
             "torch_threads": torch.get_num_threads(), "params": sum(p.numel() for p in model.parameters()),
             "hidden": c.hidden_size, "layers": c.num_hidden_layers, "vocab": c.vocab_size, "width": width,
@@ -167,42 +185,68 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
 
 
 # --- the comparison ---------------------------------------------------------------------------------------------
-def run_worker(workload: str, shared: bool, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", f"{workload},{shared}", "--steps", str(args.steps),
-           "--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
-    done = subprocess.run(cmd, capture_output=True, text=True)
+def cells(args) -> list[dict]:
+    """Every combination of the options, in the order the cells take turns."""
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [None]
+    sources = [None] + ([os.path.abspath(args.against)] if args.against else [])
+    return [{"workload": w, "shared": layout == "shared", "dtype": d, "threads": t, "backend": b, "src": src}
+            for w in args.workload.split(",") for t in threads for d in args.dtypes.split(",")
+            for b in args.backends.split(",") for layout in args.layouts.split(",") for src in sources]
+
+
+def cell_name(c: dict) -> str:
+    return (f"{c['workload']} {'shared' if c['shared'] else 'trl'} {c['dtype']} {c['backend']} "
+            f"threads={c['threads'] or 'auto'}" + (" (against)" if c["src"] else ""))
+
+
+def run_worker(cell: dict, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(cell), "--steps", str(args.steps), "--model", args.model]
+    env = dict(os.environ)
+    if cell["src"]:  # the other checkout's srl first on the path
+        env["PYTHONPATH"] = cell["src"] + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    info = {"workload": cell["workload"], "shared_prefix": cell["shared"], "dtype": cell["dtype"],
+            "backend": cell["backend"], "requested_threads": cell["threads"], "src": cell["src"]}
     if done.returncode != 0:  # reported in the table; the other cells still run
-        print(f"worker {workload} shared_prefix={shared} failed (exit status {done.returncode}; -9: killed, e.g. "
-              f"by the OOM killer):\n{done.stderr[-2000:]}", file=sys.stderr)
-        return {"workload": workload, "shared_prefix": shared, "failed": done.returncode}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"worker {cell_name(cell)} failed (exit status {done.returncode}; -9: killed, e.g. by the OOM "
+              f"killer):\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {**info, "failed": done.returncode}
+    return {**info, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def table(results: list[dict], rate: float) -> str:
-    lines = ["| workload | layout | step (s) | generation (s) | log-probs + backward (s) | optimizer (s) | "
-             "loss tokens forwarded | peak RSS (GB) | physical bound (s) | bound / step |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for workload in sorted({r["workload"] for r in results}):
-        for shared in (False, True):
-            mine = [r for r in results if r["workload"] == workload and r["shared_prefix"] == shared]
-            name = "shared prefix" if shared else "TRL layout"
-            if any("failed" in r for r in mine):
-                lines.append(f"| {workload} | {name} | failed: exit status {mine[0]['failed']} (-9: killed) |")
-                continue
-            if not mine:
-                continue
-            t = {k: median([x for r in mine for x in r["times"][k]]) for k in ("step", "generation", "loss",
-                                                                              "optimizer")}
-            tok = mine[0]["tokens"]  # the first step's micro-batches
-            forwarded = tok["shared"] if shared else tok["trl_layout"]
-            bound = bound_seconds(mine[0], rate)
-            lines.append(f"| {workload} | {name} | {t['step']:.1f} | "
-                         f"{t['generation']:.1f} | {t['loss']:.1f} | {t['optimizer']:.2f} | {forwarded:,} | "
-                         f"{max(r['peak_rss_gb'] for r in mine):.2f} | {bound:.1f} | {bound / t['step']:.0%} |")
+def key(r: dict) -> tuple:
+    return (r["workload"], r["shared_prefix"], r["dtype"], r["backend"], r["requested_threads"], r["src"] or "")
+
+
+def table(results: list[dict], rates: dict, bandwidth: float) -> str:
+    """One row per cell: the medians over its steps, each part's bound and bound / time."""
+    lines = ["| workload | layout | dtype | backend | threads | srl | step (s) | CPU s | generation (s) | "
+             "log-probs + backward (s) | optimizer (s) | loss tokens forwarded | peak RSS (GB) | bounds: gen / loss / "
+             "opt (s) | bound / time: gen, loss, opt | physical bound (s) | bound / step |",
+             "|" + "---|" * 17]
+    for k in sorted({key(r) for r in results}, key=str):
+        mine = [r for r in results if key(r) == k]
+        name = "shared prefix" if k[1] else "TRL layout"
+        src = "against" if k[5] else "this"
+        first = f"| {k[0]} | {name} | {k[2]} | {k[3]} | {k[4] or 'auto'} | {src} |"
+        if any("failed" in r for r in mine):
+            lines.append(f"{first} failed: exit status {mine[0]['failed']} (-9: killed) |")
+            continue
+        t = {x: median([v for r in mine for v in r["times"][x]]) for x in ("step", "cpu", "generation", "loss",
+                                                                          "optimizer")}
+        tok = mine[0]["tokens"]  # the first step's micro-batches
+        forwarded = tok["shared"] if k[1] else tok["trl_layout"]
+        b = bounds(mine[0], rates[(k[2], mine[0]["torch_threads"])], bandwidth)
+        total = sum(b.values())
+        lines.append(f"{first} {t['step']:.1f} | {t['cpu']:.1f} | {t['generation']:.1f} | {t['loss']:.1f} | "
+                     f"{t['optimizer']:.2f} | {forwarded:,} | {max(r['peak_rss_gb'] for r in mine):.2f} | "
+                     f"{b['generation']:.1f} / {b['loss']:.1f} / {b['optimizer']:.2f} | "
+                     f"{b['generation'] / t['generation']:.0%}, {b['loss'] / t['loss']:.0%}, "
+                     f"{b['optimizer'] / t['optimizer']:.0%} | {total:.1f} | {total / t['step']:.0%} |")
     return "\n".join(lines)
 
 
@@ -211,38 +255,42 @@ def main(argv=None):
     if args.sampler:  # the same as benchmarks/cpu_bound.py
         import cpu_bound
 
-        return cpu_bound.main(["--threads", str(args.threads)] if args.threads else [])
+        return cpu_bound.main(["--threads", args.threads] if args.threads else [])
     if args.worker:
-        workload, shared = args.worker.split(",")
-        print(json.dumps(worker(workload, shared == "True", args.steps, args.threads, args.model)))
+        c = json.loads(args.worker)
+        print(json.dumps(worker(c["workload"], c["shared"], args.steps, c["threads"], args.model, c["dtype"],
+                                c["backend"])))
         return
+    from dtype_matmul import cpu_line
+
+    print(cpu_line(), flush=True)
     load = os.getloadavg()
     results = []
-    for workload in args.workload.split(","):
-        for repeat in range(args.repeats):
-            for shared in (False, True):
-                started = time.perf_counter()
-                results.append(run_worker(workload, shared, args))
-                print(f"# {workload} shared_prefix={shared} repeat {repeat + 1}: {time.perf_counter() - started:.0f} s"
-                      f" ({results[-1].get('threads', 'failed')})", flush=True)
-    rate = matmul_gflops(args.threads)
-    print(f"\nfp32 matmul rate: {rate:.1f} GFLOP/s; load average before: {load[0]:.2f}, after: "
-          f"{os.getloadavg()[0]:.2f}\n")
-    print(table(results, rate))
+    for repeat in range(args.repeats):
+        for c in cells(args):
+            started = time.perf_counter()
+            results.append(run_worker(c, args))
+            print(f"# {cell_name(c)} repeat {repeat + 1}: {time.perf_counter() - started:.0f} s "
+                  f"({results[-1].get('threads', 'failed')}; load {os.getloadavg()[0]:.2f})", flush=True)
+    rates = {(d, t): matmul_gflops(t, d) for d, t in {(r["dtype"], r["torch_threads"]) for r in results
+                                                        if "failed" not in r}}
+    bandwidth = copy_bandwidth_gbs()
+    print(f"\nmatmul rates (GFLOP/s, by dtype and threads): "
+          f"{ {f'{d} x{t}': round(v, 1) for (d, t), v in rates.items()} }; copy bandwidth {bandwidth:.1f} GB/s; "
+          f"load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}\n")
+    print(table(results, rates, bandwidth))
     for workload in sorted({r["workload"] for r in results}):
         mine = [r for r in results if r["workload"] == workload and "failed" not in r]
-        if len({r["shared_prefix"] for r in mine}) < 2:
-            continue
-        steps = {s: median([x for r in mine if r["shared_prefix"] == s for x in r["times"]["step"]])
-                 for s in (False, True)}
-        tok = mine[0]["tokens"]
-        n = len(tok["prompt_lengths"])
-        print(f"\n{workload}: whole step {steps[False] / steps[True]:.2f}x faster with shared prefixes; "
-              f"{n} prompts of {tok['prompt_lengths']} tokens x {tok['rows'] // n} rows x "
-              f"{tok['completion_width']} tokens; fallbacks: {sorted({f for r in mine for f in r['fallbacks']})}")
+        if mine:
+            tok = mine[0]["tokens"]
+            n = len(tok["prompt_lengths"])
+            print(f"\n{workload}: {n} prompts of {tok['prompt_lengths']} tokens x {tok['rows'] // n} rows x "
+                  f"{tok['completion_width']} tokens; fallbacks: "
+                  f"{sorted({f for r in mine for f in r['fallbacks']})}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "matmul_gflops": rate, "load": [load, os.getloadavg()]}, f, indent=1)
+            json.dump({"results": results, "matmul_gflops": {f"{d} x{t}": v for (d, t), v in rates.items()},
+                       "copy_gbs": bandwidth, "load": [load, os.getloadavg()]}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ LAYERS = [
     ("foundations", ("srl", "srl._moved", "srl.errors", "srl.json_text", "srl.io", "srl.console", "srl.options")),
     ("data", ("srl.data",)),
     ("rewards", ("srl.rewards",)),
-    ("models", ("srl.models", "srl.tiny")),
+    ("models", ("srl.models", "srl.tiny", "srl.precision")),
     ("generation", ("srl.generation",)),
     ("training and evaluation", ("srl.training", "srl.evaluation")),
     ("teacher data, export to other engines", ("srl.teacher", "srl.export")),

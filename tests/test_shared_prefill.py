@@ -8,7 +8,7 @@ import torch
 from transformers import GenerationConfig
 
 from srl.generation.hf import generate_batch
-from srl.generation.shared_prefill import generate_shared, prompt_runs, sample, unsupported
+from srl.generation.shared_prefill import generate_shared, prompt_runs, rows_per_cache, sample, unsupported
 from srl.tiny import tiny_model, tiny_tokenizer
 
 
@@ -74,13 +74,43 @@ def test_greedy_outputs_equal_generate(tok, arch):
     assert switch(torch.ones(1, 1, 3, 3), key, key) == switch.original(torch.ones(1, 1, 3, 3), key, key)
 
 
+def test_each_row_s_cache_grows_in_place_and_holds_its_prompt(tok):
+    """`rows_per_cache` gives each row its distinct prompt's keys and values (as `batch_select_indices` would) in
+    buffers that decoding fills in place (no re-allocation per step, the cost of DynamicLayer's `torch.cat`); past
+    the room asked for it still grows correctly."""
+    from transformers import DynamicCache
+
+    model = tiny_model(tok)
+    ids = torch.randint(3, len(tok), (2, 6), generator=torch.Generator().manual_seed(0))
+    groups, row_group = [(0, 2), (2, 5)], torch.tensor([0, 0, 1, 1, 1])
+    with torch.no_grad():
+        cache = model(input_ids=ids, use_cache=True).past_key_values
+        expected = [(layer.keys[row_group], layer.values[row_group]) for layer in cache.layers]
+        rows_per_cache(cache, groups, row_group, room=2)
+        pointers = [layer.keys.data_ptr() for layer in cache.layers]
+        for layer, (keys, values) in zip(cache.layers, expected):
+            assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
+        steps = [torch.randn(5, keys.size(1), 1, keys.size(-1)) for _ in range(3)]
+        reference = DynamicCache()
+        for step, states in enumerate(steps):
+            for i, layer in enumerate(cache.layers):
+                if step == 0:
+                    reference.update(expected[i][0], expected[i][1], i)
+                keys, values = layer.update(states, 2 * states)
+                ref_keys, ref_values = reference.update(states, 2 * states, i)
+                assert torch.equal(keys, ref_keys) and torch.equal(values, ref_values)
+            if step < 2:  # within the room: the same buffers
+                assert [layer.keys.data_ptr() for layer in cache.layers] == pointers
+        assert cache.get_seq_length() == 6 + 3
+
+
 def test_the_cpu_gqa_switch_is_per_thread():
-    """Inside `_gqa_without_copies` in one thread, a forward in another thread keeps transformers' rule."""
+    """Inside `gqa_without_copies` in one thread, a forward in another thread keeps transformers' rule."""
     import threading
 
     from transformers.integrations import sdpa_attention
 
-    from srl.generation.shared_prefill import _gqa_without_copies
+    from srl.generation.shared_prefill import gqa_without_copies
 
     key, mask = torch.zeros(1, 2, 3, 8), torch.ones(1, 1, 3, 3)
     inside, entered, done = [], threading.Event(), threading.Event()
@@ -92,7 +122,7 @@ def test_the_cpu_gqa_switch_is_per_thread():
 
     worker = threading.Thread(target=other_thread)
     worker.start()
-    with _gqa_without_copies(torch.device("cpu")):
+    with gqa_without_copies(torch.device("cpu")):
         assert sdpa_attention.use_gqa_in_sdpa(mask, key, key) is True  # with a mask, on: no KV copies here
         entered.set()
         done.wait()

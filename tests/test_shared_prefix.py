@@ -133,6 +133,27 @@ def test_loss_gradients_and_metrics_equal_trl_s_layout(tmp_path, arch, peft):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_the_loss_attends_to_grouped_query_heads_without_copying_the_cache(tmp_path, monkeypatch, arch):
+    """Both tiny models have 4 query heads over 2 key/value heads: TRL's layout copies every layer's K and V to 4
+    heads (transformers' `repeat_kv`, with a mask); the shared-prefix loss hands the grouped heads to torch (on a
+    CPU), forward and backward, with the values and gradients the test above checks."""
+    from transformers.integrations import sdpa_attention
+
+    trainer = make_trainer(tmp_path, arch=arch)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = batch(trainer)
+    copies = []
+    original = sdpa_attention.repeat_kv
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", lambda h, n: copies.append(n) or original(h, n))
+    loss_gradients_metrics(trainer, inputs, shared=False)
+    assert copies and set(copies) == {2}  # TRL's layout: one copy of K and one of V per layer and forward
+    copies.clear()
+    loss_gradients_metrics(trainer, inputs, shared=True)
+    assert copies == []
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_reference_and_old_log_probs_equal_trl_s_layout_in_chunks(tmp_path, arch):
     """Without gradient, in chunks of `batch_size` rows (a run of 4 rows cut in 3 + 1), as TRL computes the old
     log-probs and the reference model's (here LoRA's base model, adapters off) for a generation batch."""

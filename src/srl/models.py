@@ -355,17 +355,6 @@ def load_tokenizer(name: str, *, fast: bool = True, field: str = "tokenizer"):
     return tokenizer
 
 
-def bf16_supported() -> bool:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:  # CPUs with AVX512-BF16 / AMX run bf16 matmuls natively
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except Exception:
-        return False
-
-
 # --- srl models ---------------------------------------------------------------------------------------------
 def list_models() -> list[dict]:
     """The known models: name, package, licence, installed?, cached?, cache path and size on disk (bytes)."""

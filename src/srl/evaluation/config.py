@@ -55,7 +55,8 @@ class EvalConfig:
                 "On CPU, tokens/s grows with the batch up to ~64 (docs/benchmarks.md)."})
     dtype: Literal["auto", "float32", "bfloat16"] = field(default="auto", metadata={
         "help": "Weights' dtype for generation: auto = bfloat16 where the hardware runs it natively (GPU, CPU "
-                "with AMX/AVX512-BF16), else float32 (bf16 is 2-6x slower than fp32 on an AVX2 CPU)."})
+                "with AMX/AVX512-BF16: 2.1-2.7x fp32 at batched shapes), else float32 (bf16 is 0.01-0.5x fp32 on "
+                "an AVX2 CPU); measured in docs/benchmarks.md, decided by srl.precision. The run prints its choice."})
     torch_threads: int = field(default=0, metadata={
         "help": "torch CPU threads, as `srl train --torch_threads` (0: torch's default, one per core; `--threads` is "
                 "the old name). Give each process its own cores: two processes with 2 threads each on 2 cores run "

@@ -130,12 +130,10 @@ def check_output_owner(output_dir: str, cfg: EvalConfig) -> None:
 
 
 def use_bf16(dtype: str) -> bool:
-    """`--dtype auto`: bf16 only where the hardware runs it natively."""
-    if dtype == "auto":
-        from srl.models import bf16_supported
+    """`--dtype`: `auto` = bf16 only where the hardware runs it natively (`srl.precision.choose`)."""
+    from srl.precision import choose
 
-        return bf16_supported()
-    return dtype == "bfloat16"
+    return choose(dtype).bf16
 
 
 def load_eval_problems(cfg: EvalConfig) -> tuple[list[Problem], int, str, str]:
@@ -146,7 +144,7 @@ def load_eval_problems(cfg: EvalConfig) -> tuple[list[Problem], int, str, str]:
     return select_subset(problems, cfg.limit, cfg.seed), len(problems), benchmark_name(cfg.data, path, spec), path
 
 
-def _load_model(cfg: EvalConfig, model, tokenizer):
+def _load_model(cfg: EvalConfig, model, tokenizer, progress: bool = True):
     """(model, tokenizer, model path, checkpoint folder or None): the given ones, else `cfg.model` loaded."""
     if model is not None and tokenizer is not None:
         return model, tokenizer, cfg.model, None
@@ -155,7 +153,12 @@ def _load_model(cfg: EvalConfig, model, tokenizer):
     check_model_name(cfg.model)
     model_path = resolve_model(cfg.model)
     checkpoint = model_path if os.path.isdir(model_path) else None  # the folder the model is loaded from
-    model, tokenizer = load_model_and_tokenizer(cfg.model, bf16=use_bf16(cfg.dtype), seed=cfg.seed)
+    from srl.precision import choose
+
+    precision = choose(cfg.dtype)
+    if progress:
+        console(stderr=True).print(precision.line())
+    model, tokenizer = load_model_and_tokenizer(cfg.model, bf16=precision.bf16, seed=cfg.seed)
     return model, tokenizer, model_path, checkpoint
 
 
@@ -244,7 +247,7 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, progress: bool = Tr
     if write:  # before the model loads and the evaluation runs: an unwritable folder fails now, in one line
         check_writable_folder(output_dir, "output_dir")
         check_output_owner(output_dir, cfg)
-    model, tokenizer, model_path, checkpoint = _load_model(cfg, model, tokenizer)
+    model, tokenizer, model_path, checkpoint = _load_model(cfg, model, tokenizer, progress)
     generate, batch_size = _generator(cfg, model, tokenizer, checkpoint, generate_fn)
     model.eval()
     loaded = time.time()

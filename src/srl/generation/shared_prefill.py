@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -90,13 +91,13 @@ def unsupported(model, config) -> str | None:
     return f"logits processors {unknown}" if unknown else None
 
 
-# True inside `_gqa_without_copies` in this thread (or asyncio task): the switch below is read per context, so a
+# True inside `gqa_without_copies` in this thread (or asyncio task): the switch below is read per context, so a
 # forward in another thread keeps transformers' own choice.
 _GQA_ON_CPU = contextvars.ContextVar("srl_gqa_on_cpu", default=False)
 
 
 def _install_gqa_switch(sdpa_attention) -> None:
-    """Wrap transformers' `use_gqa_in_sdpa` once: inside `_gqa_without_copies` (this context only) grouped-query
+    """Wrap transformers' `use_gqa_in_sdpa` once: inside `gqa_without_copies` (this context only) grouped-query
     heads go to torch with a mask too; everywhere else the original decides."""
     original = sdpa_attention.use_gqa_in_sdpa
     if getattr(original, "srl_switch", False):
@@ -113,13 +114,14 @@ def _install_gqa_switch(sdpa_attention) -> None:
 
 
 @contextlib.contextmanager
-def _gqa_without_copies(device: torch.device):
+def gqa_without_copies(device: torch.device):
     """On a CPU, let transformers' sdpa attention hand grouped-query heads to torch (`enable_gqa`) with a mask too.
     transformers only does so without a mask (for CUDA, where a mask sends GQA to the slow math kernel) and
     otherwise copies every layer's whole KV cache to the query heads' count at every decoding step: 8.0 of 19.0 s
-    of a 32-row SmolLM2 decode here. torch's CPU kernel takes the mask; the outputs are the same
-    (tests/test_shared_prefill.py compares them with `generate`). Scoped to this context's forwards: other threads
-    are not affected."""
+    of a 32-row SmolLM2 decode here. torch's CPU kernel takes the mask, forward and backward; the outputs are the
+    same (tests/test_shared_prefill.py compares them with `generate`, tests/test_shared_prefix.py the loss and
+    gradients with TRL's layout). Used by the shared prefill's decoding and by the shared-prefix loss
+    (srl.training.shared_prefix). Scoped to this context's forwards: other threads are not affected."""
     try:
         from transformers.integrations import sdpa_attention
     except ImportError:
@@ -135,13 +137,61 @@ def _gqa_without_copies(device: torch.device):
         _GQA_ON_CPU.reset(token)
 
 
+def rows_per_cache(cache, groups: list[tuple[int, int]], row_group: torch.Tensor, room: int) -> None:
+    """Give each row of `groups` (runs of rows) a copy of its distinct prompt's entry in `cache` (the prefill's
+    DynamicCache, one entry per run), in buffers with `room` more positions that decoding then fills in place.
+    transformers' DynamicLayer grows by `torch.cat`, re-allocating and copying every layer's whole cache at every
+    step: 7.0 of 21.0 s of a 32-row, 24-token SmolLM2 decode here (docs/benchmarks.md). Layers of another kind
+    (sliding windows) are indexed as `generate` does."""
+    from transformers.cache_utils import DynamicLayer
+
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
+            cache.layers[i] = _preallocated_layer()(layer.keys, layer.values, groups, room)
+        else:
+            layer.batch_select_indices(row_group)
+
+
+@functools.cache
+def _preallocated_layer():
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        """A DynamicLayer whose keys and values are views of buffers with room to grow (see `rows_per_cache`)."""
+
+        def __init__(self, keys, values, groups, room):
+            super().__init__()
+            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            self.length = keys.size(-2)
+            rows = groups[-1][1]
+            self.buffers = []
+            for states in (keys, values):
+                buffer = states.new_empty((rows, states.size(1), self.length + room, states.size(-1)))
+                for g, (start, end) in enumerate(groups):  # broadcast: no per-row temporary
+                    buffer[start:end, :, :self.length] = states[g]
+                self.buffers.append(buffer)
+            self.keys, self.values = (b[:, :, :self.length] for b in self.buffers)
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            new = key_states.size(-2)
+            if self.length + new > self.buffers[0].size(-2):  # past the room asked for: grow as DynamicLayer
+                return super().update(key_states, value_states, *args, **kwargs)
+            for buffer, states in zip(self.buffers, (key_states, value_states)):
+                buffer[:, :, self.length:self.length + new] = states
+            self.length += new
+            self.keys, self.values = (b[:, :, :self.length] for b in self.buffers)
+            return self.keys, self.values
+
+    return PreallocatedLayer
+
+
 @torch.no_grad()
 def generate_shared(model, prompts: Sequence[Sequence[int]], config, *, eos_ids: Sequence[int], pad_id: int,
                     generator: torch.Generator | None = None) -> list[list[int]]:
     """One completion per row of `prompts` (token ids), each distinct run of identical prompts prefilled once.
     Returns each completion up to and including its first token of `eos_ids` (at most `config.max_new_tokens`)."""
     device = next(model.parameters()).device
-    with _gqa_without_copies(device):
+    with gqa_without_copies(device):
         return _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device)
 
 
@@ -155,7 +205,7 @@ def _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device)
     out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
                 use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
-    cache.batch_select_indices(row_group)  # one copy of its prompt's cache per row
+    rows_per_cache(cache, groups, row_group, room=config.max_new_tokens)  # one copy of its prompt's cache per row
     logits = out.logits[:, -1].float()[row_group]
     sequences, attention = ids[row_group], mask[row_group]
     positions = attention.sum(dim=1)

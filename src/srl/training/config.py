@@ -136,12 +136,14 @@ class RunArguments(DataOptions):
 
 
 def _default_precision(cfg) -> None:
-    """bf16 unless said otherwise, as the paper, but only where it runs natively: TRL turns it on everywhere,
-    which on a CPU without bf16 units is slow (and refused without --use_cpu)."""
+    """bf16 unless said otherwise, as the paper, but only where it runs natively (`srl.precision.choose`, from
+    measured rates): TRL turns it on everywhere, which on a CPU without bf16 units is slow (and refused without
+    --use_cpu)."""
     if cfg.bf16 is None and not cfg.fp16:
-        from srl.models import bf16_supported
+        from srl.precision import choose
 
-        cfg.bf16 = bf16_supported() and (cfg.use_cpu or _has_cuda())
+        cuda = _has_cuda()
+        cfg.bf16 = choose("auto", cuda=cuda and not cfg.use_cpu).bf16 and (cfg.use_cpu or cuda)
 
 
 def _has_cuda() -> bool:

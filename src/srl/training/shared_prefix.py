@@ -10,7 +10,10 @@ so most of that work is duplicated. Here, for a batch whose runs of consecutive 
    prompt forward) and `[last prompt token | completion]` is forwarded on top of it, with position ids continuing
    each prompt's and an attention mask over [prompt | completion], through TRL's fused LM head
    (`fused_lm_head=True`: the same temperature, the same kernel), which scores the first completion token from the
-   prompt's last position and every other one from the token before it.
+   prompt's last position and every other one from the token before it. The LM head and its log-softmax run over
+   these completion positions only (the prompt forward keeps one position's logits), in TRL's vocabulary tiles
+   (no `(rows, width, vocab)` logits). On a CPU grouped-query attention runs without transformers' `repeat_kv`
+   copy of the cache (`gqa_without_copies`), as in the shared prefill's decoding.
 
 Always two forwards per chunk of rows, whatever the data: under DDP every process must run the same number of
 forwards (each one may broadcast buffers).
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from srl.generation.shared_prefill import prompt_runs
+from srl.generation.shared_prefill import gqa_without_copies, prompt_runs
 
 
 class NoCache(RuntimeError):
@@ -96,8 +99,9 @@ def shared_prefix_logps(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tens
     for a in range(0, rows, step):
         b = min(a + step, rows)
         chunk_runs = [(max(s, a) - a, min(e, b) - a) for s, e in runs if s < b and e > a]
-        lp, ent = _score_chunk(model, prompt_ids[a:b], prompt_mask[a:b], completion_ids[a:b], completion_mask[a:b],
-                               chunk_runs, compute_entropy)
+        with gqa_without_copies(prompt_ids.device):  # no `repeat_kv` copy of the rows' prompt cache (CPU)
+            lp, ent = _score_chunk(model, prompt_ids[a:b], prompt_mask[a:b], completion_ids[a:b],
+                                   completion_mask[a:b], chunk_runs, compute_entropy)
         logps.append(lp)
         entropies.append(ent)
     return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None)

@@ -156,7 +156,17 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     if run.model == "tiny" and stage != "sft":  # a random model must first learn to write something step-like
         warm = [r for r in train_rows if "expert_step" in r] or None
     prefix = "<think>\n</think>\n" if run.think != "off" else ""
-    model, tokenizer = load_model_and_tokenizer(run.model, bf16=bool(cfg.bf16), seed=cfg.seed)
+    from srl.precision import training_line, training_weights_bf16
+
+    import torch
+
+    on_cpu = bool(cfg.use_cpu) or not torch.cuda.is_available()
+    if progress and cfg.process_index == 0:
+        from srl.console import console
+
+        console(stderr=True).print(training_line(bool(cfg.bf16), on_cpu=on_cpu))
+    model, tokenizer = load_model_and_tokenizer(run.model, bf16=training_weights_bf16(bool(cfg.bf16), on_cpu),
+                                                seed=cfg.seed)
     if warm:
         from srl.tiny import warm_up
 
