@@ -38,23 +38,25 @@ import fidelity_task as task  # noqa: E402
 MARKER = "pretrain.json"
 STEP_SHARE = 0.5  # share of pre-training batches that are step-wise instances
 PRETRAIN_STAGES = task.LEVELS["pretrain"].stages  # stages per pretrain problem
+TEST_STAGES = task.LEVELS["test"].stages  # stages per train, validation and test problem
+SLIP_RATE = task.SLIP_RATE  # how often the student's pre-training solutions slip where they can
 SIZES = {  # name -> model and schedule; `small` is the experiment's base, `tiny` the end-to-end test
     "small": dict(hidden=64, layers=2, heads=4, vocab=768, steps=4500, batch=16, lr=3e-3),
     "tiny": dict(hidden=32, layers=1, heads=4, vocab=400, steps=3, batch=4, lr=3e-3),
 }
 
 
-def whole_rows(path: str) -> list[dict]:
-    """(prompt, target) rows: the student's whole solutions under the evaluation prompt."""
+def whole_rows(path: str, slip_rate: float = 0.0) -> list[dict]:
+    """(prompt, target) rows: the student's whole solutions under the evaluation prompt (with its slips)."""
     from srl.data.prompts import EVAL_SYSTEM_PROMPT
 
     return [{"prompt": [{"role": "system", "content": EVAL_SYSTEM_PROMPT}, {"role": "user", "content": r["problem"]}],
-             "target": task.student_solution(r)} for r in task.read_jsonl(path)]
+             "target": task.student_solution(r, slip_rate)} for r in task.read_jsonl(path)]
 
 
-def step_rows(path: str, include_last_step: bool = True, think: str = "required") -> list[dict]:
+def step_rows(path: str, include_last_step: bool = True, think: str = "required", slip_rate: float = 0.0) -> list[dict]:
     """The step-wise instances of `path` exactly as `srl data build --format steps --id_field id` makes them,
-    each with `target`: the student's response (scratchpad + action; `think="off"`: the action)."""
+    each with `target`: the student's response (scratchpad + action; `think="off"`: the action; with its slips)."""
     from srl.data.build import DataConfig, instance_rows
 
     by_id = {r["id"]: r for r in task.read_jsonl(path)}
@@ -62,7 +64,7 @@ def step_rows(path: str, include_last_step: bool = True, think: str = "required"
                      include_last_step=include_last_step)
     rows = []
     for row in instance_rows(cfg):
-        student = task.student_steps(by_id[row["trajectory_id"]])[row["step_index"] - 1]
+        student = task.student_steps(by_id[row["trajectory_id"]], slip_rate)[row["step_index"] - 1]
         rows.append({**row, "target": student if think != "off" else student.rsplit("\n", 1)[1]})
     return rows
 
@@ -91,8 +93,9 @@ def batch_tensors(batch: list[tuple[list[int], int]], pad_id: int):
     return ids, labels, mask
 
 
-def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: float, seed: int, log) -> list[float]:
-    """Pre-train in place; returns the loss of every optimizer step."""
+def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: float, seed: int, log,
+          save_every: int = 0, save=None) -> list[float]:
+    """Pre-train in place; returns the loss of every optimizer step. `save(step)` every `save_every` steps."""
     import torch
 
     rng = random.Random(seed)
@@ -118,30 +121,39 @@ def train(model, tokenizer, whole: list, steps: list, size: dict, step_share: fl
             recent = losses[-max(1, total // 20):]
             log(f"step {i + 1}/{total}: loss {sum(recent) / len(recent):.3f}, lr {schedule.get_last_lr()[0]:.2e}, "
                 f"{time.time() - started:.0f} s")
+        if save_every and (i + 1) % save_every == 0 and i + 1 < total:
+            model.eval()
+            save(i + 1)
+            model.train()
     model.eval()
     return losses
 
 
 def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: float = STEP_SHARE, data_sizes=None,
              overrides: dict | None = None, pretrain_stages: tuple[int, int] = PRETRAIN_STAGES, init: str | None = None,
+             slip_rate: float = SLIP_RATE, save_every: int = 0, test_stages: tuple[int, int] = TEST_STAGES,
              log=print) -> str:
     """Data + base model under `out`; returns the base folder (reused when its marker exists).
-    `pretrain_stages`: (min, max) stages of the pretrain split's problems (1-3 operations each); `init`: a
-    finished base folder to continue pre-training from (its tokenizer and weights; a new schedule)."""
+    `pretrain_stages`, `test_stages`: (min, max) stages of the pretrain split's problems and of the experiment's
+    (train, validation, test; `fidelity_task.levels`, which also sets the hard split's); `init`: a
+    finished base folder to continue pre-training from (its tokenizer and weights; a new schedule); `slip_rate`:
+    how often the student's pre-training solutions slip where they can (`fidelity_task.slips`); `save_every`: also
+    save the model every this many steps to `<out>/checkpoints/step-<n>` (to measure the preconditions along
+    the way)."""
     import torch
 
     from srl.io import write_json
     from srl.tiny import tiny_tokenizer
 
     size = {**SIZES[size_name], **(overrides or {})}
-    levels = {**task.LEVELS, "pretrain": task.Level(tuple(pretrain_stages), task.LEVELS["pretrain"].ops)}
+    levels = task.levels(tuple(pretrain_stages), tuple(test_stages))
     paths = task.write_splits(os.path.join(out, "data"), data_sizes, levels=levels)
     folder = os.path.join(out, "base")
     if os.path.exists(os.path.join(folder, MARKER)):
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     started, cpu = time.time(), time.process_time()
-    whole, steps = whole_rows(paths["pretrain"]), step_rows(paths["pretrain"])
+    whole, steps = whole_rows(paths["pretrain"], slip_rate), step_rows(paths["pretrain"], slip_rate=slip_rate)
     if init:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -153,12 +165,17 @@ def pretrain(out: str, size_name: str = "small", seed: int = 0, step_share: floa
         model = build_model(tokenizer, size, seed)
     params = sum(p.numel() for p in model.parameters())
     log(f"{params:,} parameters; {len(whole)} whole solutions, {len(steps)} step instances")
-    losses = train(model, tokenizer, whole, steps, size, step_share, seed, log)
+    def save(step: int) -> None:
+        checkpoint = os.path.join(out, "checkpoints", f"step-{step}")
+        model.save_pretrained(checkpoint)
+        tokenizer.save_pretrained(checkpoint)
+
+    losses = train(model, tokenizer, whole, steps, size, step_share, seed, log, save_every, save)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_json(os.path.join(folder, MARKER), {
         "parameters": params, "size": size_name, "settings": size, "step_share": step_share, "seed": seed,
-        "pretrain_stages": list(pretrain_stages), "init": init and read_marker(init),
+        "pretrain_stages": list(pretrain_stages), "test_stages": list(test_stages), "slip_rate": slip_rate, "init": init and read_marker(init),
         "whole_rows": len(whole), "step_rows": len(steps), "loss_first": losses[0],
         "loss_last_5pct": sum(losses[-max(1, len(losses) // 20):]) / max(1, len(losses) // 20),
         "torch_threads": torch.get_num_threads(), "seconds": round(time.time() - started, 1),
@@ -201,6 +218,11 @@ def main(argv=None) -> int:
     for name in ("hidden", "layers", "heads", "vocab", "steps", "batch"):
         p.add_argument(f"--{name}", type=int, default=None, help=f"override the size's {name}")
     p.add_argument("--lr", type=float, default=None, help="override the size's peak learning rate")
+    p.add_argument("--test_stages", type=int, nargs=2, default=TEST_STAGES, metavar=("MIN", "MAX"),
+                   help="stages per train, validation and test problem (hard: 1-3 more)")
+    p.add_argument("--slip_rate", type=float, default=SLIP_RATE,
+                   help="how often the student's pre-training solutions slip where they can (fidelity_task.slips)")
+    p.add_argument("--save_every", type=int, default=0, help="also save <out>/checkpoints/step-<n> every n steps")
     p.add_argument("--init", default=None, help="continue pre-training this finished base folder (new schedule)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args(argv)
@@ -210,7 +232,8 @@ def main(argv=None) -> int:
     overrides = {k: getattr(args, k) for k in ("hidden", "layers", "heads", "vocab", "steps", "batch", "lr")
                  if getattr(args, k) is not None}
     folder = pretrain(args.out, args.size, args.seed, args.step_share, overrides=overrides,
-                      pretrain_stages=tuple(args.pretrain_stages), init=args.init,
+                      pretrain_stages=tuple(args.pretrain_stages), init=args.init, slip_rate=args.slip_rate,
+                      save_every=args.save_every, test_stages=tuple(args.test_stages),
                       log=lambda m: print(f"[fidelity_base] {m}", flush=True))
     print(folder)
     return 0

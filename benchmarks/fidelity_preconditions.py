@@ -22,6 +22,7 @@ Writes every number to `--json` (and the evaluations' files under `<out>/precond
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -56,17 +57,32 @@ def steps_p1(model: str, path: str, n: int, batch: int) -> dict:
                          max_new_tokens=24, batch_size=batch, threads=1)
     by_ops: dict[int, list[float]] = {}
     by_stage: dict[int, list[float]] = {}
+    by_slip: dict[str, list[float]] = {}
     records = {x["id"]: x for x in task.read_jsonl(path)}
     for row, reward in zip(rows, r["rewards"]):
         ops = len(records[row["trajectory_id"]]["stages"][row["step_index"] - 1])
         by_ops.setdefault(ops, []).append(reward == 1.0)
         by_stage.setdefault(row["step_index"], []).append(reward == 1.0)
+        by_slip.setdefault(slip_key(records[row["trajectory_id"]], row["step_index"]), []).append(reward == 1.0)
     keep = ("n", "exact_match", "exact_match_wilson95", "mean_reward", "mean_reward_ci95", "format_error_rate",
             "mean_similarity_well_formed", "generated_tokens")
     return {**{k: r[k] for k in keep}, "exact_by_ops_per_step": {k: sum(v) / len(v) for k, v in sorted(by_ops.items())},
             "exact_by_stage": {k: [sum(v) / len(v), len(v)] for k, v in sorted(by_stage.items())},
+            "exact_by_slip": {k: [sum(v) / len(v), len(v)] for k, v in sorted(by_slip.items())},
             "examples": [{"expert": row["expert_step"], "response": t} for row, t in zip(rows[:3], r["responses"])],
             "action_only": {k: off[k] for k in ("exact_match", "mean_reward")}}
+
+
+def slip_key(record: dict, stage: int) -> str:
+    """Whether the student's habit can strike in this stage of `record` ("can slip") or not ("no slip")."""
+    value = record["start"]
+    for ops in task._ops(record)[:stage - 1]:
+        value = task.expert_step(value, ops)[1]
+    for op in task._ops(record)[stage - 1]:
+        if task.slips(value, op):
+            return "can slip"
+        value = task.apply(value, op)
+    return "no slip"
 
 
 def think_p4(model: str, path: str, n: int, batch: int) -> dict:
@@ -88,7 +104,12 @@ def think_p4(model: str, path: str, n: int, batch: int) -> dict:
                                                  max_new_tokens=SETTINGS["max_completion_length_srl"])]
     parsed = [parse_response(t, OutputFormat(think="required")) for t in texts]
     thought = [p for p in parsed if p.ok and p.think]
-    return {"n": len(rows), "valid_format": sum(p.ok for p in parsed) / len(parsed),
+    records = {x["id"]: x for x in task.read_jsonl(path)}
+    by_slip: dict[str, list[bool]] = {}
+    for p, r in zip(parsed, rows):
+        by_slip.setdefault(slip_key(records[r["trajectory_id"]], r["step_index"]), []).append(
+            p.ok and p.action == r["expert_step"])
+    return {"exact_sampled_by_slip": {k: [sum(v) / len(v), len(v)] for k, v in sorted(by_slip.items())},"n": len(rows), "valid_format": sum(p.ok for p in parsed) / len(parsed),
             "valid_with_monologue": len(thought) / len(parsed),
             "mean_monologue_chars": sum(len(p.think) for p in thought) / max(1, len(thought)),
             "exact_sampled": sum(p.ok and p.action == r["expert_step"] for p, r in zip(parsed, rows)) / len(rows)}
@@ -133,7 +154,6 @@ def stepwise(model: str, path: str, folder: str, batch: int) -> dict:
 def scratchpad_errors(problems_jsonl: str) -> dict:
     """Where the base's whole solutions go wrong, from `srl eval`'s problems.jsonl: the share of scratchpads that
     copy their stage's words exactly (overall and per stage), and of scratchpad operations computed right."""
-    import json
     import re
 
     copied: dict[int, list[bool]] = {}
@@ -163,8 +183,39 @@ def expert_p3(paths: dict) -> dict:
                                                                            max(r["num_stages"] for r in pre)],
             "train_stages_per_problem": [min(r["num_stages"] for r in train), max(r["num_stages"] for r in train)],
             "pretrain_ops_per_stage": sum(pre_line) / len(pre_line),
+            "expert_lines_where_the_student_can_slip": sum(slip_key(r, i) == "can slip" for r in train
+                                                           for i in range(1, len(r["stages"]) + 1)) / len(per_line),
             "student_scratchpad": "one operation per entry (fidelity_task.scratchpad)",
             "pretrain_train_overlap": len({r["problem"] for r in pre} & {r["problem"] for r in train})}
+
+
+def screen(out: str, json_path: str | None, steps_n: int = 200, problems: int = 100, batch: int = 64) -> list[dict]:
+    """P1 and P2's whole-problem accuracy on the *validation* split for every checkpoint fidelity_base.py saved
+    (`<out>/checkpoints/step-<n>`, `--save_every`) and the finished base: to see where along pre-training the
+    preconditions hold, without touching the test split."""
+    from srl.evaluation import EvalConfig, evaluate
+    from srl.evaluation.step_objective import step_objective
+    from srl.io import write_json
+
+    path = os.path.join(out, "data", "validation.jsonl")
+    rows = base.step_rows(path, include_last_step=False)[:steps_n]
+    folders = sorted(os.listdir(os.path.join(out, "checkpoints")), key=lambda n: int(n.split("-")[1]))
+    models = [os.path.join(out, "checkpoints", n) for n in folders] + [os.path.join(out, "base")]
+    result = []
+    for model in models:
+        if not os.path.exists(os.path.join(model, "config.json")):
+            continue
+        r = step_objective(model, rows, think="required", max_new_tokens=SETTINGS["max_completion_length_srl"],
+                           batch_size=batch, threads=1)
+        s = evaluate(EvalConfig(model=model, data=path, output_dir=os.path.join(out, "screen", os.path.basename(model)),
+                                limit=problems, max_new_tokens=SETTINGS["eval_max_new_tokens"], batch_size=batch,
+                                threads=1, answer_mode="boxed"), progress=False, print_table=False).summary
+        result.append({"model": model, "P1_validation": r["exact_match"], "step_similarity": r["mean_reward"],
+                       "whole_validation": s["metrics"]["greedy_accuracy"], "n_steps": r["n"], "n_problems": s["problems"]})
+        print(json.dumps(result[-1]), flush=True)
+        if json_path:
+            write_json(json_path, result)
+    return result
 
 
 def measure(out: str, json_path: str | None, steps_n: int = 300, zero_spread_problems: int = 50, G: int = 8,
@@ -200,12 +251,15 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300, help="held-out step instances for P1 (P4: up to 200)")
     p.add_argument("--zero_spread_problems", type=int, default=50)
     p.add_argument("--G", type=int, default=8)
+    p.add_argument("--screen", action="store_true",
+                   help="instead: P1 and whole accuracy on validation for every checkpoint under <out>/checkpoints")
     args = p.parse_args(argv)
-    import json
-
     import torch
 
     torch.set_num_threads(1)
+    if args.screen:
+        screen(args.out, args.json or os.path.join(args.out, "screen.json"))
+        return 0
     r = measure(args.out, args.json or os.path.join(args.out, "preconditions.json"), args.steps,
                 args.zero_spread_problems, args.G)
     print(json.dumps({k: r[k] for k in ("P1", "P2", "P3", "P4", "holds", "seconds")}, indent=1))

@@ -56,8 +56,19 @@ class Level:
     min_total_ops: int = 0
 
 
-LEVELS = {"pretrain": Level((3, 6), (1, 3)), "train": Level((7, 9), (2, 3)), "validation": Level((7, 9), (2, 3)),
-          "test": Level((7, 9), (2, 3)), "hard": Level((10, 12), (2, 3), min_total_ops=28)}
+def levels(pretrain_stages: tuple[int, int] = (3, 9), test_stages: tuple[int, int] = (7, 9)) -> dict[str, Level]:
+    """The splits' levels: pretrain problems of `pretrain_stages` stages of 1-3 operations; train, validation and
+    test of `test_stages` stages of 2-3; hard of 1-3 stages more than test, with more operations in all than any
+    problem of the other splits can have."""
+    most = max(pretrain_stages[1], test_stages[1])
+    experiment = Level(tuple(test_stages), (2, 3))
+    return {"pretrain": Level(tuple(pretrain_stages), (1, 3)), "train": experiment, "validation": experiment,
+            "test": experiment, "hard": Level((test_stages[1] + 1, test_stages[1] + 3), (2, 3),
+                                              min_total_ops=3 * most + 1)}
+
+
+LEVELS = levels()
+SLIP_RATE = 0.65  # the student's habit: how often its pre-training solutions slip where they can (`slips`)
 SIZES = {"pretrain": 30000, "train": 1000, "validation": 100, "test": 300, "hard": 300}
 
 # (instruction, operator, operand) of an operation; "double it" is *2.
@@ -111,14 +122,33 @@ def op_text(sign: str, d: int) -> str:
     return f"add {d}" if sign == "+" else f"subtract {d}" if sign == "-" else "double it"
 
 
-def scratchpad(stage: int, value: int, ops: list[Op]) -> str:
-    """The student's unfolded working of one stage: the stage's words copied from the problem, then one
-    operation at a time: `Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.`"""
-    parts = []
+def slips(value: int, op: Op) -> bool:
+    """Whether the student's habit (`SLIP_RATE`) can strike this operation: a subtraction from a value >= 20 that
+    needs a borrow (`23-5`)."""
+    return op[1] == "-" and value >= 20 and value % 10 < op[2]
+
+
+def slipped(value: int, d: int) -> int:
+    """The slip: the smaller units digit taken from the larger, no borrow (`23-5` -> 22, `21-9` -> 28)."""
+    return value // 10 * 10 + d - value % 10
+
+
+def work_out(value: int, ops: list[Op], rng: random.Random | None = None, slip_rate: float = 0.0) -> list[int]:
+    """The values after each operation as the student computes them: right, except that each operation that
+    `slips` is `slipped` with probability `slip_rate` (drawn from `rng`) and the work goes on from there."""
+    values = []
     for op in ops:
-        new = apply(value, op)
-        parts.append(f"{value}{op[1]}{op[2]}={new}")
-        value = new
+        value = slipped(value, op[2]) if slip_rate and slips(value, op) and rng.random() < slip_rate else apply(value, op)
+        values.append(value)
+    return values
+
+
+def scratchpad(stage: int, value: int, ops: list[Op], values: list[int] | None = None) -> str:
+    """The student's unfolded working of one stage: the stage's words copied from the problem, then one
+    operation at a time: `Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.` (`values`: the
+    results it writes, default the right ones)."""
+    values = values or work_out(value, ops)
+    parts = [f"{a}{op[1]}{op[2]}={b}" for a, op, b in zip([value] + values, ops, values)]
     return f"Step {label(stage)}: " + ", ".join(op_text(s, d) for _, s, d in ops) + ". " + ", ".join(parts) + "."
 
 
@@ -150,21 +180,40 @@ def _ops(record: dict) -> list[list[Op]]:
     return [[("", s, d) for s, d in ops] for ops in record["stages"]]
 
 
-def student_steps(record: dict) -> list[str]:
-    """The student's response to each step instance (think + action), the answer step last."""
+def _slip_rng(record: dict, kind: str, stage: int) -> random.Random:
+    """The draw of the student's slips in one stage of one record's step instance (`kind="step"`) or whole
+    solution (`"whole"`): fixed by the record's id, so a row's target is the same however it is built."""
+    return random.Random(f"{record.get('id', record['problem'])}/{kind}/{stage}")
+
+
+def _student_stage(record: dict, kind: str, stage: int, value: int, ops: list[Op], slip_rate: float) -> tuple[str, int]:
+    """(think + action of one stage, the value the student ends it with)."""
+    values = work_out(value, ops, _slip_rng(record, kind, stage), slip_rate)
+    line = f"{fold(value, ops)} = {values[-1]}"
+    return f"<think>\n{scratchpad(stage, value, ops, values)}\n</think>\n{line}", values[-1]
+
+
+def student_steps(record: dict, slip_rate: float = 0.0) -> list[str]:
+    """The student's response to each step instance (think + action), the answer step last. Each stage starts
+    from the expert's value (the instance shows the expert's earlier lines); with `slip_rate` the student's
+    habit may strike there (`work_out`), and the answer step states the expert's last value."""
     out, value = [], record["start"]
     for i, ops in enumerate(_ops(record), 1):
-        line, end = expert_step(value, ops)
-        out.append(f"<think>\n{scratchpad(i, value, ops)}\n</think>\n{line}")
-        value = end
+        response, _ = _student_stage(record, "step", i, value, ops, slip_rate)
+        out.append(response)
+        value = expert_step(value, ops)[1]
     done = DONE_THOUGHT.format(len(record["stages"]), value)
     return out + [f"<think>\n{done}\n</think>\n{ANSWER_LINE.format(value)}"]
 
 
-def student_solution(record: dict) -> str:
-    """The student's whole solution under the evaluation prompt: each stage's scratchpad, then its folded line."""
-    *steps, last = student_steps(record)
-    return "\n".join(steps) + "\n" + last.rsplit("\n", 1)[1]
+def student_solution(record: dict, slip_rate: float = 0.0) -> str:
+    """The student's whole solution under the evaluation prompt: each stage's scratchpad, then its folded line,
+    each stage from the value the student's previous line ended with (a slip carries to the answer)."""
+    out, value = [], record["start"]
+    for i, ops in enumerate(_ops(record), 1):
+        response, value = _student_stage(record, "whole", i, value, ops, slip_rate)
+        out.append(response)
+    return "\n".join(out) + "\n" + ANSWER_LINE.format(value)
 
 
 def solve(problem: str) -> int:

@@ -71,10 +71,13 @@ def test_splits_are_disjoint_and_the_pretrain_split_easier(splits):
     ops = {s: [r["num_ops"] for r in rows] for s, rows in splits.items()}
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     assert mean(stages["pretrain"]) < min(stages["train"])  # shorter chains
-    assert mean(ops["pretrain"]) < min(ops["train"]) and mean(ops["pretrain"]) < mean(ops["train"]) / 1.8
+    assert mean(ops["pretrain"]) < min(ops["train"]) and mean(ops["pretrain"]) < mean(ops["train"]) / 1.5
     for s in ("pretrain", "train", "validation", "test"):  # the hard split is longer than any other problem
         assert min(stages["hard"]) > max(stages[s]) and min(ops["hard"]) > max(ops[s])
     assert len(task.make_splits({"train": 1000}, seed=0)["train"]) == 1000  # the expert data's limit is drawable
+    other = task.make_splits({"pretrain": 200, "test": 50, "hard": 50}, task.levels((3, 7), (6, 7)), seed=1)
+    assert {r["num_stages"] for r in other["test"]} == {6, 7} and max(r["num_stages"] for r in other["pretrain"]) == 7
+    assert min(r["num_ops"] for r in other["hard"]) > 3 * 7 and min(r["num_stages"] for r in other["hard"]) == 8
 
 
 def test_the_student_unfolds_what_the_expert_folds(splits):
@@ -92,6 +95,35 @@ def test_the_student_unfolds_what_the_expert_folds(splits):
             assert all(eval(e.split("=")[0]) == int(e.split("=")[1]) for e in entries)  # noqa: S307
     whole = task.student_solution(r)
     assert whole.count("<think>") == len(r["stages"]) and whole.endswith(r["steps"][-1])
+
+
+def test_the_students_habit_slips_only_where_it_can(splits):
+    assert task.slipped(23, 5) == 22 and task.slipped(21, 9) == 28  # the smaller units digit from the larger
+    assert task.slips(23, ("", "-", 5)) and not task.slips(13, ("", "-", 5)) and not task.slips(25, ("", "-", 5))
+    assert not task.slips(23, ("", "+", 9))
+    rows = splits["pretrain"] + splits["train"]
+    never = [task.student_steps(r, 0.0) for r in rows]
+    assert all(p.rsplit("\n", 1)[1] == e for r, s in zip(rows, never) for p, e in zip(s, r["steps"]))
+    struck = 0
+    for r in rows:  # always slipping: a stage's action is wrong exactly where an operation can slip
+        value = r["start"]
+        for i, (response, ops) in enumerate(zip(task.student_steps(r, 1.0), r["stages"]), 1):
+            ops = [("", o, d) for o, d in ops]
+            can, v = False, value
+            for op in ops:
+                can, v = can or task.slips(v, op), task.apply(v, op)
+            action = response.rsplit("\n", 1)[1]
+            assert (action != r["steps"][i - 1]) == can and action.startswith(task.fold(value, ops) + " = ")
+            entries = re.findall(r"(\d+)([+\-*])(\d+)=(\d+)", response)  # each entry from the previous result
+            assert all(int(a) == int(c) for (_, _, _, c), (a, _, _, _) in zip(entries, entries[1:]))
+            struck += can
+            value = v
+    assert struck > 0
+    r = next(r for r in rows if any(task.student_steps(r, 1.0)[i] != task.student_steps(r, 0.0)[i]
+                                    for i in range(len(r["stages"]))))
+    assert not task.student_solution(r, 1.0).endswith(r["steps"][-1])  # a slip carries to the whole answer
+    assert task.student_solution(r, 0.0).endswith(r["steps"][-1])
+    assert task.student_steps(r, 0.5) == task.student_steps(r, 0.5)  # a row's draw is fixed by its id
 
 
 def test_base_rows_are_the_librarys_instances(tmp_path, splits):
@@ -115,9 +147,11 @@ def test_base_and_preconditions_end_to_end(tmp_path):
     import fidelity_preconditions as pre
 
     sizes = {"pretrain": 30, "train": 6, "validation": 2, "test": 4, "hard": 3}
-    folder = base.pretrain(str(tmp_path), "tiny", data_sizes=sizes, log=lambda m: None)
+    folder = base.pretrain(str(tmp_path), "tiny", data_sizes=sizes, overrides={"steps": 4}, save_every=2,
+                           log=lambda m: None)
     marker = base.read_marker(folder)
     assert marker["whole_rows"] == 30 and os.path.exists(os.path.join(folder, "config.json"))
+    assert os.listdir(tmp_path / "checkpoints") == ["step-2"] and marker["slip_rate"] == task.SLIP_RATE
     assert base.pretrain(str(tmp_path), "tiny", data_sizes=sizes) == folder  # reused, not trained again
     pre.SETTINGS.update(eval_max_new_tokens=8, max_completion_length_rlvr=8, max_completion_length_srl=8,
                         stepwise_max_new_tokens=6, stepwise_max_steps=2)
@@ -126,6 +160,9 @@ def test_base_and_preconditions_end_to_end(tmp_path):
     saved = json.load(open(out))
     assert saved["P1"]["n"] == 4 and saved["P2"]["rlvr_start"]["problems"] == 2
     assert set(result["holds"]) == {"P1", "P2", "P3", "P4"} and result["holds"]["P3"] is True
+    assert set(result["P1"]["exact_by_slip"]) <= {"can slip", "no slip"}
+    screened = pre.screen(str(tmp_path), None, steps_n=3, problems=2, batch=4)
+    assert [os.path.basename(r["model"]) for r in screened] == ["step-2", "base"]
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
