@@ -1,7 +1,7 @@
 """The fidelity experiment's base model (issue 21): a tokenizer and a small Llama built from scratch, pre-trained on
 the *pretrain* split of `fidelity_task` (the student's easier problems) in both formats the methods use.
 
-    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/fidelity_base.py --out runs/fidelity
+    OMP_NUM_THREADS=1 python benchmarks/fidelity_base.py --out runs/fidelity --save_every 500
 
 - Whole solutions under the evaluation prompt (`srl.data.prompts.EVAL_SYSTEM_PROMPT`, what `srl eval` and RLVR
   show): the student's solution, a `<think>` scratchpad per stage then its folded line, then the answer line
@@ -10,6 +10,9 @@ the *pretrain* split of `fidelity_task` (the student's easier problems) in both 
   instance builder (`srl.data.build.instance_rows`, `--data_format steps`, the answer step included so the
   student knows when to answer): the target is `<think>` + that stage's scratchpad + `</think>` + the folded
   line (`fidelity_task.student_steps`).
+
+The student's pre-training solutions carry its habit (`--slip_rate`, `fidelity_task.slips`): where a subtraction
+from >= 20 needs a borrow, 90% of them slip (drawn once per row, fixed by the row's id).
 
 Training: AdamW, linear warm-up then cosine decay, loss on the response tokens only, batches drawn from the two
 formats in turn (`--step_share` of them step-wise). Rows are tokenized when first drawn. The pretrain split is

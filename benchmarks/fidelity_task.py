@@ -10,7 +10,7 @@ folded into one expression, computed "in its head", then the answer line:
     (17+5)*2-3 = 41 | (41+4)*2 = 90 | The final answer is \\boxed{90}.
 
 The *student* (the base model, pre-trained on easier problems) writes the same actions, but works each stage out
-one operation at a time in a `<think>` scratchpad first (`student_step`):
+one operation at a time in a `<think>` scratchpad first (`student_steps`, `student_solution`):
 
     <think>
     Step 1: add 5, double it, subtract 3. 17+5=22, 22*2=44, 44-3=41.
@@ -20,10 +20,19 @@ one operation at a time in a `<think>` scratchpad first (`student_step`):
 so the expert's lines are not the student's text (P3: the expert skips the scratchpad the student relies on),
 and a whole problem of n stages is right only if all n folded steps are (P2: accuracy ~ p^n).
 
-Splits (`LEVELS`, `make_splits`), disjoint by problem text: `pretrain` 1-6 stages of 1-3 operations (the
-student's easier problems: half as many operations per problem on average, and single-operation stages); `train` (the expert data, <= 1,000 problems), `validation`, `test`: 5-6 stages of
-2-3 operations (every expert line folds >= 2); `hard`: 8-9 stages, and more operations in total than any
-problem of the other splits. Values stay in [0, max_value]; operands 1-9.
+The student has a *habit* (`slips`, `SLIP_RATE`): in its pre-training solutions, a subtraction from a value >= 20
+that needs a borrow is done without it (`23-5=22`, the smaller units digit taken from the larger) 90% of the
+time, right the other 10%, and the work goes on from the slipped value. So the pre-trained base can do most
+steps, has the right step in its distribution where it slips, but does not prefer it: its greedy step is wrong in
+the ~40% of stages where a slip can strike, and whole problems of many stages almost never come out right -- the
+regime the paper describes for Qwen2.5-7B (most single steps right, hard problems failed), made explicit.
+
+Splits (`levels`, `LEVELS`, `make_splits`), disjoint by problem text: `pretrain` 3-6 stages of 1-3 operations
+(the student's easier problems: fewer stages on average, 2 operations per stage against 2.5, and
+single-operation stages); `train` (the expert data, <= 1,000 problems), `validation`, `test`: 6 stages of 2-3
+operations (every expert line folds >= 2); `hard`: 7-9 stages, and more operations in total than any problem
+of the other splits. `levels(pretrain_stages, test_stages)` draws other lengths. Values stay in [0, max_value]
+before a slip; operands 1-9.
 
 Records are `--data_format steps` rows (`problem`, `steps`, `answer`, plus `id`, `num_stages`, `num_ops`,
 `stages`: the operations per stage, which `check_record` re-derives the expert lines from).
@@ -56,7 +65,7 @@ class Level:
     min_total_ops: int = 0
 
 
-def levels(pretrain_stages: tuple[int, int] = (3, 9), test_stages: tuple[int, int] = (7, 9)) -> dict[str, Level]:
+def levels(pretrain_stages: tuple[int, int] = (3, 6), test_stages: tuple[int, int] = (6, 6)) -> dict[str, Level]:
     """The splits' levels: pretrain problems of `pretrain_stages` stages of 1-3 operations; train, validation and
     test of `test_stages` stages of 2-3; hard of 1-3 stages more than test, with more operations in all than any
     problem of the other splits can have."""
@@ -68,7 +77,7 @@ def levels(pretrain_stages: tuple[int, int] = (3, 9), test_stages: tuple[int, in
 
 
 LEVELS = levels()
-SLIP_RATE = 0.65  # the student's habit: how often its pre-training solutions slip where they can (`slips`)
+SLIP_RATE = 0.9  # the student's habit: how often its pre-training solutions slip where they can (`slips`)
 SIZES = {"pretrain": 30000, "train": 1000, "validation": 100, "test": 300, "hard": 300}
 
 # (instruction, operator, operand) of an operation; "double it" is *2.
