@@ -37,9 +37,9 @@ def by_stage(record: str, steps_path: str, test_path: str) -> dict:
     from srl.io import read_records
 
     rows = [r.data for r in read_records(steps_path)]
-    records = {r["id"]: r for r in task.read_jsonl(test_path)}
+    records = {r["problem"]: r for r in task.read_jsonl(test_path)}  # by text: step_eval's trajectory ids are line numbers
     index = [r["step_index"] for r in rows]
-    slip = [slip_key(records[r["trajectory_id"]], r["step_index"]) for r in rows]
+    slip = [slip_key(records[r["problem"]], r["step_index"]) for r in rows]
     per_method: dict[str, list[dict]] = {}
     for path in sorted(glob.glob(os.path.join(record, "runs", "*.json"))):
         with open(path, encoding="utf-8") as f:

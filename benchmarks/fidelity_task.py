@@ -23,9 +23,10 @@ and a whole problem of n stages is right only if all n folded steps are (P2: acc
 The student has a *habit* (`slips`, `SLIP_RATE`): in its pre-training solutions, a subtraction from a value >= 20
 that needs a borrow is done without it (`23-5=22`, the smaller units digit taken from the larger) 90% of the
 time, right the other 10%, and the work goes on from the slipped value. So the pre-trained base can do most
-steps, has the right step in its distribution where it slips, but does not prefer it: its greedy step is wrong in
-the ~40% of stages where a slip can strike, and whole problems of many stages almost never come out right -- the
-regime the paper describes for Qwen2.5-7B (most single steps right, hard problems failed), made explicit.
+steps, has the right step in its distribution where it slips, but does not prefer it: its greedy step is wrong
+in the stages where a slip can strike (26% of pretrain stages, 36% of test stages, 42% of hard ones), and a
+whole problem comes out right only if none of its stages can slip (7% of test problems, 0.3% of hard ones) --
+the regime the paper describes for Qwen2.5-7B (most single steps right, hard problems failed), made explicit.
 
 Splits (`levels`, `LEVELS`, `make_splits`), disjoint by problem text: `pretrain` 3-6 stages of 1-3 operations
 (the student's easier problems: fewer stages on average, 2 operations per stage against 2.5, and

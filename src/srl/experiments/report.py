@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import textwrap
 from typing import Any
 
 from srl.evaluation.metrics import paired_exact_test, paired_mean_difference, t_interval, wilson_interval
@@ -216,7 +217,8 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
         for x, c in zip(xs, cells):
             if len(c["per_seed"]) > 1:
                 ax.scatter([x] * len(c["per_seed"]), [100 * v for v in c["per_seed"]], color="black", s=8, zorder=3)
-    ax.set_xticks(range(len(methods)), [m["label"].replace(" without ", "\nwithout ") for m in methods], fontsize=8)
+    # labels wrapped to the bar group's width (long ablation names overlapped their neighbours)
+    ax.set_xticks(range(len(methods)), [textwrap.fill(m["label"], 22) for m in methods], fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(bottom=0)
     ax.set_title((results.get("title") or "method comparison") + "\nbars: mean; whiskers: 95% CI (one run: Wilson; "
