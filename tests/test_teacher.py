@@ -414,7 +414,7 @@ def test_ctrl_c_stops_at_once_without_waiting_for_calls_in_flight(tmp_path, fake
                         "--concurrency", "3"],
                        # a terminal's Ctrl-C: SIGINT handled as Python does by default, even when pytest runs as a
                        # background job (`make test &`), whose children inherit SIGINT ignored (POSIX) -- then
-                       # Python installs no KeyboardInterrupt handler and the child never stops (seen twice)
+                       # Python installs no KeyboardInterrupt handler and the child never stops
                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b"\n") == 1):
@@ -422,14 +422,7 @@ def test_ctrl_c_stops_at_once_without_waiting_for_calls_in_flight(tmp_path, fake
     while fake.count() < 3 and time.monotonic() < deadline:  # two calls in flight
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    try:
-        _, stderr = proc.communicate(timeout=50)  # the calls in flight would take a minute: not waited for
-    except subprocess.TimeoutExpired:  # say why
-        status = open(f"/proc/{proc.pid}/status").read()
-        proc.kill()
-        _, stderr = proc.communicate()
-        signals = [line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
-        pytest.fail(f"no exit 50 s after Ctrl-C; the child's signal masks {signals}; stderr: {stderr[-2000:]}")
+    _, stderr = proc.communicate(timeout=50)  # the calls in flight would take a minute: not waited for
     assert proc.returncode == 130
     assert stderr.strip().splitlines()[-1].startswith("srl: interrupted; the answered calls are in")
     assert [json.loads(line)["problem"] for line in journal.read_text().splitlines()] == [qs[0]]
