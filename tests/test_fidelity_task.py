@@ -184,7 +184,7 @@ def test_the_recipe_plans_every_method_and_ablation_as_the_paper_states_them(tmp
 
     cfg = CompareConfig(**recipe(str(tmp_path)))
     assert cfg.methods == ["base", "sft", "rlvr", "srl", "srl_rlvr", "srl_nods", "srl_outcome", "srl_whole"]
-    assert cfg.seeds == [0, 1, 2] and cfg.budget_unit == "rollouts"
+    assert cfg.seeds == [0, 1, 2, 3, 4] and cfg.budget_unit == "rollouts"
     plans = {m: cfg.plan(m) for m in cfg.methods}
     # the same rollout budget for every RL method (SRL -> RLVR: half each); SFT by its own epochs
     for m in ("rlvr", "srl", "srl_nods", "srl_outcome", "srl_whole"):
