@@ -9,10 +9,11 @@ so most of that work is duplicated. Here, for a batch whose runs of consecutive 
 2. the cache is indexed to one copy per row (`index_select` on the batch axis: gradients flow back into the one
    prompt forward) and `[last prompt token | completion]` is forwarded on top of it, with position ids continuing
    each prompt's and an attention mask over [prompt | completion], through TRL's fused LM head
-   (`fused_lm_head=True`: the same temperature, the same kernel), which scores the first completion token from the
-   prompt's last position and every other one from the token before it. The LM head and its log-softmax run over
-   these completion positions only (the prompt forward keeps one position's logits), in TRL's vocabulary tiles
-   (no `(rows, width, vocab)` logits). On a CPU grouped-query attention runs without transformers' `repeat_kv`
+   (`fused_lm_head=True`: the same temperature), which scores the first completion token from the prompt's last
+   position and every other one from the token before it. The LM head and its log-softmax run over these
+   completion positions only (the prompt forward keeps one position's logits; padding after a completion's end is
+   not scored), in vocabulary tiles (no `(rows, width, vocab)` logits): on a GPU TRL's kernel, on a CPU
+   `srl.training.lm_head` (the same values in three products where TRL's kernel does four). On a CPU grouped-query attention runs without transformers' `repeat_kv`
    copy of the cache (`gqa_without_copies`), as in the shared prefill's decoding.
 
 Always two forwards per chunk of rows, whatever the data: under DDP every process must run the same number of
@@ -30,6 +31,7 @@ from __future__ import annotations
 import torch
 
 from srl.generation.shared_prefill import gqa_without_copies, prompt_runs
+from srl.training.lm_head import cpu_lm_head
 
 
 class NoCache(RuntimeError):
@@ -133,8 +135,9 @@ def _score_chunk(model, prompt_ids, prompt_mask, completion_ids, completion_mask
     position_ids = (lengths - 1).unsqueeze(1) + torch.arange(width + 1, device=input_ids.device).unsqueeze(0)
     labels = input_ids.masked_fill(torch.cat([ones, completion_mask], dim=1) == 0, -100)
     labels[:, 0] = -100
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
-                labels=labels, fused_lm_head=True)
+    with cpu_lm_head(labels[:, 1:] != -100):  # on a CPU: 3 products, not TRL's 4; only labelled positions
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    past_key_values=cache, labels=labels, fused_lm_head=True)
     return out.log_probs, (out.entropy if compute_entropy else None)
 
 
