@@ -59,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--layouts", default="trl,shared", help="comma list of trl, shared (default both)")
     p.add_argument("--dtypes", default="fp32", help="comma list of fp32, bf16 (bf16: fp32 weights, bf16 autocast)")
     p.add_argument("--backends", default="hf", help="comma list of hf, vllm (rollouts)")
+    p.add_argument("--thp", default=None, help="comma list of 0, 1: THP_MEM_ALLOC_ENABLE for the cell's process "
+                                               "(torch's transparent huge pages; default: as srl sets it)")
     p.add_argument("--against", help="also run every cell with srl imported from this folder (another checkout's "
                                      "src/), interleaved: before / after a change")
     p.add_argument("--model", default=MODEL)
@@ -179,6 +181,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     return {"workload": workload, "shared_prefix": shared, "dtype": dtype, "backend": backend,
             "autocast": bool(cfg.bf16), "times": times, "tokens": step_tokens,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "threads": threads_line,
+            "thp_line": os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"),
             "torch_threads": torch.get_num_threads(), "params": sum(p.numel() for p in model.parameters()),
             "hidden": c.hidden_size, "layers": c.num_hidden_layers, "vocab": c.vocab_size, "width": width,
             "fallbacks": sorted(fallbacks)}
@@ -189,14 +192,17 @@ def cells(args) -> list[dict]:
     """Every combination of the options, in the order the cells take turns."""
     threads = [int(t) for t in args.threads.split(",")] if args.threads else [None]
     sources = [None] + ([os.path.abspath(args.against)] if args.against else [])
-    return [{"workload": w, "shared": layout == "shared", "dtype": d, "threads": t, "backend": b, "src": src}
+    thp = args.thp.split(",") if args.thp else [None]
+    return [{"workload": w, "shared": layout == "shared", "dtype": d, "threads": t, "backend": b, "src": src,
+             "thp": h}
             for w in args.workload.split(",") for t in threads for d in args.dtypes.split(",")
-            for b in args.backends.split(",") for layout in args.layouts.split(",") for src in sources]
+            for b in args.backends.split(",") for layout in args.layouts.split(",") for h in thp for src in sources]
 
 
 def cell_name(c: dict) -> str:
     return (f"{c['workload']} {'shared' if c['shared'] else 'trl'} {c['dtype']} {c['backend']} "
-            f"threads={c['threads'] or 'auto'}" + (" (against)" if c["src"] else ""))
+            f"threads={c['threads'] or 'auto'}" + (f" THP={c['thp']}" if c.get("thp") else "")
+            + (" (against)" if c["src"] else ""))
 
 
 def run_worker(cell: dict, args) -> dict:
@@ -204,9 +210,12 @@ def run_worker(cell: dict, args) -> dict:
     env = dict(os.environ)
     if cell["src"]:  # the other checkout's srl first on the path
         env["PYTHONPATH"] = cell["src"] + os.pathsep + env.get("PYTHONPATH", "")
+    if cell.get("thp"):
+        env["THP_MEM_ALLOC_ENABLE"] = cell["thp"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     info = {"workload": cell["workload"], "shared_prefix": cell["shared"], "dtype": cell["dtype"],
-            "backend": cell["backend"], "requested_threads": cell["threads"], "src": cell["src"]}
+            "backend": cell["backend"], "requested_threads": cell["threads"], "src": cell["src"],
+            "thp": cell.get("thp")}
     if done.returncode != 0:  # reported in the table; the other cells still run
         print(f"worker {cell_name(cell)} failed (exit status {done.returncode}; -9: killed, e.g. by the OOM "
               f"killer):\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -219,20 +228,21 @@ def median(values):
 
 
 def key(r: dict) -> tuple:
-    return (r["workload"], r["shared_prefix"], r["dtype"], r["backend"], r["requested_threads"], r["src"] or "")
+    return (r["workload"], r["shared_prefix"], r["dtype"], r["backend"], r["requested_threads"], r["src"] or "",
+            r.get("thp") or "")
 
 
 def table(results: list[dict], rates: dict, bandwidth: float) -> str:
     """One row per cell: the medians over its steps, each part's bound and bound / time."""
-    lines = ["| workload | layout | dtype | backend | threads | srl | step (s) | CPU s | generation (s) | "
+    lines = ["| workload | layout | dtype | backend | threads | THP | srl | step (s) | CPU s | generation (s) | "
              "log-probs + backward (s) | optimizer (s) | loss tokens forwarded | peak RSS (GB) | bounds: gen / loss / "
              "opt (s) | bound / time: gen, loss, opt | physical bound (s) | bound / step |",
-             "|" + "---|" * 17]
+             "|" + "---|" * 18]
     for k in sorted({key(r) for r in results}, key=str):
         mine = [r for r in results if key(r) == k]
         name = "shared prefix" if k[1] else "TRL layout"
         src = "against" if k[5] else "this"
-        first = f"| {k[0]} | {name} | {k[2]} | {k[3]} | {k[4] or 'auto'} | {src} |"
+        first = f"| {k[0]} | {name} | {k[2]} | {k[3]} | {k[4] or 'auto'} | {mine[0].get('thp_line', '?')} | {src} |"
         if any("failed" in r for r in mine):
             lines.append(f"{first} failed: exit status {mine[0]['failed']} (-9: killed) |")
             continue

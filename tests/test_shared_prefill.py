@@ -49,10 +49,16 @@ def trl_completions(model, tok, rows, config, eos):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_greedy_outputs_equal_generate(tok, arch):
-    """(Both tiny models have grouped-query attention: 4 query heads, 2 KV heads.)"""
+def test_greedy_outputs_equal_generate(tok, arch, monkeypatch):
+    """(Both tiny models have grouped-query attention: 4 query heads, 2 KV heads.) Groups of equal size decode
+    over one copy of each prompt's cache (`SharedPromptLayer`)."""
     from transformers.integrations import sdpa_attention
 
+    from srl.generation.shared_prefill import _shared_prompt_layer
+
+    layer, attended = _shared_prompt_layer(), []
+    real = layer.attend
+    monkeypatch.setattr(layer, "attend", lambda self, *a: attended.append(1) or real(self, *a))
     model = sharp_model(tok, arch)
     rows = prompts(tok)
     config = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id,
@@ -69,6 +75,7 @@ def test_greedy_outputs_equal_generate(tok, arch):
                               eos_token_id=eos)  # the end tokens are suppressed for 6 tokens
     ours = generate_shared(model, rows, config, eos_ids=eos, pad_id=tok.pad_token_id)
     assert ours == trl_completions(model, tok, rows, config, eos) and min(len(r) for r in ours) >= 6
+    assert len(attended) == 3 * 11 * model.config.num_hidden_layers  # 3 calls x 11 decoding steps x layers
     # the CPU GQA switch is scoped to generate_shared's context: outside it, transformers' own rule decides
     switch, key = sdpa_attention.use_gqa_in_sdpa, torch.zeros(1, 2, 3, 8)
     assert switch(torch.ones(1, 1, 3, 3), key, key) == switch.original(torch.ones(1, 1, 3, 3), key, key)
@@ -207,3 +214,42 @@ def test_eval_samples_share_the_prefill(tok, monkeypatch):
     generate_batch(model, tok, rows[::3], max_new_tokens=6, do_sample=True)
     generate_batch(model, tok, rows, max_new_tokens=6, do_sample=False)
     assert len(calls) == 1
+
+
+def test_groups_of_unequal_size_decode_over_copies_and_equal_generate(tok, monkeypatch):
+    from srl.generation.shared_prefill import _shared_prompt_layer
+
+    monkeypatch.setattr(_shared_prompt_layer(), "attend", lambda *a: pytest.fail("unequal groups: copies expected"))
+    model = sharp_model(tok)
+    rows = prompts(tok, lengths=(7, 12), G=3) + prompts(tok, lengths=(5,), G=2, seed=1)
+    config = GenerationConfig(max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id,
+                              eos_token_id=[tok.eos_token_id])
+    assert generate_shared(model, rows, config, eos_ids=[tok.eos_token_id], pad_id=tok.pad_token_id) == \
+        trl_completions(model, tok, rows, config, [tok.eos_token_id])
+
+
+def test_attention_over_one_copy_of_each_prompt_equals_attention_over_the_rows_copies():
+    """`SharedPromptLayer.attend` against torch's attention over each row's copy of its (left-padded) prompt and
+    its own new tokens, with grouped-query heads (6 query heads over 2 KV heads), after several new tokens and
+    past the room it was given."""
+    from srl.generation.shared_prefill import _shared_prompt_layer
+
+    g = torch.Generator().manual_seed(0)
+    groups, n, kv_heads, rep, width, dim = 3, 4, 2, 3, 9, 16
+    keys, values = (torch.randn(groups, kv_heads, width, dim, generator=g) for _ in range(2))
+    prompt_mask = torch.ones(groups, width, dtype=torch.bool)
+    prompt_mask[0, :4], prompt_mask[2, :1] = False, False  # left padding
+    layer = _shared_prompt_layer()(keys, values, prompt_mask, groups * n, room=2)
+    rows = groups * n
+    for step in range(4):  # room 2: the buffers grow at the third token
+        new_k, new_v = (torch.randn(rows, kv_heads, 1, dim, generator=g) for _ in range(2))
+        layer.update(new_k, new_v)
+        query = torch.randn(rows, kv_heads * rep, 1, dim, generator=g)
+        ours = layer.attend(query, 0.3)
+        full_k = torch.cat([keys.repeat_interleave(n, 0), layer.keys], dim=2).repeat_interleave(rep, 1)
+        full_v = torch.cat([values.repeat_interleave(n, 0), layer.values], dim=2).repeat_interleave(rep, 1)
+        mask = torch.cat([prompt_mask.repeat_interleave(n, 0), torch.ones(rows, step + 1, dtype=torch.bool)], 1)
+        theirs = torch.nn.functional.scaled_dot_product_attention(query, full_k, full_v, attn_mask=mask[:, None, None],
+                                                                  scale=0.3).transpose(1, 2)
+        assert layer.get_seq_length() == width + step + 1
+        assert torch.allclose(ours, theirs, atol=1e-5), float((ours - theirs).abs().max())

@@ -185,6 +185,115 @@ def _preallocated_layer():
     return PreallocatedLayer
 
 
+# --- decoding over one copy of each prompt's cache (CPU) ------------------------------------------------------
+# The cache of `shared_prompt_cache` inside `attend_shared_prompts`, in this thread (or asyncio task).
+_SHARED_CACHE = contextvars.ContextVar("srl_shared_prompt_cache", default=None)
+
+
+def shares_prompt_cache(model, groups: list[tuple[int, int]], cache) -> bool:
+    """Whether decoding can attend over one copy of each distinct prompt's cache (`shared_prompt_cache`): on a
+    CPU (where decoding attention reads the whole cache at every token: the copies cost memory traffic), with
+    transformers' sdpa attention, no attention soft-capping, full-attention layers, and groups of equal size."""
+    config = model.config.get_text_config(decoder=True)
+    return (cache.layers[0].keys.device.type == "cpu" and getattr(config, "_attn_implementation", None) == "sdpa"
+            and getattr(config, "attn_logit_softcapping", None) is None and len({e - s for s, e in groups}) == 1
+            and all(type(layer).__name__ == "DynamicLayer" and layer.is_initialized for layer in cache.layers))
+
+
+def shared_prompt_cache(cache, groups: list[tuple[int, int]], prompt_mask: torch.Tensor, room: int) -> None:
+    """Turn the prefill's cache (one entry per distinct prompt, all groups of equal size) into layers that keep
+    that one entry and each row's new tokens apart (`SharedPromptLayer`): no per-row copy of the prompts. Decode
+    inside `attend_shared_prompts(cache)`."""
+    rows = groups[-1][1]
+    for i, layer in enumerate(cache.layers):
+        cache.layers[i] = _shared_prompt_layer()(layer.keys, layer.values, prompt_mask.bool(), rows, room)
+
+
+@contextlib.contextmanager
+def attend_shared_prompts(cache):
+    """Inside, transformers' sdpa attention over a `SharedPromptLayer` attends each row's query to its prompt's one
+    cache entry and to its own new tokens, in one softmax (the same values as attention over the row's copy)."""
+    _install_shared_attention()
+    token = _SHARED_CACHE.set(cache)
+    try:
+        yield
+    finally:
+        _SHARED_CACHE.reset(token)
+
+
+def _install_shared_attention() -> None:
+    """Wrap transformers' "sdpa" attention function once: inside `attend_shared_prompts` (this context only), a
+    layer of the current cache that is a `SharedPromptLayer` attends by `attend`; everywhere else the original."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if getattr(AttentionInterface._global_mapping.get("sdpa"), "srl_switch", False):
+        return
+
+    def sdpa_or_shared(module, query, key, value, attention_mask, *args, **kwargs):
+        cache = _SHARED_CACHE.get()
+        layer = cache.layers[module.layer_idx] if cache is not None else None
+        if isinstance(layer, _shared_prompt_layer()) and query.size(2) == 1:
+            return layer.attend(query, kwargs.get("scaling")), None
+        return sdpa_attention_forward(module, query, key, value, attention_mask, *args, **kwargs)
+
+    sdpa_or_shared.srl_switch = True
+    AttentionInterface.register("sdpa", sdpa_or_shared)
+
+
+@functools.cache
+def _shared_prompt_layer():
+    from transformers.cache_utils import DynamicLayer
+
+    class SharedPromptLayer(DynamicLayer):
+        """One cache entry per distinct prompt, (groups, kv heads, prompt width, head dim) with its padding mask,
+        and each row's new tokens in a buffer with room for them. Rows are grouped: rows [g*n, (g+1)*n) continue
+        prompt g. `keys`/`values` are the new tokens' (what `update` returns); lengths count the prompt too."""
+
+        def __init__(self, keys, values, prompt_mask, rows, room):
+            super().__init__()
+            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            self.prompt_keys, self.prompt_values, self.prompt_mask = keys, values, prompt_mask
+            self.rows, self.new = rows, 0
+            shape = (rows, keys.size(1), max(room, 1), keys.size(-1))
+            self.buffers = [keys.new_empty(shape), values.new_empty(shape)]
+            self.keys, self.values = (b[:, :, :0] for b in self.buffers)
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            n = key_states.size(-2)
+            if self.new + n > self.buffers[0].size(-2):  # past the room asked for: twice as much
+                self.buffers = [torch.cat([b[:, :, :self.new], b.new_empty(b.shape[:2] + (self.new + 2 * n,) +
+                                                                          b.shape[3:])], dim=2) for b in self.buffers]
+            for buffer, states in zip(self.buffers, (key_states, value_states)):
+                buffer[:, :, self.new:self.new + n] = states
+            self.new += n
+            self.keys, self.values = (b[:, :, :self.new] for b in self.buffers)
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.prompt_keys.size(-2) + self.new
+
+        def attend(self, query, scaling):
+            """Attention of one new query per row, (rows, heads, 1, head dim), over its prompt's entry and its own
+            new tokens: one softmax over both; returns (rows, 1, heads, head dim) as transformers' sdpa does."""
+            rows, heads, _, dim = query.shape
+            groups, kv_heads, width = self.prompt_keys.size(0), self.prompt_keys.size(1), self.prompt_keys.size(2)
+            n, rep = rows // groups, heads // kv_heads
+            scaling = dim ** -0.5 if scaling is None else scaling
+            q = query.view(groups, n, kv_heads, rep, dim).transpose(1, 2).reshape(groups, kv_heads, n * rep, dim)
+            to_rows = lambda x: x.view(groups, kv_heads, n, rep, -1).transpose(1, 2).reshape(rows, kv_heads, rep, -1)  # noqa: E731
+            prompt = to_rows(torch.matmul(q, self.prompt_keys.transpose(-1, -2)))
+            prompt.masked_fill_(~self.prompt_mask.repeat_interleave(n, dim=0)[:, None, None, :], float("-inf"))
+            own = torch.matmul(query.view(rows, kv_heads, rep, dim), self.keys.transpose(-1, -2))
+            probs = torch.softmax(torch.cat([prompt, own], dim=-1).float() * scaling, dim=-1).to(query.dtype)
+            on_prompt = probs[..., :width].reshape(groups, n, kv_heads, rep, width).transpose(1, 2)
+            out = torch.matmul(on_prompt.reshape(groups, kv_heads, n * rep, width), self.prompt_values)
+            out = to_rows(out) + torch.matmul(probs[..., width:], self.values)
+            return out.reshape(rows, 1, heads, dim)
+
+    return SharedPromptLayer
+
+
 @torch.no_grad()
 def generate_shared(model, prompts: Sequence[Sequence[int]], config, *, eos_ids: Sequence[int], pad_id: int,
                     generator: torch.Generator | None = None) -> list[list[int]]:
@@ -205,7 +314,11 @@ def _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device)
     out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
                 use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
-    rows_per_cache(cache, groups, row_group, room=config.max_new_tokens)  # one copy of its prompt's cache per row
+    shared = shares_prompt_cache(model, groups, cache)
+    if shared:  # no copies: each row attends to its prompt's one entry
+        shared_prompt_cache(cache, groups, mask, room=config.max_new_tokens)
+    else:  # one copy of its prompt's cache per row
+        rows_per_cache(cache, groups, row_group, room=config.max_new_tokens)
     logits = out.logits[:, -1].float()[row_group]
     sequences, attention = ids[row_group], mask[row_group]
     positions = attention.sum(dim=1)
@@ -223,8 +336,9 @@ def _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device)
             break
         sequences = torch.cat([sequences, token[:, None]], dim=1)
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=attention, position_ids=positions[:, None],
-                    past_key_values=cache, use_cache=True)
+        with attend_shared_prompts(cache) if shared else contextlib.nullcontext():
+            out = model(input_ids=token[:, None], attention_mask=attention, position_ids=positions[:, None],
+                        past_key_values=cache, use_cache=True)
         positions = positions + 1
         logits = out.logits[:, -1].float()
     tokens = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
