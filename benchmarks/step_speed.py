@@ -101,7 +101,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     from srl.rewards.stage import output_format, reward_funcs
     from srl.training.presets import stage_arguments
     from srl.training.rows import srl_rows
-    from srl.training.threads import set_torch_threads
+    from srl.training.threads import huge_pages_line, set_torch_threads
     from srl.training.trainer import SRLTrainer
 
     flags = workload_flags(workload, model_name) + [
@@ -110,7 +110,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
         "--seed", "0", "--logging_steps", "1", "--disable_tqdm", "true", "--bf16", str(dtype == "bf16").lower(),
         "--backend", backend]
     run, cfg = stage_arguments("srl", flags)
-    threads_line = set_torch_threads(threads)
+    threads_line = f"{set_torch_threads(threads)}; {huge_pages_line()}"
     width = cfg.max_completion_length
     # every completion is `width` tokens in every cell (vLLM's SamplingParams name it min_tokens)
     cfg.generation_kwargs = {"min_tokens" if backend == "vllm" else "min_new_tokens": width}

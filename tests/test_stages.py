@@ -156,6 +156,7 @@ def test_srl_checkpoint_final_and_config(srl_run, instances_file):
     assert config["train"]["output_dir"] == srl_run
     assert config["train"]["shared_prefix"] is True  # on by default (issue 11)
     assert config["torch_threads"] == "torch threads: 1 ($SRL_TORCH_THREADS=1)"  # conftest.py sets it
+    assert config["huge_pages"].startswith("huge pages: ")  # on or off: pytest's process allocated before srl
 
 
 def test_srl_refuses_a_used_folder_without_resume(srl_run, instances_file, capsys):

@@ -54,3 +54,25 @@ def test_set_torch_threads_sets_and_says(monkeypatch):
         assert set_torch_threads(1) == "torch threads: 1 (--torch_threads 1)" and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("before,expected", [
+    ("", "huge pages: on (THP_MEM_ALLOC_ENABLE=1)"),
+    ("import torch; torch.zeros(1); ", "huge pages: off (THP_MEM_ALLOC_ENABLE=1 was set after torch's first "
+                                      "allocation: set it before)")])
+def test_import_srl_gives_torch_huge_pages_and_the_line_says_whether_they_took(before, expected):
+    """`import srl` sets THP_MEM_ALLOC_ENABLE=1 (docs/benchmarks.md: a CPU step 5-15% faster); torch reads it at
+    its first allocation, so a program that allocated first keeps 4 KB pages, and the run's line says so."""
+    import subprocess
+    import sys
+
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("no /proc/self/smaps: the line says 'unknown' (not Linux)")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    code = before + "import srl; from srl.training.threads import huge_pages_line; print(huge_pages_line())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+    code = "import srl; from srl.training.threads import huge_pages_line; print(huge_pages_line())"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "THP_MEM_ALLOC_ENABLE": "0"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "huge pages: off (THP_MEM_ALLOC_ENABLE=0)"  # the user's setting wins

@@ -255,6 +255,9 @@ def _shared_prompt_layer():
             self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
             self.prompt_keys, self.prompt_values, self.prompt_mask = keys, values, prompt_mask
             self.rows, self.new = rows, 0
+            n = rows // keys.size(0)  # the rows' prompt padding, as an additive mask (0 or -inf)
+            self.padding = torch.zeros(prompt_mask.shape, dtype=torch.float32, device=keys.device).masked_fill_(
+                ~prompt_mask, float("-inf")).repeat_interleave(n, dim=0)[:, None, None, :]
             shape = (rows, keys.size(1), max(room, 1), keys.size(-1))
             self.buffers = [keys.new_empty(shape), values.new_empty(shape)]
             self.keys, self.values = (b[:, :, :0] for b in self.buffers)
@@ -282,10 +285,10 @@ def _shared_prompt_layer():
             scaling = dim ** -0.5 if scaling is None else scaling
             q = query.view(groups, n, kv_heads, rep, dim).transpose(1, 2).reshape(groups, kv_heads, n * rep, dim)
             to_rows = lambda x: x.view(groups, kv_heads, n, rep, -1).transpose(1, 2).reshape(rows, kv_heads, rep, -1)  # noqa: E731
-            prompt = to_rows(torch.matmul(q, self.prompt_keys.transpose(-1, -2)))
-            prompt.masked_fill_(~self.prompt_mask.repeat_interleave(n, dim=0)[:, None, None, :], float("-inf"))
-            own = torch.matmul(query.view(rows, kv_heads, rep, dim), self.keys.transpose(-1, -2))
-            probs = torch.softmax(torch.cat([prompt, own], dim=-1).float() * scaling, dim=-1).to(query.dtype)
+            prompt = to_rows(torch.matmul(q, self.prompt_keys.transpose(-1, -2))).float().mul_(scaling)
+            prompt.add_(self.padding)
+            own = torch.matmul(query.view(rows, kv_heads, rep, dim), self.keys.transpose(-1, -2)).float()
+            probs = torch.softmax(torch.cat([prompt, own.mul_(scaling)], dim=-1), dim=-1).to(query.dtype)
             on_prompt = probs[..., :width].reshape(groups, n, kv_heads, rep, width).transpose(1, 2)
             out = torch.matmul(on_prompt.reshape(groups, kv_heads, n * rep, width), self.prompt_values)
             out = to_rows(out) + torch.matmul(probs[..., width:], self.values)

@@ -141,13 +141,13 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     train_ds = datasets.Dataset.from_list(train_rows)
     eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
 
-    from srl.training.threads import set_torch_threads
+    from srl.training.threads import huge_pages_line, set_torch_threads
 
-    threads = set_torch_threads(run.torch_threads)
+    threads, huge_pages = set_torch_threads(run.torch_threads), huge_pages_line()
     if progress and cfg.process_index == 0:
         from srl.console import console
 
-        console(stderr=True).print(threads)
+        console(stderr=True).print(f"{threads}; {huge_pages}")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and cfg.world_size == 1:
         raise InputError(f"launched as {launched} processes but each would train alone on the same folder; "
@@ -210,7 +210,7 @@ def run_stage(stage: str, run: RunArguments, cfg, *, callbacks: list | None = No
     if cfg.process_index == 0:  # written once the model has loaded: a run that fails before leaves nothing
         write_json(os.path.join(cfg.output_dir, f"config_{stage}.json"),
                    {"stage": stage, "run": dataclasses.asdict(run), "train": cfg.to_dict(),
-                    "torch_threads": threads})
+                    "torch_threads": threads, "huge_pages": huge_pages})
     trainer.train(resume_from_checkpoint=resume_from)
     final = os.path.join(cfg.output_dir, "final")
     trainer.save_model(final)

@@ -1,9 +1,16 @@
-"""Torch threads per training process: one thread per core in all.
+"""Torch threads per training process (one thread per core in all), and whether its tensors get huge pages.
 
 torch sizes its thread pool from the machine's cores, whatever the process's CPU affinity (a container or `taskset`
 limit) and however many training processes share the cores: two DDP processes on a 2-core machine then run 2
 threads each, which mostly wait for each other. Here each process gets `cores in its affinity // processes on this
 machine` threads (at least 1). `--torch_threads N` or the environment variable `SRL_TORCH_THREADS=N` overrides it.
+
+Huge pages: `import srl` sets `THP_MEM_ALLOC_ENABLE=1` (unless set), which makes torch's CPU allocator ask for
+transparent huge pages for tensors of 2 MB and more. A training step allocates gigabytes of fresh memory
+(activations, gradients, the optimizer's state, the KV cache), and on the virtual machines measured here a page
+fault per 4 KB made that slow (600 MB first touched in 1.2-2.3 s, 0.2 s with huge pages; a whole SRL step 5-15%
+faster, docs/benchmarks.md). torch reads the variable once, at its first allocation: a program that allocated a
+CPU tensor before importing srl keeps 4 KB pages, and `huge_pages_line` says so.
 """
 
 from __future__ import annotations
@@ -59,3 +66,38 @@ def set_torch_threads(requested: int | None = None) -> str:
     threads, why = choose_threads(requested)
     torch.set_num_threads(threads)
     return f"torch threads: {threads} ({why})"
+
+
+def huge_pages_line() -> str:
+    """Whether torch's CPU allocator asks for huge pages in this process, from what it did: with
+    THP_MEM_ALLOC_ENABLE in effect, the mapping of a 4 MB tensor is marked for huge pages (`hg` among its
+    VmFlags in /proc/self/smaps; Linux)."""
+    import torch
+
+    setting = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
+    probe = torch.empty(1 << 20)  # 4 MB
+    marked = _marked_for_huge_pages(probe.data_ptr())
+    if marked is None:
+        return f"huge pages: unknown (THP_MEM_ALLOC_ENABLE={setting}; no /proc/self/smaps)"
+    if marked:
+        return f"huge pages: on (THP_MEM_ALLOC_ENABLE={setting})"
+    if setting == "1":
+        return "huge pages: off (THP_MEM_ALLOC_ENABLE=1 was set after torch's first allocation: set it before)"
+    return f"huge pages: off (THP_MEM_ALLOC_ENABLE={setting})"
+
+
+def _marked_for_huge_pages(address: int) -> bool | None:
+    """Whether the memory mapping holding `address` has MADV_HUGEPAGE (None where the OS does not say)."""
+    try:
+        with open("/proc/self/smaps") as f:
+            inside = False
+            for line in f:
+                head = line.split(maxsplit=1)[0]
+                if line[0] in "0123456789abcdef" and "-" in head:  # a mapping's first line: start-end perms ...
+                    start, _, end = head.partition("-")
+                    inside = int(start, 16) <= address < int(end, 16)
+                elif inside and head == "VmFlags:":
+                    return "hg" in line.split()[1:]
+    except (OSError, ValueError):
+        return None
+    return None
