@@ -92,6 +92,7 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
            backend: str = "hf") -> dict:
     import logging
 
+    import srl  # noqa: F401  first: it sets torch's huge pages before any allocation, as in `srl train`
     import datasets
     import torch
     from transformers import TrainerCallback
@@ -101,7 +102,12 @@ def worker(workload: str, shared: bool, steps: int, threads: int | None, model_n
     from srl.rewards.stage import output_format, reward_funcs
     from srl.training.presets import stage_arguments
     from srl.training.rows import srl_rows
-    from srl.training.threads import huge_pages_line, set_torch_threads
+    from srl.training.threads import set_torch_threads
+    try:
+        from srl.training.threads import huge_pages_line
+    except ImportError:  # an older srl (--against)
+        def huge_pages_line():
+            return f"huge pages: not reported (THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')})"
     from srl.training.trainer import SRLTrainer
 
     flags = workload_flags(workload, model_name) + [
