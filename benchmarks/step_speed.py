@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_bound import bounds, copy_bandwidth_gbs, matmul_gflops  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
+USER_THP = os.environ.get("THP_MEM_ALLOC_ENABLE")  # before `import srl` sets it in this process
 
 
 def parse_args(argv=None):
@@ -216,8 +217,9 @@ def run_worker(cell: dict, args) -> dict:
     env = dict(os.environ)
     if cell["src"]:  # the other checkout's srl first on the path
         env["PYTHONPATH"] = cell["src"] + os.pathsep + env.get("PYTHONPATH", "")
-    if cell.get("thp"):
-        env["THP_MEM_ALLOC_ENABLE"] = cell["thp"]
+    env.pop("THP_MEM_ALLOC_ENABLE", None)  # a cell's srl decides, as in `srl train` (--against: the older srl's)
+    if cell.get("thp") or USER_THP is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = cell.get("thp") or USER_THP
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     info = {"workload": cell["workload"], "shared_prefix": cell["shared"], "dtype": cell["dtype"],
             "backend": cell["backend"], "requested_threads": cell["threads"], "src": cell["src"],
@@ -281,6 +283,11 @@ def main(argv=None):
 
     print(cpu_line(), flush=True)
     load = os.getloadavg()
+    from srl.training.threads import choose_threads
+
+    # the matmul rate before and after the cells, the better of the two (another job, or the host's, slows one)
+    wanted = {(c["dtype"], c["threads"] or choose_threads()[0]) for c in cells(args)}
+    first = {(d, t): matmul_gflops(t, d) for d, t in wanted}
     results = []
     for repeat in range(args.repeats):
         for c in cells(args):
@@ -288,12 +295,13 @@ def main(argv=None):
             results.append(run_worker(c, args))
             print(f"# {cell_name(c)} repeat {repeat + 1}: {time.perf_counter() - started:.0f} s "
                   f"({results[-1].get('threads', 'failed')}; load {os.getloadavg()[0]:.2f})", flush=True)
-    rates = {(d, t): matmul_gflops(t, d) for d, t in {(r["dtype"], r["torch_threads"]) for r in results
-                                                        if "failed" not in r}}
+    last = {(d, t): matmul_gflops(t, d) for d, t in {(r["dtype"], r["torch_threads"]) for r in results
+                                                       if "failed" not in r}}
+    rates = {k: max(v, first.get(k, 0.0)) for k, v in last.items()}
     bandwidth = copy_bandwidth_gbs()
-    print(f"\nmatmul rates (GFLOP/s, by dtype and threads): "
-          f"{ {f'{d} x{t}': round(v, 1) for (d, t), v in rates.items()} }; copy bandwidth {bandwidth:.1f} GB/s; "
-          f"load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}\n")
+    print(f"\nmatmul rates (GFLOP/s, by dtype and threads; before / after the cells, the bounds use the better): "
+          f"{ {f'{d} x{t}': f'{first.get((d, t), 0):.1f} / {v:.1f}' for (d, t), v in last.items()} }; "
+          f"copy bandwidth {bandwidth:.1f} GB/s; load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f}\n")
     print(table(results, rates, bandwidth))
     for workload in sorted({r["workload"] for r in results}):
         mine = [r for r in results if r["workload"] == workload and "failed" not in r]
@@ -306,6 +314,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": results, "matmul_gflops": {f"{d} x{t}": v for (d, t), v in rates.items()},
+                       "matmul_gflops_before_after": {f"{d} x{t}": [first.get((d, t)), v] for (d, t), v in last.items()},
                        "copy_gbs": bandwidth, "load": [load, os.getloadavg()]}, f, indent=1)
 
 
