@@ -61,7 +61,7 @@ def test_set_torch_threads_sets_and_says(monkeypatch):
     ("import torch; torch.zeros(1); ", "huge pages: off (THP_MEM_ALLOC_ENABLE=1 was set after torch's first "
                                       "allocation: set it before)")])
 def test_import_srl_gives_torch_huge_pages_and_the_line_says_whether_they_took(before, expected):
-    """`import srl` sets THP_MEM_ALLOC_ENABLE=1 (docs/benchmarks.md: a CPU step 5-15% faster); torch reads it at
+    """`import srl` sets THP_MEM_ALLOC_ENABLE=1 (docs/benchmarks.md: a CPU step a few percent faster); torch reads it at
     its first allocation, so a program that allocated first keeps 4 KB pages, and the run's line says so."""
     import subprocess
     import sys

@@ -19,7 +19,7 @@ from srl import _moved
 __version__ = "0.1.0"
 
 # torch backs CPU tensors of 2 MB and more with transparent huge pages when this is set before its first allocation:
-# fresh memory then costs one page fault per 2 MB instead of per 4 KB, 5-15% of a CPU training step here
+# fresh memory then costs one page fault per 2 MB instead of per 4 KB: a few percent of a CPU training step here
 # (srl.training.threads.huge_pages_line, docs/benchmarks.md). A value the user set wins (0 turns it off).
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
