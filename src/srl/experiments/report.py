@@ -232,6 +232,20 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
+def curve(stage: dict, key: str) -> list:
+    """A stage's (step, value) points of a training curve. Format errors are an SRL panel: an RLVR or SFT stage's
+    rate (0 under its own reward) is left out rather than drawn as a flat line under the SRL curves.
+
+    >>> curve({"stage": "rlvr", "curves": {"format_error_rate": [[1, 0.0]], "loss": [[1, 0.2]]}}, "format_error_rate")
+    []
+    >>> curve({"stage": "srl", "curves": {"format_error_rate": [[1, 0.1]]}}, "format_error_rate")
+    [[1, 0.1]]
+    """
+    if key == "format_error_rate" and stage.get("stage", "srl") != "srl":
+        return []
+    return stage["curves"].get(key, [])
+
+
 def plot_curves(records: list[dict], methods: list[str], labels: dict[str, str], path: str) -> None:
     """Per-step training curves, the mean over seeds in bold and each seed thin; a method's later stages (the RLVR
     of SRL → RLVR) dashed, after its earlier ones."""
@@ -250,7 +264,7 @@ def plot_curves(records: list[dict], methods: list[str], labels: dict[str, str],
             for r in runs:
                 offset = 0
                 for k, stage in enumerate(r["stages"]):
-                    pts = [(offset + x, y) for x, y in stage["curves"].get(key, [])]
+                    pts = [(offset + x, y) for x, y in curve(stage, key)]
                     if pts:
                         ax.plot(*zip(*pts), "--" if k else "-", color=color, alpha=0.3, lw=0.8)
                     for x, y in pts:
