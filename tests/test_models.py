@@ -151,3 +151,37 @@ def test_models_command_prints_the_table(capsys):
     assert models_command([]) == 0
     out = capsys.readouterr().out
     assert SMOL in out and "Apache-2.0" in out
+
+
+def test_a_lora_run_s_adapter_folder_loads_as_its_base_with_the_adapter_merged(tmp_path):
+    """A `--use_peft` run's final/ holds an adapter, not a model: `srl eval --model run/final` loads the base it
+    records with the adapter merged (the same logits as the PEFT model), and says why when the base is unknown."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from srl.tiny import tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    base = tiny_model(tok, seed=0)
+    base_dir, adapter_dir = str(tmp_path / "base"), str(tmp_path / "final")
+    base.save_pretrained(base_dir)
+    tok.save_pretrained(base_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                 init_lora_weights=False))  # B != 0: the adapter changes outputs
+    peft_model.peft_config["default"].base_model_name_or_path = base_dir
+    peft_model.save_pretrained(adapter_dir)
+    tok.save_pretrained(adapter_dir)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+        models.check_model_name(adapter_dir)
+        merged, tokenizer = models.load_model_and_tokenizer(adapter_dir)
+        assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
+        plain, _ = models.load_model_and_tokenizer(base_dir)
+        assert not torch.allclose(plain(input_ids=ids).logits, expected, atol=1e-3)
+    assert len(tokenizer) == len(tok) and not hasattr(merged, "peft_config")
+    config = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
+    config["base_model_name_or_path"] = None  # a `tiny` base: random, cannot be rebuilt
+    json.dump(config, open(os.path.join(adapter_dir, "adapter_config.json"), "w"))
+    with pytest.raises(InputError, match="base model is not recorded"):
+        models.check_model_name(adapter_dir)

@@ -121,6 +121,9 @@ def check_model_name(name: str | None) -> None:
         if not os.path.isdir(path):
             raise InputError("not a folder (expected save_pretrained output)", path=name, field="model")
         config = os.path.join(path, "config.json")
+        if not os.path.exists(config) and os.path.exists(os.path.join(path, ADAPTER_CONFIG)):
+            check_model_name(adapter_base(path))  # a LoRA run's final/: its base model must load
+            return
         if not os.path.exists(config):
             raise InputError("a folder without config.json is not a model (expected save_pretrained output)",
                              path=name, field="model")
@@ -310,13 +313,49 @@ def _folder_size(folder: str) -> int:
 
 
 # --- loading ------------------------------------------------------------------------------------------------
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def adapter_base(folder: str) -> str:
+    """The base model of a PEFT adapter folder (a `--use_peft` run's `final/` or checkpoint), as its
+    adapter_config.json records it."""
+    import json
+
+    config = os.path.join(folder, ADAPTER_CONFIG)
+    try:
+        with open(config, encoding="utf-8") as f:
+            base = json.load(f).get("base_model_name_or_path")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise InputError(f"unreadable ({e})", path=config, field="model") from None
+    if not base:
+        raise InputError("a LoRA adapter whose base model is not recorded (base_model_name_or_path is empty: a "
+                         "`tiny` base is random and cannot be rebuilt; train without --use_peft)", path=config,
+                         field="model")
+    return base
+
+
 def load_model_and_tokenizer(name: str, *, bf16: bool = False, seed: int = 0):
     """(model, tokenizer) for training. bf16 weights when asked (and the hardware has it). `tiny` is built
-    fresh (random weights from `seed`); its supervised warm-up is the caller's (`srl.tiny.warm_up`)."""
+    fresh (random weights from `seed`); its supervised warm-up is the caller's (`srl.tiny.warm_up`). A LoRA
+    adapter folder loads its base model with the adapter merged in (PEFT), and the tokenizer saved beside it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name)
+    if path != TINY and os.path.exists(os.path.join(path, ADAPTER_CONFIG)) \
+            and not os.path.exists(os.path.join(path, "config.json")):
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise InputError("a LoRA adapter: loading it needs peft (pip install 'supervised-rl[peft]')", path=name,
+                             field="model") from None
+
+        model, tokenizer = load_model_and_tokenizer(adapter_base(path), bf16=bf16, seed=seed)
+        if set(os.listdir(path)) & TOKENIZER_FILES:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+        return PeftModel.from_pretrained(model, path).merge_and_unload(), tokenizer
     if path == TINY:
         from srl.tiny import tiny_model, tiny_tokenizer
 

@@ -21,7 +21,8 @@ class EvalConfig:
 
     model: str = field(metadata={
         "help": "A known model name (see `srl models`, e.g. smollm2-135m-instruct), a local save_pretrained "
-                "folder, a Hugging Face id already in the local cache, or `tiny` (tests)."})
+                "folder (a `--use_peft` run's final/ too: its base with the LoRA adapter merged), a Hugging Face "
+                "id already in the local cache, or `tiny` (tests)."})
     data: str = field(metadata={
         "help": "Benchmark: a .jsonl/.json/.parquet file or datasets folder with a problem and an answer (or a "
                 "solution with a \\boxed{} answer, or a GSM8K `#### n` solution), or a known benchmark name "

@@ -152,7 +152,8 @@ def _load_model(cfg: EvalConfig, model, tokenizer, progress: bool = True):
 
     check_model_name(cfg.model)
     model_path = resolve_model(cfg.model)
-    checkpoint = model_path if os.path.isdir(model_path) else None  # the folder the model is loaded from
+    # the folder the model is loaded from (an engine starts from it); a LoRA adapter's is not a whole model
+    checkpoint = model_path if os.path.exists(os.path.join(model_path, "config.json")) else None
     from srl.precision import choose
 
     precision = choose(cfg.dtype)
