@@ -298,3 +298,12 @@ def test_the_srl_objective_is_scored_in_the_srl_stage_s_format_preset_included(t
     options = {k: {o: v for o, v in section.items() if o != "think"} for k, section in TINY["stage_options"].items()}
     paths = prepare_data(CompareConfig(**{**TINY, "stage_options": options, "output_dir": str(tmp_path / "w")}))
     assert paths["step_options"]["think"] == "optional"
+
+
+def test_the_format_error_panel_draws_srl_stages_only():
+    """RLVR and SFT stages have no SRL format errors: their flat zero is not drawn (nor listed in the legend)."""
+    from srl.experiments.report import curve
+
+    rlvr = {"stage": "rlvr", "curves": {"format_error_rate": [[1, 0.0]], "loss": [[1, 0.2]]}}
+    assert curve(rlvr, "format_error_rate") == [] and curve(rlvr, "loss") == [[1, 0.2]]
+    assert curve({"stage": "srl", "curves": {"format_error_rate": [[1, 0.1]]}}, "format_error_rate") == [[1, 0.1]]

