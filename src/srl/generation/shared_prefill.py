@@ -194,10 +194,12 @@ def shares_prompt_cache(model, groups: list[tuple[int, int]], cache) -> bool:
     """Whether decoding can attend over one copy of each distinct prompt's cache (`shared_prompt_cache`): on a
     CPU (where decoding attention reads the whole cache at every token: the copies cost memory traffic), with
     transformers' sdpa attention, no attention soft-capping, full-attention layers, and groups of equal size."""
+    from transformers.cache_utils import DynamicLayer
+
     config = model.config.get_text_config(decoder=True)
     return (cache.layers[0].keys.device.type == "cpu" and getattr(config, "_attn_implementation", None) == "sdpa"
             and getattr(config, "attn_logit_softcapping", None) is None and len({e - s for s, e in groups}) == 1
-            and all(type(layer).__name__ == "DynamicLayer" and layer.is_initialized for layer in cache.layers))
+            and all(type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers))
 
 
 def shared_prompt_cache(cache, groups: list[tuple[int, int]], prompt_mask: torch.Tensor, room: int) -> None:
@@ -253,8 +255,7 @@ def _shared_prompt_layer():
         def __init__(self, keys, values, prompt_mask, rows, room):
             super().__init__()
             self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-            self.prompt_keys, self.prompt_values, self.prompt_mask = keys, values, prompt_mask
-            self.rows, self.new = rows, 0
+            self.prompt_keys, self.prompt_values, self.new = keys, values, 0
             n = rows // keys.size(0)  # the rows' prompt padding, as an additive mask (0 or -inf)
             self.padding = torch.zeros(prompt_mask.shape, dtype=torch.float32, device=keys.device).masked_fill_(
                 ~prompt_mask, float("-inf")).repeat_interleave(n, dim=0)[:, None, None, :]
@@ -284,7 +285,10 @@ def _shared_prompt_layer():
             n, rep = rows // groups, heads // kv_heads
             scaling = dim ** -0.5 if scaling is None else scaling
             q = query.view(groups, n, kv_heads, rep, dim).transpose(1, 2).reshape(groups, kv_heads, n * rep, dim)
-            to_rows = lambda x: x.view(groups, kv_heads, n, rep, -1).transpose(1, 2).reshape(rows, kv_heads, rep, -1)  # noqa: E731
+
+            def to_rows(x):  # (groups, kv heads, n * rep, k) -> (rows, kv heads, rep, k)
+                return x.view(groups, kv_heads, n, rep, -1).transpose(1, 2).reshape(rows, kv_heads, rep, -1)
+
             prompt = to_rows(torch.matmul(q, self.prompt_keys.transpose(-1, -2))).float().mul_(scaling)
             prompt.add_(self.padding)
             own = torch.matmul(query.view(rows, kv_heads, rep, dim), self.keys.transpose(-1, -2)).float()
@@ -329,21 +333,21 @@ def _generate_shared(model, prompts, config, eos_ids, pad_id, generator, device)
     eos = torch.tensor(list(eos_ids), device=device)
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     new = []
-    for step in range(config.max_new_tokens):
-        scores = processors(sequences, logits)
-        token = sample(torch.softmax(scores, dim=-1), generator) if config.do_sample else scores.argmax(dim=-1)
-        token = torch.where(finished, torch.full_like(token, pad_id), token)
-        new.append(token)
-        finished |= torch.isin(token, eos)
-        if bool(finished.all()) or step + 1 == config.max_new_tokens:
-            break
-        sequences = torch.cat([sequences, token[:, None]], dim=1)
-        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        with attend_shared_prompts(cache) if shared else contextlib.nullcontext():
+    with attend_shared_prompts(cache) if shared else contextlib.nullcontext():
+        for step in range(config.max_new_tokens):
+            scores = processors(sequences, logits)
+            token = sample(torch.softmax(scores, dim=-1), generator) if config.do_sample else scores.argmax(dim=-1)
+            token = torch.where(finished, torch.full_like(token, pad_id), token)
+            new.append(token)
+            finished |= torch.isin(token, eos)
+            if bool(finished.all()) or step + 1 == config.max_new_tokens:
+                break
+            sequences = torch.cat([sequences, token[:, None]], dim=1)
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
             out = model(input_ids=token[:, None], attention_mask=attention, position_ids=positions[:, None],
                         past_key_values=cache, use_cache=True)
-        positions = positions + 1
-        logits = out.logits[:, -1].float()
+            positions = positions + 1
+            logits = out.logits[:, -1].float()
     tokens = torch.stack(new, dim=1).tolist() if new else [[] for _ in prompts]
     eos_set = set(int(i) for i in eos_ids)
     return [row[:next((i + 1 for i, t in enumerate(row) if t in eos_set), len(row))] for row in tokens]

@@ -68,7 +68,8 @@ class LogProbHead(torch.autograd.Function):
                 if compute_entropy:
                     zs.mul_(rescale).add_(torch.linalg.vecdot(e, z))
                 m = new_m
-                _gather_target(z, targets[a:b], v0, target_logit)
+                rows, cols = _targets_in(targets[a:b], v0, z.size(1))
+                target_logit[rows] = z[rows, cols]
                 if keep:
                     tiles.append(z)
             log_z[a:b] = m + torch.log(s)
@@ -78,8 +79,6 @@ class LogProbHead(torch.autograd.Function):
             saved.append(tiles if keep else None)
         ctx.save_for_backward(hidden, weight, bias, targets, log_z, entropy if compute_entropy else log_z)
         ctx.logits, ctx.scale, ctx.dtype = saved, scale, dtype
-        if entropy is None:
-            return logps, None
         return logps, entropy
 
     @staticmethod
@@ -111,7 +110,8 @@ class LogProbHead(torch.autograd.Function):
                         log_p.add_(entropy[a:b].unsqueeze(1)).mul_(grad).mul_(-ge[a:b].unsqueeze(1))
                     if g is not None:  # d log p(t) / dz_j = 1[j = t] - p_j
                         grad.mul_(-g[a:b].unsqueeze(1) * ctx.scale)
-                        _add_at_target(grad, targets[a:b], v0, g[a:b] * ctx.scale)
+                        rows, cols = _targets_in(targets[a:b], v0, z.size(1))
+                        grad[rows, cols] += g[a:b][rows] * ctx.scale
                     else:
                         grad.zero_()
                     if ge is not None:
@@ -140,14 +140,10 @@ def _tiles(hidden, weight, bias, scale, dtype):
         yield v0, z
 
 
-def _gather_target(z, targets, v0, out):
-    rows = ((targets >= v0) & (targets < v0 + z.size(1))).nonzero().squeeze(1)
-    out[rows] = z[rows, targets[rows] - v0]
-
-
-def _add_at_target(grad, targets, v0, values):
-    rows = ((targets >= v0) & (targets < v0 + grad.size(1))).nonzero().squeeze(1)
-    grad[rows, targets[rows] - v0] += values[rows]
+def _targets_in(targets, v0, width):
+    """(positions, columns) of the targets that fall in the tile of tokens [v0, v0 + width)."""
+    rows = ((targets >= v0) & (targets < v0 + width)).nonzero().squeeze(1)
+    return rows, targets[rows] - v0
 
 
 # --- the switch in TRL's fused head ---------------------------------------------------------------------------
@@ -181,7 +177,6 @@ def _install_switch() -> None:
 
     class Switch:
         srl_switch = True
-        trl_kernel = original
 
         @staticmethod
         def apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,
@@ -191,7 +186,6 @@ def _install_switch() -> None:
                     or not set(outputs) <= SUPPORTED_OUTPUTS or mask.numel() != hidden.size(0)):
                 return original.apply(hidden, weight, bias, targets, temperature, chunk_size,
                                       final_logit_softcapping, logit_scale, outputs)
-            mask = mask.to(hidden.device)
             logps, entropy = LogProbHead.apply(hidden[mask], weight, bias, targets[mask], logit_scale / temperature,
                                                "entropy" in outputs)
             expand = lambda x: None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x)  # noqa: E731

@@ -13,8 +13,9 @@ so most of that work is duplicated. Here, for a batch whose runs of consecutive 
    position and every other one from the token before it. The LM head and its log-softmax run over these
    completion positions only (the prompt forward keeps one position's logits; padding after a completion's end is
    not scored), in vocabulary tiles (no `(rows, width, vocab)` logits): on a GPU TRL's kernel, on a CPU
-   `srl.training.lm_head` (the same values in three products where TRL's kernel does four). On a CPU grouped-query attention runs without transformers' `repeat_kv`
-   copy of the cache (`gqa_without_copies`), as in the shared prefill's decoding.
+   `srl.training.lm_head` (the same values in three products where TRL's kernel does four). On a CPU grouped-query
+   attention runs without transformers' `repeat_kv` copy of the cache (`gqa_without_copies`), as in the shared
+   prefill's decoding.
 
 Always two forwards per chunk of rows, whatever the data: under DDP every process must run the same number of
 forwards (each one may broadcast buffers).

@@ -9,8 +9,8 @@ Huge pages: `import srl` sets `THP_MEM_ALLOC_ENABLE=1` (unless set), which makes
 transparent huge pages for tensors of 2 MB and more. A training step allocates gigabytes of fresh memory
 (activations, gradients, the optimizer's state, the KV cache), and on the virtual machines measured here a page
 fault per 4 KB made that slow (600 MB first touched in 1.2-2.3 s, 0.2 s with huge pages; a whole SRL step 2-4%
-faster measured on a quiet machine, docs/benchmarks.md). torch reads the variable once, at its first allocation: a program that allocated a
-CPU tensor before importing srl keeps 4 KB pages, and `huge_pages_line` says so.
+faster measured on a quiet machine, docs/benchmarks.md). torch reads the variable once, at its first allocation:
+a program that allocated a CPU tensor before importing srl keeps 4 KB pages, and `huge_pages_line` says so.
 """
 
 from __future__ import annotations
